@@ -1,0 +1,367 @@
+package ledger
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/scriphq/scrip"
+	"github.com/scriphq/scrip/credit"
+)
+
+// Bounds of the write path.
+const (
+	batchSizeMaxDefault   = 512
+	queueMaxDefault       = 16384
+	holdTTLDefault        = 15 * time.Minute
+	holdTTLMaxDefault     = 24 * time.Hour
+	sweepEveryDefault     = time.Second
+	expireBatchMax        = 1000
+	historyLimitMax       = 100
+	historyLimitDefault   = 20
+	verifyAccountsPerPage = 500
+)
+
+// Observer receives write-path measurements (metrics). Methods must be fast
+// and safe for concurrent use.
+type Observer interface {
+	// ObserveBatch is called after each batch with its size, how long it
+	// took from first load to commit, and the commit error if any.
+	ObserveBatch(size int, elapsed time.Duration, err error)
+	// ObserveOp is called once per operation with its transaction type and
+	// error code ("" on success).
+	ObserveOp(op TxType, code string)
+}
+
+// Options configure an Engine. Zero values take the defaults.
+type Options struct {
+	Clock          Clock
+	HoldTTLDefault time.Duration
+	HoldTTLMax     time.Duration
+	// BatchSizeMax bounds the operations one committed transaction carries.
+	BatchSizeMax int
+	// QueueMax bounds the operations waiting for the committer; beyond it a
+	// mutation fails at once with queue_full.
+	QueueMax int
+	// Committers is the number of batches in flight at once (default 1).
+	// More than one pays off on PostgreSQL, where a batch waits on the
+	// network and fsync; batches lock their accounts, so they never
+	// interleave on one account.
+	Committers int
+	// SweepEvery is how often the engine expires due holds and grants by
+	// itself; negative disables the background sweep.
+	SweepEvery time.Duration
+	Logger     *slog.Logger
+	Observer   Observer
+}
+
+// Engine applies ledger operations through a bounded queue and a batching
+// committer, and serves reads straight from the store.
+type Engine struct {
+	store Store
+	opt   Options
+
+	mu     sync.RWMutex // guards closed against sends on queue
+	closed bool
+	queue  chan *op
+
+	wg        sync.WaitGroup
+	stopSweep chan struct{}
+}
+
+// NewEngine starts an engine on store. Close it to drain the queue.
+func NewEngine(store Store, opt Options) *Engine {
+	if opt.Clock == nil {
+		opt.Clock = SystemClock{}
+	}
+	if opt.HoldTTLDefault <= 0 {
+		opt.HoldTTLDefault = holdTTLDefault
+	}
+	if opt.HoldTTLMax <= 0 {
+		opt.HoldTTLMax = holdTTLMaxDefault
+	}
+	if opt.HoldTTLDefault > opt.HoldTTLMax {
+		opt.HoldTTLDefault = opt.HoldTTLMax
+	}
+	if opt.BatchSizeMax <= 0 {
+		opt.BatchSizeMax = batchSizeMaxDefault
+	}
+	if opt.QueueMax <= 0 {
+		opt.QueueMax = queueMaxDefault
+	}
+	if opt.Committers <= 0 {
+		opt.Committers = 1
+	}
+	if opt.SweepEvery == 0 {
+		opt.SweepEvery = sweepEveryDefault
+	}
+	if opt.Logger == nil {
+		opt.Logger = slog.New(slog.DiscardHandler)
+	}
+	e := &Engine{
+		store:     store,
+		opt:       opt,
+		queue:     make(chan *op, opt.QueueMax),
+		stopSweep: make(chan struct{}),
+	}
+	for range opt.Committers {
+		e.wg.Add(1)
+		go e.commitLoop()
+	}
+	if opt.SweepEvery > 0 {
+		e.wg.Add(1)
+		go e.sweepLoop()
+	}
+	return e
+}
+
+// Store returns the engine's store.
+func (e *Engine) Store() Store { return e.store }
+
+// Clock returns the engine's clock.
+func (e *Engine) Clock() Clock { return e.opt.Clock }
+
+// QueueDepth returns the operations waiting for the committer.
+func (e *Engine) QueueDepth() int { return len(e.queue) }
+
+// Close stops accepting operations, commits everything already queued and
+// waits for the committer; an acknowledged operation is never lost.
+func (e *Engine) Close(ctx context.Context) error {
+	e.mu.Lock()
+	if e.closed {
+		e.mu.Unlock()
+		return nil
+	}
+	e.closed = true
+	close(e.queue)
+	close(e.stopSweep)
+	e.mu.Unlock()
+	done := make(chan struct{})
+	go func() { e.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("close ledger engine: %w", ctx.Err())
+	}
+}
+
+// now is the engine's time, truncated to what every store keeps exactly.
+func (e *Engine) now() time.Time { return e.opt.Clock.Now().UTC().Truncate(time.Microsecond) }
+
+// op is one queued operation and the slot for its result.
+type op struct {
+	typ       TxType
+	accountID string
+	key       string
+	hash      string
+	req       any
+	done      chan struct{}
+	res       Result
+	err       error
+	// replayOf is set instead of res when the key was already applied.
+	replayOf *Transaction
+}
+
+// submit queues o and waits for its result.
+func (e *Engine) submit(ctx context.Context, o *op) (Result, error) {
+	o.done = make(chan struct{})
+	e.mu.RLock()
+	if e.closed {
+		e.mu.RUnlock()
+		return Result{}, scrip.Errorf(scrip.EUnavailable, "the ledger is shutting down")
+	}
+	select {
+	case e.queue <- o:
+	default:
+		e.mu.RUnlock()
+		e.observeOp(o.typ, scrip.EQueueFull)
+		return Result{}, scrip.Errorf(scrip.EQueueFull, "the write queue is full (%d operations); retry shortly", cap(e.queue))
+	}
+	e.mu.RUnlock()
+	// Once queued the operation will be applied or rejected; waiting is
+	// only cut short by the caller giving up.
+	select {
+	case <-o.done:
+	case <-ctx.Done():
+		return Result{}, ctx.Err()
+	}
+	e.observeOp(o.typ, scrip.ErrorCode(o.err))
+	if o.err != nil {
+		return Result{}, o.err
+	}
+	if o.replayOf != nil {
+		return e.replayResult(ctx, o.replayOf)
+	}
+	return o.res, nil
+}
+
+func (e *Engine) observeOp(t TxType, code string) {
+	if e.opt.Observer != nil {
+		e.opt.Observer.ObserveOp(t, code)
+	}
+}
+
+// replayResult rebuilds the result of an already applied transaction from
+// the store's current state.
+func (e *Engine) replayResult(ctx context.Context, t *Transaction) (Result, error) {
+	r := Result{Transaction: *t, Replayed: true}
+	if t.HoldID != "" {
+		h, err := e.store.Hold(ctx, t.HoldID)
+		if err != nil {
+			return Result{}, fmt.Errorf("replay hold %s: %w", t.HoldID, err)
+		}
+		r.Hold = &h
+	}
+	if t.ChargeID != "" {
+		c, err := e.store.Charge(ctx, t.ChargeID)
+		if err != nil {
+			return Result{}, fmt.Errorf("replay charge %s: %w", t.ChargeID, err)
+		}
+		r.Charge = &c
+	}
+	if t.GrantID != "" {
+		gs, err := e.store.Grants(ctx, t.AccountID, true)
+		if err != nil {
+			return Result{}, err
+		}
+		for i := range gs {
+			if gs[i].ID == t.GrantID {
+				r.Grant = &gs[i]
+			}
+		}
+	}
+	b, err := e.Balance(ctx, t.AccountID)
+	if err != nil {
+		return Result{}, err
+	}
+	r.Available = b.Available
+	return r, nil
+}
+
+func (e *Engine) commitLoop() {
+	defer e.wg.Done()
+	batch := make([]*op, 0, e.opt.BatchSizeMax)
+	for {
+		o, ok := <-e.queue
+		if !ok {
+			return
+		}
+		batch = append(batch[:0], o)
+		// Take whatever else is already waiting, without waiting for more:
+		// a lone operation commits at once, a crowd shares one commit.
+	drain:
+		for len(batch) < e.opt.BatchSizeMax {
+			select {
+			case o, ok := <-e.queue:
+				if !ok {
+					break drain
+				}
+				batch = append(batch, o)
+			default:
+				break drain
+			}
+		}
+		e.commit(batch)
+	}
+}
+
+// commit applies a batch in one store transaction and delivers each
+// operation's result.
+func (e *Engine) commit(batch []*op) {
+	start := time.Now()
+	err := e.apply(context.Background(), batch)
+	if e.opt.Observer != nil {
+		e.opt.Observer.ObserveBatch(len(batch), time.Since(start), err)
+	}
+	if err != nil {
+		e.opt.Logger.Error("ledger batch failed", "ops", len(batch), "err", err)
+		for _, o := range batch {
+			if o.err == nil {
+				o.err = fmt.Errorf("commit %s: %w", o.typ, err)
+				o.replayOf = nil
+			}
+		}
+	}
+	for _, o := range batch {
+		close(o.done)
+	}
+}
+
+func (e *Engine) sweepLoop() {
+	defer e.wg.Done()
+	t := time.NewTicker(e.opt.SweepEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-e.stopSweep:
+			return
+		case <-t.C:
+			if _, err := e.ExpireDue(context.Background()); err != nil && !errors.Is(err, errClosed) {
+				e.opt.Logger.Warn("expire due holds and grants", "err", err)
+			}
+		}
+	}
+}
+
+var errClosed = errors.New("engine closed")
+
+// newID returns a unique, roughly time-ordered identifier with a prefix.
+func newID(prefix string) string {
+	b := make([]byte, 0, len(prefix)+27)
+	b = append(b, prefix...)
+	b = strconv.AppendUint(b, uint64(time.Now().UnixMilli()), 36)
+	r := rand.Uint64()
+	b = strconv.AppendUint(b, r|1<<63, 36)
+	return string(b)
+}
+
+func checkKey(key string) error {
+	if key == "" {
+		return &scrip.Error{Code: scrip.EInvalid, Field: "idempotency_key", Message: "an idempotency key is required"}
+	}
+	if len(key) > keyBytesMax {
+		return &scrip.Error{Code: scrip.EInvalid, Field: "idempotency_key", Message: fmt.Sprintf("idempotency key is %d bytes; at most %d", len(key), keyBytesMax)}
+	}
+	return nil
+}
+
+func checkPositive(field string, a credit.Amount) error {
+	if a <= 0 {
+		return &scrip.Error{Code: scrip.EInvalidAmount, Field: field, Message: fmt.Sprintf("%s must be greater than 0, got %s", field, a)}
+	}
+	return nil
+}
+
+func checkMetadata(field string, md map[string]string) error {
+	if len(md) > metadataKeysMax {
+		return &scrip.Error{Code: scrip.EInvalid, Field: field, Message: fmt.Sprintf("%s has %d keys; at most %d", field, len(md), metadataKeysMax)}
+	}
+	n := 0
+	for k, v := range md {
+		n += len(k) + len(v)
+	}
+	if n > metadataBytesMax {
+		return &scrip.Error{Code: scrip.EInvalid, Field: field, Message: fmt.Sprintf("%s is %d bytes; at most %d", field, n, metadataBytesMax)}
+	}
+	return nil
+}
+
+// CheckAccountID validates a platform account id.
+func CheckAccountID(id string) error {
+	if id == "" {
+		return &scrip.Error{Code: scrip.EInvalid, Field: "account_id", Message: "account id is required"}
+	}
+	if len(id) > accountIDBytesMax {
+		return &scrip.Error{Code: scrip.EInvalid, Field: "account_id", Message: fmt.Sprintf("account id is %d bytes; at most %d", len(id), accountIDBytesMax)}
+	}
+	if id[0] == '@' {
+		return &scrip.Error{Code: scrip.EInvalid, Field: "account_id", Message: "account ids starting with @ are reserved for system accounts"}
+	}
+	return nil
+}

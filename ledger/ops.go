@@ -1,0 +1,357 @@
+package ledger
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/scriphq/scrip"
+	"github.com/scriphq/scrip/credit"
+)
+
+// CreateAccount creates the account unless it exists; either way it returns
+// the stored account and whether this call created it.
+func (e *Engine) CreateAccount(ctx context.Context, id string, md map[string]string) (Account, bool, error) {
+	if err := CheckAccountID(id); err != nil {
+		return Account{}, false, err
+	}
+	if err := checkMetadata("metadata", md); err != nil {
+		return Account{}, false, err
+	}
+	return e.store.CreateAccount(ctx, Account{ID: id, CreatedAt: e.now(), Metadata: md})
+}
+
+// Account returns an account.
+func (e *Engine) Account(ctx context.Context, id string) (Account, error) {
+	a, err := e.store.Account(ctx, id)
+	if errors.Is(err, ErrNotFound) {
+		return Account{}, scrip.Errorf(scrip.EAccountNotFound, "account %q not found", id)
+	}
+	return a, err
+}
+
+// Grant adds credits to an account.
+func (e *Engine) Grant(ctx context.Context, r GrantRequest) (Result, error) {
+	if err := firstErr(CheckAccountID(r.AccountID), checkKey(r.Key), checkPositive("amount", r.Amount),
+		checkMetadata("metadata", r.Metadata)); err != nil {
+		return Result{}, err
+	}
+	if !r.Kind.Valid() {
+		return Result{}, &scrip.Error{Code: scrip.EInvalid, Field: "kind",
+			Message: fmt.Sprintf("unknown grant kind %q (want subscription, top_up, promotional or adjustment)", r.Kind)}
+	}
+	if !r.ExpiresAt.IsZero() {
+		eff := r.EffectiveAt
+		if eff.IsZero() {
+			eff = e.now()
+		}
+		if !r.ExpiresAt.After(eff) {
+			return Result{}, &scrip.Error{Code: scrip.EInvalid, Field: "expires_at",
+				Message: fmt.Sprintf("expires_at %s is not after the grant's effective time %s", r.ExpiresAt.Format(time.RFC3339), eff.Format(time.RFC3339))}
+		}
+	}
+	if r.PaidAmount < 0 {
+		return Result{}, &scrip.Error{Code: scrip.EInvalid, Field: "paid_amount", Message: "paid_amount must not be negative"}
+	}
+	prio := ""
+	if r.Priority != nil {
+		prio = strconv.Itoa(*r.Priority)
+	}
+	h := requestHash("grant", r.AccountID, string(r.Kind), r.Amount.String(), prio, stamp(r.EffectiveAt), stamp(r.ExpiresAt),
+		r.Source.Type, r.Source.ID, r.Source.Reason, strconv.FormatInt(r.PaidAmount, 10), r.PaidCurrency, mapString(r.Metadata))
+	return e.submit(ctx, &op{typ: TxGrant, accountID: r.AccountID, key: r.Key, hash: h, req: &r})
+}
+
+// Hold reserves credits for a job.
+func (e *Engine) Hold(ctx context.Context, r HoldRequest) (Result, error) {
+	if err := firstErr(CheckAccountID(r.AccountID), checkKey(r.Key), checkPositive("amount", r.Amount),
+		checkRef(r.Ref)); err != nil {
+		return Result{}, err
+	}
+	if r.TTL == 0 {
+		r.TTL = e.opt.HoldTTLDefault
+	}
+	if r.TTL < time.Second || r.TTL > e.opt.HoldTTLMax {
+		return Result{}, &scrip.Error{Code: scrip.EInvalid, Field: "ttl",
+			Message: fmt.Sprintf("hold time-to-live %s is out of range (1s to %s)", r.TTL, e.opt.HoldTTLMax)}
+	}
+	h := requestHash("hold", r.AccountID, r.Amount.String(), r.TTL.String(), refString(r.Ref))
+	return e.submit(ctx, &op{typ: TxHold, accountID: r.AccountID, key: r.Key, hash: h, req: &r})
+}
+
+// Capture settles a hold at the actual amount; what is not captured goes
+// back to the grants it came from.
+func (e *Engine) Capture(ctx context.Context, r CaptureRequest) (Result, error) {
+	if err := checkKey(r.Key); err != nil {
+		return Result{}, err
+	}
+	if r.Amount < 0 {
+		return Result{}, &scrip.Error{Code: scrip.EInvalidAmount, Field: "amount", Message: fmt.Sprintf("capture amount must not be negative, got %s", r.Amount)}
+	}
+	if r.Ref != nil {
+		if err := checkRef(*r.Ref); err != nil {
+			return Result{}, err
+		}
+	}
+	acct, err := e.holdAccount(ctx, r.HoldID)
+	if err != nil {
+		return Result{}, err
+	}
+	ref := ""
+	if r.Ref != nil {
+		ref = refString(*r.Ref)
+	}
+	h := requestHash("capture", r.HoldID, r.Amount.String(), strconv.FormatBool(r.AllowOver), ref)
+	return e.submit(ctx, &op{typ: TxCapture, accountID: acct, key: r.Key, hash: h, req: &r})
+}
+
+// Release ends a hold and returns all its credits (the provider failed).
+func (e *Engine) Release(ctx context.Context, r ReleaseRequest) (Result, error) {
+	if err := checkKey(r.Key); err != nil {
+		return Result{}, err
+	}
+	acct, err := e.holdAccount(ctx, r.HoldID)
+	if err != nil {
+		return Result{}, err
+	}
+	h := requestHash("release", r.HoldID, r.Reason)
+	return e.submit(ctx, &op{typ: TxRelease, accountID: acct, key: r.Key, hash: h, req: &r})
+}
+
+// Charge debits credits in one atomic step.
+func (e *Engine) Charge(ctx context.Context, r ChargeRequest) (Result, error) {
+	if err := firstErr(CheckAccountID(r.AccountID), checkKey(r.Key), checkPositive("amount", r.Amount),
+		checkRef(r.Ref)); err != nil {
+		return Result{}, err
+	}
+	h := requestHash("charge", r.AccountID, r.Amount.String(), refString(r.Ref))
+	return e.submit(ctx, &op{typ: TxCharge, accountID: r.AccountID, key: r.Key, hash: h, req: &r})
+}
+
+// Refund returns a charge's credits to the grants they were taken from.
+func (e *Engine) Refund(ctx context.Context, r RefundRequest) (Result, error) {
+	if err := checkKey(r.Key); err != nil {
+		return Result{}, err
+	}
+	if r.Amount < 0 {
+		return Result{}, &scrip.Error{Code: scrip.EInvalidAmount, Field: "amount", Message: fmt.Sprintf("refund amount must not be negative, got %s", r.Amount)}
+	}
+	c, err := e.store.Charge(ctx, r.ChargeID)
+	if errors.Is(err, ErrNotFound) {
+		return Result{}, scrip.Errorf(scrip.EChargeNotFound, "charge %q not found", r.ChargeID)
+	}
+	if err != nil {
+		return Result{}, err
+	}
+	h := requestHash("refund", r.ChargeID, r.Amount.String(), r.Reason)
+	return e.submit(ctx, &op{typ: TxRefund, accountID: c.AccountID, key: r.Key, hash: h, req: &r})
+}
+
+// Adjust applies an admin correction with a reason.
+func (e *Engine) Adjust(ctx context.Context, r AdjustRequest) (Result, error) {
+	if err := firstErr(CheckAccountID(r.AccountID), checkKey(r.Key)); err != nil {
+		return Result{}, err
+	}
+	if r.Amount == 0 {
+		return Result{}, &scrip.Error{Code: scrip.EInvalidAmount, Field: "amount", Message: "an adjustment must not be zero"}
+	}
+	if r.Reason == "" {
+		return Result{}, &scrip.Error{Code: scrip.EInvalid, Field: "reason", Message: "an adjustment needs a reason"}
+	}
+	if !r.ExpiresAt.IsZero() && !r.ExpiresAt.After(e.now()) {
+		return Result{}, &scrip.Error{Code: scrip.EInvalid, Field: "expires_at", Message: "expires_at must be in the future"}
+	}
+	h := requestHash("adjust", r.AccountID, r.Amount.String(), r.Reason, stamp(r.ExpiresAt))
+	return e.submit(ctx, &op{typ: TxAdjustment, accountID: r.AccountID, key: r.Key, hash: h, req: &r})
+}
+
+// Revoke removes a grant's unspent remainder.
+func (e *Engine) Revoke(ctx context.Context, r RevokeRequest) (Result, error) {
+	if err := checkKey(r.Key); err != nil {
+		return Result{}, err
+	}
+	acct, err := e.grantAccount(ctx, r.GrantID)
+	if err != nil {
+		return Result{}, err
+	}
+	h := requestHash("revoke", r.GrantID, r.Reason)
+	return e.submit(ctx, &op{typ: TxRevocation, accountID: acct, key: r.Key, hash: h, req: &r})
+}
+
+// ExpireDue expires the holds whose time-to-live ended and the grants whose
+// expiry passed, up to a bound per call, and returns how many it ended. The
+// engine runs it by itself every SweepEvery; after a restart the first sweep
+// catches up on everything that fell due meanwhile.
+func (e *Engine) ExpireDue(ctx context.Context) (int, error) {
+	now := e.now()
+	holds, err := e.store.DueHolds(ctx, now, expireBatchMax)
+	if err != nil {
+		return 0, fmt.Errorf("due holds: %w", err)
+	}
+	grants, err := e.store.DueGrants(ctx, now, expireBatchMax)
+	if err != nil {
+		return 0, fmt.Errorf("due grants: %w", err)
+	}
+	type item struct {
+		typ       TxType
+		id, accID string
+	}
+	items := make([]item, 0, len(holds)+len(grants))
+	// Holds first: their credits go back to grants that may expire next.
+	for _, h := range holds {
+		items = append(items, item{TxHoldExpiry, h.ID, h.AccountID})
+	}
+	for _, g := range grants {
+		items = append(items, item{TxGrantExpiry, g.ID, g.AccountID})
+	}
+	results := make(chan error, len(items))
+	for _, it := range items {
+		go func() {
+			_, err := e.submit(ctx, &op{typ: it.typ, accountID: it.accID, key: "expire:" + it.id, hash: it.id, req: &expireRequest{id: it.id}})
+			results <- err
+		}()
+	}
+	n := 0
+	var firstFail error
+	for range items {
+		err := <-results
+		switch {
+		case err == nil:
+			n++
+		case errors.Is(err, errSkip):
+		case firstFail == nil:
+			firstFail = err
+		}
+	}
+	return n, firstFail
+}
+
+// Balance projects an account's balance from its grants and open holds. It
+// reads without taking any write lock.
+func (e *Engine) Balance(ctx context.Context, accountID string) (Balance, error) {
+	if _, err := e.Account(ctx, accountID); err != nil {
+		return Balance{}, err
+	}
+	now := e.now()
+	gs, err := e.store.Grants(ctx, accountID, false)
+	if err != nil {
+		return Balance{}, fmt.Errorf("balance of %s: %w", accountID, err)
+	}
+	hs, err := e.store.OpenHolds(ctx, accountID)
+	if err != nil {
+		return Balance{}, fmt.Errorf("balance of %s: %w", accountID, err)
+	}
+	ptrs := make([]*Grant, len(gs))
+	for i := range gs {
+		ptrs[i] = &gs[i]
+	}
+	SortGrants(ptrs)
+	b := Balance{AccountID: accountID, ByKind: map[Kind]credit.Amount{}, Grants: []Grant{}, AsOf: now}
+	for _, k := range Kinds {
+		b.ByKind[k] = 0
+	}
+	for _, g := range ptrs {
+		if !g.Never() && !g.ExpiresAt.After(now) {
+			continue
+		}
+		b.Grants = append(b.Grants, *g)
+		if spendable(g, now) {
+			b.Available += g.Remaining
+			b.ByKind[g.Kind] += g.Remaining
+		}
+	}
+	for _, h := range hs {
+		b.Held += h.Amount
+	}
+	return b, nil
+}
+
+// History returns an account's journal transactions, newest first. Pass the
+// last Seq of a page as BeforeSeq to get the next one.
+func (e *Engine) History(ctx context.Context, q HistoryQuery) ([]Transaction, error) {
+	if _, err := e.Account(ctx, q.AccountID); err != nil {
+		return nil, err
+	}
+	switch {
+	case q.Limit <= 0:
+		q.Limit = historyLimitDefault
+	case q.Limit > historyLimitMax:
+		return nil, &scrip.Error{Code: scrip.EInvalid, Field: "limit", Message: fmt.Sprintf("limit %d is above the maximum of %d", q.Limit, historyLimitMax)}
+	}
+	return e.store.Transactions(ctx, q)
+}
+
+// GetHold returns a hold.
+func (e *Engine) GetHold(ctx context.Context, id string) (Hold, error) {
+	h, err := e.store.Hold(ctx, id)
+	if errors.Is(err, ErrNotFound) {
+		return Hold{}, scrip.Errorf(scrip.EHoldNotFound, "hold %q not found", id)
+	}
+	return h, err
+}
+
+// GetCharge returns a charge.
+func (e *Engine) GetCharge(ctx context.Context, id string) (Charge, error) {
+	c, err := e.store.Charge(ctx, id)
+	if errors.Is(err, ErrNotFound) {
+		return Charge{}, scrip.Errorf(scrip.EChargeNotFound, "charge %q not found", id)
+	}
+	return c, err
+}
+
+func (e *Engine) holdAccount(ctx context.Context, id string) (string, error) {
+	h, err := e.GetHold(ctx, id)
+	if err != nil {
+		return "", err
+	}
+	return h.AccountID, nil
+}
+
+func (e *Engine) grantAccount(ctx context.Context, id string) (string, error) {
+	g, err := e.store.Grant(ctx, id)
+	if errors.Is(err, ErrNotFound) {
+		return "", scrip.Errorf(scrip.EGrantNotFound, "grant %q not found", id)
+	}
+	if err != nil {
+		return "", err
+	}
+	return g.AccountID, nil
+}
+
+func firstErr(errs ...error) error {
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func checkRef(r Ref) error {
+	if len(r.Action) > keyBytesMax || len(r.Job) > keyBytesMax {
+		return &scrip.Error{Code: scrip.EInvalid, Field: "ref", Message: fmt.Sprintf("action and job references are at most %d bytes", keyBytesMax)}
+	}
+	return checkMetadata("metadata", r.Metadata)
+}
+
+func stamp(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return strconv.FormatInt(t.UnixMicro(), 10)
+}
+
+func mapString(m map[string]string) string {
+	if len(m) == 0 {
+		return ""
+	}
+	var w hashWriter
+	h := newDigest()
+	w.h = h
+	w.strMap(m)
+	return string(h.Sum(nil))
+}
+
+func refString(r Ref) string { return r.Action + "\x00" + r.Job + "\x00" + mapString(r.Metadata) }

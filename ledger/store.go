@@ -1,0 +1,111 @@
+package ledger
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// ErrNotFound is returned by a Store when a row does not exist. The engine
+// turns it into the right application error (account_not_found, ...).
+var ErrNotFound = errors.New("not found")
+
+// Store persists the ledger. It only loads and persists: every rule lives in
+// the engine, so the same rules hold on every store.
+//
+// Times handed to a Store are UTC and truncated to the microsecond; a Store
+// must return them exactly, because they are part of each transaction's hash.
+// Reads never take write locks.
+type Store interface {
+	// Begin opens the write transaction of one batch.
+	Begin(ctx context.Context) (Tx, error)
+
+	// CreateAccount inserts the account unless one with its id exists, and
+	// returns the stored account and whether it was created.
+	CreateAccount(ctx context.Context, a Account) (Account, bool, error)
+	Account(ctx context.Context, id string) (Account, error)
+	// Grants returns the account's grants that are not closed and have
+	// credits remaining, or all of them with all set, in creation order.
+	Grants(ctx context.Context, accountID string, all bool) ([]Grant, error)
+	// OpenHolds returns the account's open holds.
+	OpenHolds(ctx context.Context, accountID string) ([]Hold, error)
+	Grant(ctx context.Context, id string) (Grant, error)
+	Hold(ctx context.Context, id string) (Hold, error)
+	Charge(ctx context.Context, id string) (Charge, error)
+	// Transactions returns an account's journal transactions newest first.
+	Transactions(ctx context.Context, q HistoryQuery) ([]Transaction, error)
+
+	// DueGrants returns up to limit grants, of any account, that are not
+	// closed and whose expiry is at or before now, soonest first.
+	DueGrants(ctx context.Context, now time.Time, limit int) ([]Grant, error)
+	// DueHolds returns up to limit open holds whose time-to-live ended at or
+	// before now, soonest first.
+	DueHolds(ctx context.Context, now time.Time, limit int) ([]Hold, error)
+
+	// AccountIDs returns up to limit account ids greater than after, sorted.
+	AccountIDs(ctx context.Context, after string, limit int) ([]string, error)
+	// Journal calls fn for each journal transaction of the account in
+	// sequence order.
+	Journal(ctx context.Context, accountID string, fn func(*Transaction) error) error
+
+	Close() error
+}
+
+// Tx is the write transaction of one batch. The committer calls LockAccounts
+// first, then any loads, then Write once, then Commit.
+type Tx interface {
+	// LockAccounts locks the accounts, given in ascending id order, for the
+	// rest of the transaction (SELECT ... FOR UPDATE on PostgreSQL) and
+	// returns those that exist.
+	LockAccounts(ctx context.Context, ids []string) ([]Account, error)
+	// LoadGrants returns the open grants with credits remaining of the
+	// accounts, and in addition the grants named by id whatever their state.
+	LoadGrants(ctx context.Context, accountIDs, grantIDs []string) ([]Grant, error)
+	LoadHolds(ctx context.Context, ids []string) ([]Hold, error)
+	LoadCharges(ctx context.Context, ids []string) ([]Charge, error)
+	// LoadKeyed returns the transactions recorded under the idempotency keys.
+	LoadKeyed(ctx context.Context, keys []TxKey) ([]Transaction, error)
+	// Write persists everything a batch produced, preferably in a few
+	// set-based statements.
+	Write(ctx context.Context, w *Writes) error
+	Commit(ctx context.Context) error
+	Rollback(ctx context.Context) error
+}
+
+// TxKey names a transaction by its account and idempotency key; keys are
+// scoped to the account.
+type TxKey struct {
+	AccountID string
+	Key       string
+}
+
+// Writes is everything one batch persists. "New" slices are inserts; the
+// others are updates of rows loaded in the same Tx.
+type Writes struct {
+	Accounts     []Account // new head: Seq and Hash
+	NewGrants    []Grant
+	Grants       []Grant // Remaining and Closed changed
+	NewHolds     []Hold
+	Holds        []Hold // Status, SettledAt, Captured, ChargeID changed
+	NewCharges   []Charge
+	Charges      []Charge // Refunded and Allocations changed
+	Transactions []Transaction
+}
+
+// Empty reports whether there is nothing to write.
+func (w *Writes) Empty() bool {
+	return len(w.Accounts)+len(w.NewGrants)+len(w.Grants)+len(w.NewHolds)+len(w.Holds)+
+		len(w.NewCharges)+len(w.Charges)+len(w.Transactions) == 0
+}
+
+// HistoryQuery selects an account's journal transactions.
+type HistoryQuery struct {
+	AccountID string
+	// Types keeps only these types when not empty.
+	Types []TxType
+	// Since and Until bound CreatedAt: Since <= t < Until (zero = open).
+	Since, Until time.Time
+	// BeforeSeq keeps transactions with Seq < BeforeSeq when > 0 (the cursor).
+	BeforeSeq int64
+	Limit     int
+}

@@ -1,0 +1,294 @@
+// Package sqlite is the embedded default ledger.Store, on SQLite through the
+// pure-Go modernc.org/sqlite driver.
+//
+// A Store keeps one writer connection, on which every batch runs as BEGIN
+// IMMEDIATE, and a separate pool of read-only connections. The database is in
+// WAL mode, so reads see the last committed state and never wait for the
+// writer; synchronous=FULL makes every acknowledged commit durable.
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/url"
+	"runtime"
+	"strings"
+
+	"github.com/pressly/goose/v3"
+	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
+
+	"github.com/scriphq/scrip/ledger"
+)
+
+//go:embed migrations/*.sql
+var migrations embed.FS
+
+// Memory is the path of a private in-memory database. It runs on a single
+// connection, so reads wait while a batch is being written.
+const Memory = ":memory:"
+
+const (
+	busyTimeoutMillis = 5000
+	// readConnsMax bounds the read pool.
+	readConnsMax = 16
+	// insertRowsMax is the most rows one INSERT statement carries; batches
+	// are split into statements of 64, 32, ... 1 rows, each prepared once.
+	insertRowsMax = 64
+	insertSizes   = 7 // 1, 2, 4, ... insertRowsMax
+	// journalPageRows is how many transactions Journal reads per query, so
+	// no read transaction stays open for a whole account's history.
+	journalPageRows = 512
+)
+
+// Store is a ledger.Store on one SQLite database file.
+type Store struct {
+	path string
+	// writer has exactly one connection; reader is the read-only pool (the
+	// same handle as writer for an in-memory database).
+	writer *sql.DB
+	reader *sql.DB
+	w      writeStmts
+	r      readStmts
+}
+
+var _ ledger.Store = (*Store)(nil)
+
+// Open opens or creates the database at path, brings its schema up to date
+// and returns the store. path may be Memory.
+func Open(path string) (*Store, error) {
+	if path == "" {
+		return nil, errors.New("sqlite: open: empty path")
+	}
+	if path != Memory && strings.ContainsRune(path, '?') {
+		return nil, fmt.Errorf("sqlite: open %q: path may not contain '?'", path)
+	}
+	s := &Store{path: path}
+	if err := s.open(); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
+	}
+	return s, nil
+}
+
+func (s *Store) open() error {
+	ctx := context.Background()
+	common := url.Values{}
+	common.Add("_pragma", fmt.Sprintf("busy_timeout(%d)", busyTimeoutMillis))
+	common.Add("_pragma", "foreign_keys(1)")
+	// Statement journals of multi-row writes and sorts stay in memory
+	// instead of temporary files.
+	common.Add("_pragma", "temp_store(MEMORY)")
+
+	wq := url.Values{}
+	for k, v := range common {
+		wq[k] = append(wq[k], v...)
+	}
+	wq.Add("_pragma", "journal_mode(WAL)")
+	wq.Add("_pragma", "synchronous(FULL)")
+	wq.Set("_txlock", "immediate")
+
+	var err error
+	if s.writer, err = sql.Open("sqlite", s.path+"?"+wq.Encode()); err != nil {
+		return err
+	}
+	// One connection, kept for the life of the store: SQLite has one writer,
+	// statements are prepared on it once, and an in-memory database lives
+	// only as long as its connection.
+	s.writer.SetMaxOpenConns(1)
+	s.writer.SetMaxIdleConns(1)
+	s.writer.SetConnMaxLifetime(0)
+	s.writer.SetConnMaxIdleTime(0)
+	if err := s.writer.PingContext(ctx); err != nil {
+		return err
+	}
+
+	if s.path == Memory {
+		s.reader = s.writer
+	} else {
+		rq := url.Values{}
+		for k, v := range common {
+			rq[k] = append(rq[k], v...)
+		}
+		rq.Add("_pragma", "query_only(1)")
+		if s.reader, err = sql.Open("sqlite", s.path+"?"+rq.Encode()); err != nil {
+			return err
+		}
+		n := min(max(4, runtime.GOMAXPROCS(0)), readConnsMax)
+		s.reader.SetMaxOpenConns(n)
+		s.reader.SetMaxIdleConns(n)
+	}
+
+	if err := s.Migrate(ctx); err != nil {
+		return err
+	}
+	if err := s.w.prepare(ctx, s.writer); err != nil {
+		return err
+	}
+	return s.r.prepare(ctx, s.reader)
+}
+
+// Migrate applies the embedded migrations not yet applied. It is idempotent.
+func (s *Store) Migrate(ctx context.Context) error {
+	fsys, err := fs.Sub(migrations, "migrations")
+	if err != nil {
+		return err
+	}
+	p, err := goose.NewProvider(goose.DialectSQLite3, s.writer, fsys)
+	if err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	if _, err := p.Up(ctx); err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	return nil
+}
+
+// Close closes the store's statements and connections.
+func (s *Store) Close() error {
+	var errs []error
+	errs = append(errs, s.w.close(), s.r.close())
+	if s.reader != nil && s.reader != s.writer {
+		errs = append(errs, s.reader.Close())
+	}
+	if s.writer != nil {
+		errs = append(errs, s.writer.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// stmtSet prepares and closes a group of statements.
+type stmtSet struct {
+	all []*sql.Stmt
+	err error
+}
+
+func (ss *stmtSet) prep(ctx context.Context, db *sql.DB, query string) *sql.Stmt {
+	if ss.err != nil {
+		return nil
+	}
+	st, err := db.PrepareContext(ctx, query)
+	if err != nil {
+		ss.err = fmt.Errorf("prepare %q: %w", query, err)
+		return nil
+	}
+	ss.all = append(ss.all, st)
+	return st
+}
+
+func (ss *stmtSet) close() error {
+	var errs []error
+	for _, st := range ss.all {
+		errs = append(errs, st.Close())
+	}
+	ss.all = nil
+	return errors.Join(errs...)
+}
+
+// inserter holds one INSERT per power-of-two row count up to insertRowsMax.
+type inserter struct {
+	cols  int
+	stmts [insertSizes]*sql.Stmt
+}
+
+func (ss *stmtSet) inserter(ctx context.Context, db *sql.DB, table, cols string) inserter {
+	n := strings.Count(cols, ",") + 1
+	row := "(" + strings.TrimSuffix(strings.Repeat("?,", n), ",") + ")"
+	ins := inserter{cols: n}
+	for i := range insertSizes {
+		rows := strings.TrimSuffix(strings.Repeat(row+",", 1<<i), ",")
+		ins.stmts[i] = ss.prep(ctx, db, "INSERT INTO "+table+" ("+cols+") VALUES "+rows)
+	}
+	return ins
+}
+
+// Statements of the write path, prepared on the writer connection when the
+// store opens: a statement cannot be prepared there while a batch holds it.
+type writeStmts struct {
+	stmtSet
+	createAccount, accountW, lockAccounts                *sql.Stmt
+	loadGrants, loadHolds, loadCharges, loadKeyed        *sql.Stmt
+	updateAccount, updateGrant, updateHold, updateCharge *sql.Stmt
+	grants, holds, charges, transactions                 inserter
+}
+
+func (w *writeStmts) prepare(ctx context.Context, db *sql.DB) error {
+	w.createAccount = w.prep(ctx, db, `INSERT INTO accounts (`+accountCols+`) VALUES (?, ?, ?, ?, ?)
+		ON CONFLICT (id) DO NOTHING`)
+	w.accountW = w.prep(ctx, db, `SELECT `+accountCols+` FROM accounts WHERE id = ?`)
+	w.lockAccounts = w.prep(ctx, db, `SELECT `+accountCols+` FROM accounts
+		WHERE id IN (SELECT value FROM json_each(?)) ORDER BY id`)
+	w.loadGrants = w.prep(ctx, db, `SELECT `+grantCols+` FROM grants
+		WHERE account_id IN (SELECT value FROM json_each(?1)) AND closed = 0 AND remaining > 0
+		UNION
+		SELECT `+grantCols+` FROM grants WHERE id IN (SELECT value FROM json_each(?2))
+		ORDER BY account_id, created_at, id`)
+	w.loadHolds = w.prep(ctx, db, `SELECT `+holdCols+` FROM holds
+		WHERE id IN (SELECT value FROM json_each(?)) ORDER BY id`)
+	w.loadCharges = w.prep(ctx, db, `SELECT `+chargeCols+` FROM charges
+		WHERE id IN (SELECT value FROM json_each(?)) ORDER BY id`)
+	w.loadKeyed = w.prep(ctx, db, `SELECT `+prefixed("t.", txCols)+`
+		FROM json_each(?) AS k
+		JOIN transactions AS t
+		  ON t.account_id = json_extract(k.value, '$[0]')
+		 AND t.idempotency_key = json_extract(k.value, '$[1]')
+		WHERE t.idempotency_key <> ''
+		ORDER BY t.account_id, t.seq`)
+	w.updateAccount = w.prep(ctx, db, `UPDATE accounts SET seq = ?, hash = ? WHERE id = ?`)
+	w.updateGrant = w.prep(ctx, db, `UPDATE grants SET remaining = ?, closed = ? WHERE id = ?`)
+	w.updateHold = w.prep(ctx, db, `UPDATE holds SET status = ?, settled_at = ?, captured = ?, charge_id = ?
+		WHERE id = ?`)
+	w.updateCharge = w.prep(ctx, db, `UPDATE charges SET refunded = ?, allocations = ? WHERE id = ?`)
+	w.grants = w.inserter(ctx, db, "grants", grantCols)
+	w.holds = w.inserter(ctx, db, "holds", holdCols)
+	w.charges = w.inserter(ctx, db, "charges", chargeCols)
+	w.transactions = w.inserter(ctx, db, "transactions", txCols)
+	return w.err
+}
+
+// Statements of the read path, on the read pool.
+type readStmts struct {
+	stmtSet
+	account, grant, grantsLive, grantsAll, openHolds, hold, charge *sql.Stmt
+	transactions, dueGrants, dueHolds, accountIDs, journal         *sql.Stmt
+}
+
+func (r *readStmts) prepare(ctx context.Context, db *sql.DB) error {
+	r.account = r.prep(ctx, db, `SELECT `+accountCols+` FROM accounts WHERE id = ?`)
+	r.grant = r.prep(ctx, db, `SELECT `+grantCols+` FROM grants WHERE id = ?`)
+	r.grantsLive = r.prep(ctx, db, `SELECT `+grantCols+` FROM grants
+		WHERE account_id = ? AND closed = 0 AND remaining > 0 ORDER BY created_at, id`)
+	r.grantsAll = r.prep(ctx, db, `SELECT `+grantCols+` FROM grants
+		WHERE account_id = ? ORDER BY created_at, id`)
+	r.openHolds = r.prep(ctx, db, `SELECT `+holdCols+` FROM holds
+		WHERE account_id = ? AND status = 'open' ORDER BY created_at, id`)
+	r.hold = r.prep(ctx, db, `SELECT `+holdCols+` FROM holds WHERE id = ?`)
+	r.charge = r.prep(ctx, db, `SELECT `+chargeCols+` FROM charges WHERE id = ?`)
+	// The seq bound is always present so the (account_id, seq) index gives
+	// a range scan for any cursor; absent filters get neutral values.
+	r.transactions = r.prep(ctx, db, `SELECT `+txCols+` FROM transactions
+		WHERE account_id = ?1 AND seq < ?2 AND created_at >= ?3 AND created_at < ?4
+		  AND (?5 IS NULL OR type IN (SELECT value FROM json_each(?5)))
+		ORDER BY seq DESC LIMIT ?6`)
+	r.dueGrants = r.prep(ctx, db, `SELECT `+grantCols+` FROM grants
+		WHERE closed = 0 AND expires_at IS NOT NULL AND expires_at <= ?
+		ORDER BY expires_at, id LIMIT ?`)
+	r.dueHolds = r.prep(ctx, db, `SELECT `+holdCols+` FROM holds
+		WHERE status = 'open' AND expires_at <= ?
+		ORDER BY expires_at, id LIMIT ?`)
+	r.accountIDs = r.prep(ctx, db, `SELECT id FROM accounts WHERE id > ? ORDER BY id LIMIT ?`)
+	r.journal = r.prep(ctx, db, `SELECT `+txCols+` FROM transactions
+		WHERE account_id = ? AND seq > ? ORDER BY seq LIMIT ?`)
+	return r.err
+}
+
+func prefixed(p, cols string) string {
+	parts := strings.Split(cols, ", ")
+	for i := range parts {
+		parts[i] = p + parts[i]
+	}
+	return strings.Join(parts, ", ")
+}

@@ -1,0 +1,233 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/bits"
+
+	"github.com/scriphq/scrip/ledger"
+)
+
+// Tx is the write transaction of one batch, on the writer connection.
+type Tx struct {
+	s  *Store
+	tx *sql.Tx
+	// stmts holds the transaction's handles of the store's prepared
+	// statements; they are already prepared on the writer connection.
+	stmts map[*sql.Stmt]*sql.Stmt
+	args  []any
+}
+
+var _ ledger.Tx = (*Tx)(nil)
+
+func (t *Tx) stmt(ctx context.Context, st *sql.Stmt) *sql.Stmt {
+	if ts, ok := t.stmts[st]; ok {
+		return ts
+	}
+	if t.stmts == nil {
+		t.stmts = make(map[*sql.Stmt]*sql.Stmt)
+	}
+	ts := t.tx.StmtContext(ctx, st)
+	t.stmts[st] = ts
+	return ts
+}
+
+// LockAccounts returns the accounts of ids that exist, in id order. The
+// writer already holds SQLite's database-wide write lock (BEGIN IMMEDIATE),
+// so nothing else can change them until the batch ends.
+func (t *Tx) LockAccounts(ctx context.Context, ids []string) ([]ledger.Account, error) {
+	rows, err := t.stmt(ctx, t.s.w.lockAccounts).QueryContext(ctx, encodeIDs(ids))
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: lock accounts: %w", err)
+	}
+	as, err := collect(rows, scanAccount)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: lock accounts: %w", err)
+	}
+	return as, nil
+}
+
+// LoadGrants returns the live grants of the accounts and the grants named by
+// id, each once, by account then creation order.
+func (t *Tx) LoadGrants(ctx context.Context, accountIDs, grantIDs []string) ([]ledger.Grant, error) {
+	rows, err := t.stmt(ctx, t.s.w.loadGrants).QueryContext(ctx, encodeIDs(accountIDs), encodeIDs(grantIDs))
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: load grants: %w", err)
+	}
+	gs, err := collect(rows, scanGrant)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: load grants: %w", err)
+	}
+	return gs, nil
+}
+
+// LoadHolds returns the holds of ids that exist.
+func (t *Tx) LoadHolds(ctx context.Context, ids []string) ([]ledger.Hold, error) {
+	rows, err := t.stmt(ctx, t.s.w.loadHolds).QueryContext(ctx, encodeIDs(ids))
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: load holds: %w", err)
+	}
+	hs, err := collect(rows, scanHold)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: load holds: %w", err)
+	}
+	return hs, nil
+}
+
+// LoadCharges returns the charges of ids that exist.
+func (t *Tx) LoadCharges(ctx context.Context, ids []string) ([]ledger.Charge, error) {
+	rows, err := t.stmt(ctx, t.s.w.loadCharges).QueryContext(ctx, encodeIDs(ids))
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: load charges: %w", err)
+	}
+	cs, err := collect(rows, scanCharge)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: load charges: %w", err)
+	}
+	return cs, nil
+}
+
+// LoadKeyed returns the transactions recorded under the keys.
+func (t *Tx) LoadKeyed(ctx context.Context, keys []ledger.TxKey) ([]ledger.Transaction, error) {
+	pairs := make([][2]string, 0, len(keys))
+	for _, k := range keys {
+		if k.Key != "" {
+			pairs = append(pairs, [2]string{k.AccountID, k.Key})
+		}
+	}
+	if len(pairs) == 0 {
+		return nil, nil
+	}
+	b, err := json.Marshal(pairs)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: load keyed: %w", err)
+	}
+	rows, err := t.stmt(ctx, t.s.w.loadKeyed).QueryContext(ctx, string(b))
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: load keyed: %w", err)
+	}
+	ts, err := collect(rows, scanTransaction)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: load keyed: %w", err)
+	}
+	return ts, nil
+}
+
+// Write persists a batch: inserts in multi-row statements, inserts before
+// updates (a row may be created and changed in one batch), the journal last.
+func (t *Tx) Write(ctx context.Context, w *ledger.Writes) error {
+	if err := t.write(ctx, w); err != nil {
+		return fmt.Errorf("sqlite: write: %w", err)
+	}
+	return nil
+}
+
+func (t *Tx) write(ctx context.Context, w *ledger.Writes) error {
+	s := &t.s.w
+	for i := range w.Accounts {
+		a := &w.Accounts[i]
+		if err := t.update(ctx, s.updateAccount, "account", a.ID, a.Seq, a.Hash, a.ID); err != nil {
+			return err
+		}
+	}
+	err := insert(t, ctx, &s.grants, w.NewGrants, grantArgs)
+	if err != nil {
+		return fmt.Errorf("insert grants: %w", err)
+	}
+	for i := range w.Grants {
+		g := &w.Grants[i]
+		err := t.update(ctx, s.updateGrant, "grant", g.ID, g.Remaining.Micros(), boolInt(g.Closed), g.ID)
+		if err != nil {
+			return err
+		}
+	}
+	if err := insert(t, ctx, &s.holds, w.NewHolds, holdArgs); err != nil {
+		return fmt.Errorf("insert holds: %w", err)
+	}
+	for i := range w.Holds {
+		h := &w.Holds[i]
+		err := t.update(ctx, s.updateHold, "hold", h.ID,
+			string(h.Status), nullMicros(h.SettledAt), h.Captured.Micros(), h.ChargeID, h.ID)
+		if err != nil {
+			return err
+		}
+	}
+	if err := insert(t, ctx, &s.charges, w.NewCharges, chargeArgs); err != nil {
+		return fmt.Errorf("insert charges: %w", err)
+	}
+	for i := range w.Charges {
+		c := &w.Charges[i]
+		allocs, err := encodeAllocations(c.Allocations)
+		if err != nil {
+			return fmt.Errorf("charge %q: %w", c.ID, err)
+		}
+		if err := t.update(ctx, s.updateCharge, "charge", c.ID, c.Refunded.Micros(), allocs, c.ID); err != nil {
+			return err
+		}
+	}
+	if err := insert(t, ctx, &s.transactions, w.Transactions, transactionArgs); err != nil {
+		return fmt.Errorf("insert transactions: %w", err)
+	}
+	return nil
+}
+
+// update runs an UPDATE of one row, which must exist: the batch loaded it.
+func (t *Tx) update(ctx context.Context, st *sql.Stmt, what, id string, args ...any) error {
+	res, err := t.stmt(ctx, st).ExecContext(ctx, args...)
+	if err != nil {
+		return fmt.Errorf("update %s %q: %w", what, id, err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return fmt.Errorf("update %s %q: %w", what, id, err)
+	}
+	if n != 1 {
+		return fmt.Errorf("update %s %q: %w", what, id, ledger.ErrNotFound)
+	}
+	return nil
+}
+
+// insert writes rows with the fewest statements: runs of 64, 32, ... 1 rows.
+func insert[T any](t *Tx, ctx context.Context, ins *inserter, rows []T, args func([]any, *T) ([]any, error)) error {
+	for len(rows) > 0 {
+		size := ins.size(len(rows))
+		t.args = t.args[:0]
+		for i := range size {
+			var err error
+			if t.args, err = args(t.args, &rows[i]); err != nil {
+				return err
+			}
+		}
+		st := ins.stmts[bits.TrailingZeros(uint(size))]
+		if _, err := t.stmt(ctx, st).ExecContext(ctx, t.args...); err != nil {
+			return err
+		}
+		rows = rows[size:]
+	}
+	clear(t.args[:cap(t.args)]) // drop references to the batch's strings
+	return nil
+}
+
+// size returns the largest statement size, a power of two, for n rows.
+func (ins *inserter) size(n int) int {
+	return min(1<<(bits.Len(uint(n))-1), insertRowsMax)
+}
+
+func (t *Tx) Commit(ctx context.Context) error {
+	if err := t.tx.Commit(); err != nil {
+		return fmt.Errorf("sqlite: commit: %w", err)
+	}
+	return nil
+}
+
+// Rollback ends the transaction without writing; after Commit it does
+// nothing, so callers may defer it.
+func (t *Tx) Rollback(ctx context.Context) error {
+	if err := t.tx.Rollback(); err != nil && !errors.Is(err, sql.ErrTxDone) {
+		return fmt.Errorf("sqlite: rollback: %w", err)
+	}
+	return nil
+}

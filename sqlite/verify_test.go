@@ -1,0 +1,79 @@
+package sqlite
+
+import (
+	"context"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/scriphq/scrip/credit"
+	"github.com/scriphq/scrip/ledger"
+)
+
+// TestVerifyDetectsTampering edits, then deletes, journal rows behind the
+// ledger's back (dropping the append-only triggers first, as someone with
+// direct database access could) and requires verify to notice each time.
+func TestVerifyDetectsTampering(t *testing.T) {
+	ctx := context.Background()
+	s, err := Open(filepath.Join(t.TempDir(), "v.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	eng := ledger.NewEngine(s, ledger.Options{SweepEvery: -1})
+	defer eng.Close(ctx)
+	if _, _, err := eng.CreateAccount(ctx, "u", nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := eng.Grant(ctx, ledger.GrantRequest{AccountID: "u", Key: "g", Kind: ledger.KindTopUp, Amount: credit.Credits(10)}); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{"a", "b", "c"} {
+		if _, err := eng.Charge(ctx, ledger.ChargeRequest{AccountID: "u", Key: k, Amount: credit.Credits(1)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r, err := eng.Verify(ctx)
+	if err != nil || !r.OK() || r.Transactions != 4 {
+		t.Fatalf("clean verify: %+v %v", r, err)
+	}
+	if r.Totals[ledger.SystemSpent] != credit.Credits(3) || r.Totals[ledger.SystemIssued] != credit.Credits(-10) {
+		t.Fatalf("totals = %v", r.Totals)
+	}
+	exec := func(q string) {
+		t.Helper()
+		if _, err := s.writer.ExecContext(ctx, q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	exec(`DROP TRIGGER transactions_no_update`)
+	exec(`DROP TRIGGER transactions_no_delete`)
+
+	// An edited amount breaks that transaction's hash.
+	exec(`UPDATE transactions SET amount = 2000000 WHERE account_id = 'u' AND seq = 2`)
+	wantProblem(t, eng, "was altered")
+	exec(`UPDATE transactions SET amount = 1000000 WHERE account_id = 'u' AND seq = 2`)
+	if r, _ := eng.Verify(ctx); !r.OK() {
+		t.Fatalf("restored journal still fails: %v", r.Problems)
+	}
+	// A deleted transaction leaves a gap and a broken chain.
+	exec(`DELETE FROM transactions WHERE account_id = 'u' AND seq = 3`)
+	wantProblem(t, eng, "missing")
+}
+
+func wantProblem(t *testing.T, eng *ledger.Engine, substr string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	r, err := eng.Verify(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range r.Problems {
+		if strings.Contains(p, substr) {
+			return
+		}
+	}
+	t.Fatalf("verify problems %q do not mention %q", r.Problems, substr)
+}

@@ -1,0 +1,111 @@
+// Package postgres is the ledger.Store on PostgreSQL, for production: many
+// stateless scrip processes share one database.
+//
+// The write path is built for batches: a ledger.Tx locks the batch's
+// accounts in one query, loads with one query per kind of row, and Write
+// sends every insert and update of the batch as set-based statements in one
+// pipelined round trip.
+package postgres
+
+import (
+	"context"
+	"embed"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"io/fs"
+	"strings"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/jackc/pgx/v5/stdlib"
+	"github.com/pressly/goose/v3"
+	"github.com/pressly/goose/v3/lock"
+
+	"github.com/scriphq/scrip/ledger"
+)
+
+//go:embed migrations/*.sql
+var migrations embed.FS
+
+// poolConnsDefault is the pool size when the URL sets no pool_max_conns:
+// one committer plus concurrent readers.
+const poolConnsDefault = 16
+
+// Store is the ledger.Store on PostgreSQL. Other files of this package reach
+// the database through pool.
+type Store struct {
+	pool *pgxpool.Pool
+}
+
+var _ ledger.Store = (*Store)(nil)
+
+// Open connects to the database at url and applies pending migrations.
+//
+// The URL takes the pgx parameters, among them pool_max_conns (default 16)
+// and search_path: tables and goose's version table land in the first
+// schema of the search path.
+func Open(ctx context.Context, url string) (*Store, error) {
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: parse url: %w", err)
+	}
+	if !strings.Contains(url, "pool_max_conns") {
+		cfg.MaxConns = poolConnsDefault
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: connect: %w", err)
+	}
+	s := &Store{pool: pool}
+	if err := s.Migrate(ctx); err != nil {
+		pool.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// Migrate applies the pending migrations. It is idempotent, and safe when
+// several processes start at once: they take turns under an advisory lock
+// scoped to the current schema.
+func (s *Store) Migrate(ctx context.Context) error {
+	var current *string
+	if err := s.pool.QueryRow(ctx, "SELECT current_schema()").Scan(&current); err != nil {
+		return fmt.Errorf("postgres: migrate: %w", err)
+	}
+	if current == nil {
+		return errors.New("postgres: migrate: no schema of the search_path exists")
+	}
+	schema := *current
+	h := fnv.New64a()
+	h.Write([]byte("scrip migrate " + schema))
+	locker, err := lock.NewPostgresSessionLocker(
+		lock.WithLockID(int64(h.Sum64())),
+		lock.WithLockTimeout(1, 300), // every second, up to five minutes
+	)
+	if err != nil {
+		return fmt.Errorf("postgres: migrate: %w", err)
+	}
+	fsys, err := fs.Sub(migrations, "migrations")
+	if err != nil {
+		return fmt.Errorf("postgres: migrate: %w", err)
+	}
+	db := stdlib.OpenDBFromPool(s.pool)
+	defer db.Close()
+	p, err := goose.NewProvider(goose.DialectPostgres, db, fsys,
+		goose.WithSessionLocker(locker),
+		goose.WithDisableGlobalRegistry(true),
+	)
+	if err != nil {
+		return fmt.Errorf("postgres: migrate: %w", err)
+	}
+	if _, err := p.Up(ctx); err != nil {
+		return fmt.Errorf("postgres: migrate schema %s: %w", schema, err)
+	}
+	return nil
+}
+
+// Close closes the pool.
+func (s *Store) Close() error {
+	s.pool.Close()
+	return nil
+}

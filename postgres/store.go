@@ -1,0 +1,242 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/scriphq/scrip/ledger"
+)
+
+// journalPageRows bounds the rows Journal reads per query.
+const journalPageRows = 1000
+
+// Reads use the pool directly and take no locks.
+
+// Begin opens the write transaction of one batch.
+func (s *Store) Begin(ctx context.Context) (ledger.Tx, error) {
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: begin: %w", err)
+	}
+	return &Tx{tx: tx}, nil
+}
+
+// CreateAccount inserts the account unless one with its id exists.
+func (s *Store) CreateAccount(ctx context.Context, a ledger.Account) (ledger.Account, bool, error) {
+	md, err := encodeMap(a.Metadata)
+	if err != nil {
+		return ledger.Account{}, false, fmt.Errorf("postgres: create account %s: %w", a.ID, err)
+	}
+	row := s.pool.QueryRow(ctx, `INSERT INTO accounts (`+accountColumns+`) VALUES ($1, $2, $3, $4, $5)
+		ON CONFLICT (id) DO NOTHING RETURNING `+accountColumns,
+		a.ID, a.CreatedAt, md, a.Seq, a.Hash)
+	created, err := scanAccount(row)
+	switch {
+	case err == nil:
+		return created, true, nil
+	case !errors.Is(err, pgx.ErrNoRows):
+		return ledger.Account{}, false, fmt.Errorf("postgres: create account %s: %w", a.ID, err)
+	}
+	// The account exists. This is a new statement, so it sees the row even
+	// when a concurrent insert committed after the INSERT began.
+	existing, err := s.Account(ctx, a.ID)
+	if err != nil {
+		return ledger.Account{}, false, err
+	}
+	return existing, false, nil
+}
+
+func (s *Store) Account(ctx context.Context, id string) (ledger.Account, error) {
+	a, err := scanAccount(s.pool.QueryRow(ctx, `SELECT `+accountColumns+` FROM accounts WHERE id = $1`, id))
+	if err != nil {
+		return a, notFound(err, "account", id)
+	}
+	return a, nil
+}
+
+// Grants returns the account's live grants, or all of them, in creation order.
+func (s *Store) Grants(ctx context.Context, accountID string, all bool) ([]ledger.Grant, error) {
+	q := `SELECT ` + grantColumns + ` FROM grants WHERE account_id = $1`
+	if !all {
+		q += ` AND NOT closed AND remaining > 0`
+	}
+	q += ` ORDER BY created_at, id`
+	gs, err := collect(ctx, s.pool, scanGrant, q, accountID)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: grants of %s: %w", accountID, err)
+	}
+	return gs, nil
+}
+
+// OpenHolds returns the account's open holds, oldest first.
+func (s *Store) OpenHolds(ctx context.Context, accountID string) ([]ledger.Hold, error) {
+	hs, err := collect(ctx, s.pool, scanHold, `SELECT `+holdColumns+` FROM holds
+		WHERE account_id = $1 AND status = 'open' ORDER BY created_at, id`, accountID)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: open holds of %s: %w", accountID, err)
+	}
+	return hs, nil
+}
+
+func (s *Store) Grant(ctx context.Context, id string) (ledger.Grant, error) {
+	g, err := scanGrant(s.pool.QueryRow(ctx, `SELECT `+grantColumns+` FROM grants WHERE id = $1`, id))
+	if err != nil {
+		return g, notFound(err, "grant", id)
+	}
+	return g, nil
+}
+
+func (s *Store) Hold(ctx context.Context, id string) (ledger.Hold, error) {
+	h, err := scanHold(s.pool.QueryRow(ctx, `SELECT `+holdColumns+` FROM holds WHERE id = $1`, id))
+	if err != nil {
+		return h, notFound(err, "hold", id)
+	}
+	return h, nil
+}
+
+func (s *Store) Charge(ctx context.Context, id string) (ledger.Charge, error) {
+	c, err := scanCharge(s.pool.QueryRow(ctx, `SELECT `+chargeColumns+` FROM charges WHERE id = $1`, id))
+	if err != nil {
+		return c, notFound(err, "charge", id)
+	}
+	return c, nil
+}
+
+// Transactions returns an account's journal transactions newest first. A
+// Limit of zero or less returns every match.
+func (s *Store) Transactions(ctx context.Context, q ledger.HistoryQuery) ([]ledger.Transaction, error) {
+	var (
+		where strings.Builder
+		args  = []any{q.AccountID}
+	)
+	where.WriteString(`account_id = $1`)
+	arg := func(cond string, v any) {
+		args = append(args, v)
+		where.WriteString(" AND " + strings.ReplaceAll(cond, "?", "$"+strconv.Itoa(len(args))))
+	}
+	if len(q.Types) > 0 {
+		types := make([]string, len(q.Types))
+		for i, t := range q.Types {
+			types[i] = string(t)
+		}
+		arg(`type = ANY(?)`, types)
+	}
+	if !q.Since.IsZero() {
+		arg(`created_at >= ?`, q.Since)
+	}
+	if !q.Until.IsZero() {
+		arg(`created_at < ?`, q.Until)
+	}
+	if q.BeforeSeq > 0 {
+		arg(`seq < ?`, q.BeforeSeq)
+	}
+	sql := `SELECT ` + transactionColumns + ` FROM transactions WHERE ` + where.String() + ` ORDER BY seq DESC`
+	if q.Limit > 0 {
+		args = append(args, q.Limit)
+		sql += ` LIMIT $` + strconv.Itoa(len(args))
+	}
+	ts, err := collect(ctx, s.pool, scanTransaction, sql, args...)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: transactions of %s: %w", q.AccountID, err)
+	}
+	return ts, nil
+}
+
+// DueGrants returns up to limit unclosed grants expired at or before now,
+// soonest first.
+func (s *Store) DueGrants(ctx context.Context, now time.Time, limit int) ([]ledger.Grant, error) {
+	gs, err := collect(ctx, s.pool, scanGrant, `SELECT `+grantColumns+` FROM grants
+		WHERE NOT closed AND expires_at IS NOT NULL AND expires_at <= $1
+		ORDER BY expires_at, created_at, id LIMIT $2`, now, limit)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: due grants: %w", err)
+	}
+	return gs, nil
+}
+
+// DueHolds returns up to limit open holds expired at or before now, soonest
+// first.
+func (s *Store) DueHolds(ctx context.Context, now time.Time, limit int) ([]ledger.Hold, error) {
+	hs, err := collect(ctx, s.pool, scanHold, `SELECT `+holdColumns+` FROM holds
+		WHERE status = 'open' AND expires_at <= $1
+		ORDER BY expires_at, created_at, id LIMIT $2`, now, limit)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: due holds: %w", err)
+	}
+	return hs, nil
+}
+
+// AccountIDs returns up to limit account ids greater than after, sorted.
+func (s *Store) AccountIDs(ctx context.Context, after string, limit int) ([]string, error) {
+	rows, err := s.pool.Query(ctx, `SELECT id FROM accounts WHERE id > $1 ORDER BY id LIMIT $2`, after, limit)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: account ids: %w", err)
+	}
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, fmt.Errorf("postgres: account ids: %w", err)
+	}
+	return ids, nil
+}
+
+// Journal calls fn for each of the account's transactions in sequence
+// order. It reads in pages, so no query stays open while fn runs.
+func (s *Store) Journal(ctx context.Context, accountID string, fn func(*ledger.Transaction) error) error {
+	var after int64 = -1 << 63
+	for {
+		page, err := collect(ctx, s.pool, scanTransaction, `SELECT `+transactionColumns+` FROM transactions
+			WHERE account_id = $1 AND seq > $2 ORDER BY seq LIMIT $3`, accountID, after, journalPageRows)
+		if err != nil {
+			return fmt.Errorf("postgres: journal of %s: %w", accountID, err)
+		}
+		for i := range page {
+			if err := fn(&page[i]); err != nil {
+				return err
+			}
+		}
+		if len(page) < journalPageRows {
+			return nil
+		}
+		after = page[len(page)-1].Seq
+	}
+}
+
+// querier is what pgxpool.Pool and pgx.Tx have in common for reading.
+type querier interface {
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+}
+
+// collect runs a query and scans every row with scan.
+func collect[T any](ctx context.Context, q querier, scan func(scanner) (T, error), sql string, args ...any) ([]T, error) {
+	rows, err := q.Query(ctx, sql, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []T
+	for rows.Next() {
+		v, err := scan(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, v)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// notFound turns pgx.ErrNoRows into ledger.ErrNotFound.
+func notFound(err error, what, id string) error {
+	if errors.Is(err, pgx.ErrNoRows) {
+		return fmt.Errorf("%s %q: %w", what, id, ledger.ErrNotFound)
+	}
+	return fmt.Errorf("postgres: %s %s: %w", what, id, err)
+}

@@ -1,0 +1,417 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
+
+	"github.com/scriphq/scrip/ledger"
+)
+
+// Tx is the write transaction of one batch.
+type Tx struct {
+	tx pgx.Tx
+}
+
+var _ ledger.Tx = (*Tx)(nil)
+
+// LockAccounts locks the accounts, given in ascending id order, in one
+// query and returns those that exist. Every batch locks in the same order,
+// so two batches never deadlock on accounts.
+func (t *Tx) LockAccounts(ctx context.Context, ids []string) ([]ledger.Account, error) {
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	as, err := collect(ctx, t.tx, scanAccount,
+		`SELECT `+accountColumns+` FROM accounts WHERE id = ANY($1) ORDER BY id FOR UPDATE`, ids)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: lock accounts: %w", err)
+	}
+	return as, nil
+}
+
+// LoadGrants returns the live grants of the accounts and the grants named
+// by id whatever their state.
+func (t *Tx) LoadGrants(ctx context.Context, accountIDs, grantIDs []string) ([]ledger.Grant, error) {
+	if len(accountIDs) == 0 && len(grantIDs) == 0 {
+		return nil, nil
+	}
+	gs, err := collect(ctx, t.tx, scanGrant, `SELECT `+grantColumns+` FROM grants
+		WHERE (account_id = ANY($1) AND NOT closed AND remaining > 0) OR id = ANY($2)
+		ORDER BY account_id, created_at, id`, nonNil(accountIDs), nonNil(grantIDs))
+	if err != nil {
+		return nil, fmt.Errorf("postgres: load grants: %w", err)
+	}
+	return gs, nil
+}
+
+func (t *Tx) LoadHolds(ctx context.Context, ids []string) ([]ledger.Hold, error) {
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	hs, err := collect(ctx, t.tx, scanHold, `SELECT `+holdColumns+` FROM holds WHERE id = ANY($1) ORDER BY id`, ids)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: load holds: %w", err)
+	}
+	return hs, nil
+}
+
+func (t *Tx) LoadCharges(ctx context.Context, ids []string) ([]ledger.Charge, error) {
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	cs, err := collect(ctx, t.tx, scanCharge, `SELECT `+chargeColumns+` FROM charges WHERE id = ANY($1) ORDER BY id`, ids)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: load charges: %w", err)
+	}
+	return cs, nil
+}
+
+// LoadKeyed returns the transactions recorded under the idempotency keys.
+// Empty keys name nothing.
+func (t *Tx) LoadKeyed(ctx context.Context, keys []ledger.TxKey) ([]ledger.Transaction, error) {
+	accounts := make([]string, 0, len(keys))
+	ks := make([]string, 0, len(keys))
+	for _, k := range keys {
+		if k.Key == "" {
+			continue
+		}
+		accounts = append(accounts, k.AccountID)
+		ks = append(ks, k.Key)
+	}
+	if len(ks) == 0 {
+		return nil, nil
+	}
+	// LIMIT 1 keeps the subquery from being flattened into a join, so each
+	// key is one probe of transactions_account_key whatever the statistics.
+	ts, err := collect(ctx, t.tx, scanTransaction, `SELECT `+transactionColumns+`
+		FROM unnest($1::text[], $2::text[]) AS k(acct, key),
+		LATERAL (SELECT * FROM transactions t
+			WHERE t.account_id = k.acct AND t.idempotency_key = k.key AND t.idempotency_key <> ''
+			LIMIT 1) t
+		ORDER BY account_id, seq`, accounts, ks)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: load keyed transactions: %w", err)
+	}
+	return ts, nil
+}
+
+func (t *Tx) Commit(ctx context.Context) error {
+	if err := t.tx.Commit(ctx); err != nil {
+		return fmt.Errorf("postgres: commit: %w", err)
+	}
+	return nil
+}
+
+// Rollback aborts the transaction; after Commit it does nothing.
+func (t *Tx) Rollback(ctx context.Context) error {
+	if err := t.tx.Rollback(ctx); err != nil && !errors.Is(err, pgx.ErrTxClosed) {
+		return fmt.Errorf("postgres: rollback: %w", err)
+	}
+	return nil
+}
+
+// Write persists a batch in one pipelined round trip: one set-based
+// statement per table and kind of change, inserts before updates so a row
+// created and changed in the same batch ends in its final state. Each
+// update must hit exactly the rows it names, all loaded in this Tx; anything
+// else is a bug and fails the batch.
+func (t *Tx) Write(ctx context.Context, w *ledger.Writes) error {
+	if w.Empty() {
+		return nil
+	}
+	var (
+		b     pgx.Batch
+		steps []step
+	)
+	add := func(name string, rows int, sql string, args ...any) {
+		b.Queue(sql, args...)
+		steps = append(steps, step{name: name, rows: int64(rows)})
+	}
+	if err := queueGrantInserts(w.NewGrants, add); err != nil {
+		return err
+	}
+	if err := queueHoldInserts(w.NewHolds, add); err != nil {
+		return err
+	}
+	if err := queueChargeInserts(w.NewCharges, add); err != nil {
+		return err
+	}
+	queueGrantUpdates(w.Grants, add)
+	queueHoldUpdates(w.Holds, add)
+	if err := queueChargeUpdates(w.Charges, add); err != nil {
+		return err
+	}
+	queueAccountUpdates(w.Accounts, add)
+	if err := queueTransactionInserts(w.Transactions, add); err != nil {
+		return err
+	}
+
+	br := t.tx.SendBatch(ctx, &b)
+	for _, s := range steps {
+		tag, err := br.Exec()
+		if err != nil {
+			br.Close()
+			return fmt.Errorf("postgres: write %s: %w", s.name, err)
+		}
+		if tag.RowsAffected() != s.rows {
+			br.Close()
+			return fmt.Errorf("postgres: write %s: %d rows affected, want %d", s.name, tag.RowsAffected(), s.rows)
+		}
+	}
+	if err := br.Close(); err != nil {
+		return fmt.Errorf("postgres: write: %w", err)
+	}
+	return nil
+}
+
+type step struct {
+	name string
+	rows int64
+}
+
+type queueFunc func(name string, rows int, sql string, args ...any)
+
+func queueGrantInserts(gs []ledger.Grant, add queueFunc) error {
+	if len(gs) == 0 {
+		return nil
+	}
+	n := len(gs)
+	var (
+		ids, accounts, kinds         = make([]string, n), make([]string, n), make([]string, n)
+		amounts, remaining           = make([]int64, n), make([]int64, n)
+		priorities                   = make([]int32, n)
+		effective, created           = make([]time.Time, n), make([]time.Time, n)
+		expires                      = make([]pgtype.Timestamptz, n)
+		srcTypes, srcIDs, srcReasons = make([]string, n), make([]string, n), make([]string, n)
+		paid                         = make([]int64, n)
+		currencies                   = make([]string, n)
+		metadata                     = make([][]byte, n)
+		closed                       = make([]bool, n)
+	)
+	for i, g := range gs {
+		md, err := encodeMap(g.Metadata)
+		if err != nil {
+			return fmt.Errorf("postgres: write grant %s metadata: %w", g.ID, err)
+		}
+		ids[i], accounts[i], kinds[i] = g.ID, g.AccountID, string(g.Kind)
+		amounts[i], remaining[i] = g.Amount.Micros(), g.Remaining.Micros()
+		priorities[i] = int32(g.Priority)
+		effective[i], expires[i], created[i] = g.EffectiveAt, nullTime(g.ExpiresAt), g.CreatedAt
+		srcTypes[i], srcIDs[i], srcReasons[i] = g.Source.Type, g.Source.ID, g.Source.Reason
+		paid[i], currencies[i] = g.PaidAmount, g.PaidCurrency
+		metadata[i], closed[i] = md, g.Closed
+	}
+	add("new grants", n, `INSERT INTO grants (`+grantColumns+`)
+		SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[], $6::integer[],
+			$7::timestamptz[], $8::timestamptz[], $9::text[], $10::text[], $11::text[], $12::bigint[], $13::text[],
+			$14::timestamptz[], $15::jsonb[], $16::boolean[])`,
+		ids, accounts, kinds, amounts, remaining, priorities, effective, expires,
+		srcTypes, srcIDs, srcReasons, paid, currencies, created, metadata, closed)
+	return nil
+}
+
+func queueHoldInserts(hs []ledger.Hold, add queueFunc) error {
+	if len(hs) == 0 {
+		return nil
+	}
+	n := len(hs)
+	var (
+		ids, accounts, statuses, chargeIDs = make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+		amounts, captured                  = make([]int64, n), make([]int64, n)
+		allocs, refs                       = make([][]byte, n), make([][]byte, n)
+		expires, created                   = make([]time.Time, n), make([]time.Time, n)
+		settled                            = make([]pgtype.Timestamptz, n)
+	)
+	for i, h := range hs {
+		var err error
+		if allocs[i], err = encodeAllocations(h.Allocations); err != nil {
+			return fmt.Errorf("postgres: write hold %s allocations: %w", h.ID, err)
+		}
+		if refs[i], err = encodeRef(h.Ref); err != nil {
+			return fmt.Errorf("postgres: write hold %s ref: %w", h.ID, err)
+		}
+		ids[i], accounts[i], statuses[i], chargeIDs[i] = h.ID, h.AccountID, string(h.Status), h.ChargeID
+		amounts[i], captured[i] = h.Amount.Micros(), h.Captured.Micros()
+		expires[i], created[i], settled[i] = h.ExpiresAt, h.CreatedAt, nullTime(h.SettledAt)
+	}
+	add("new holds", n, `INSERT INTO holds (`+holdColumns+`)
+		SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::jsonb[], $5::text[], $6::timestamptz[],
+			$7::timestamptz[], $8::timestamptz[], $9::bigint[], $10::text[], $11::jsonb[])`,
+		ids, accounts, amounts, allocs, statuses, expires, created, settled, captured, chargeIDs, refs)
+	return nil
+}
+
+func queueChargeInserts(cs []ledger.Charge, add queueFunc) error {
+	if len(cs) == 0 {
+		return nil
+	}
+	n := len(cs)
+	var (
+		ids, accounts, holdIDs = make([]string, n), make([]string, n), make([]string, n)
+		amounts, refunded      = make([]int64, n), make([]int64, n)
+		allocs, refs           = make([][]byte, n), make([][]byte, n)
+		created                = make([]time.Time, n)
+	)
+	for i, c := range cs {
+		var err error
+		if allocs[i], err = encodeAllocations(c.Allocations); err != nil {
+			return fmt.Errorf("postgres: write charge %s allocations: %w", c.ID, err)
+		}
+		if refs[i], err = encodeRef(c.Ref); err != nil {
+			return fmt.Errorf("postgres: write charge %s ref: %w", c.ID, err)
+		}
+		ids[i], accounts[i], holdIDs[i] = c.ID, c.AccountID, c.HoldID
+		amounts[i], refunded[i] = c.Amount.Micros(), c.Refunded.Micros()
+		created[i] = c.CreatedAt
+	}
+	add("new charges", n, `INSERT INTO charges (`+chargeColumns+`)
+		SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::jsonb[], $6::text[],
+			$7::timestamptz[], $8::jsonb[])`,
+		ids, accounts, amounts, refunded, allocs, holdIDs, created, refs)
+	return nil
+}
+
+func queueTransactionInserts(ts []ledger.Transaction, add queueFunc) error {
+	if len(ts) == 0 {
+		return nil
+	}
+	n := len(ts)
+	var (
+		ids, accounts, types         = make([]string, n), make([]string, n), make([]string, n)
+		seqs, amounts                = make([]int64, n), make([]int64, n)
+		grantIDs, holdIDs, chargeIDs = make([]string, n), make([]string, n), make([]string, n)
+		keys, requestHashes, reasons = make([]string, n), make([]string, n), make([]string, n)
+		refs, entries                = make([][]byte, n), make([][]byte, n)
+		created                      = make([]time.Time, n)
+		prevHashes, hashes           = make([]string, n), make([]string, n)
+	)
+	for i, t := range ts {
+		var err error
+		if refs[i], err = encodeRef(t.Ref); err != nil {
+			return fmt.Errorf("postgres: write transaction %s ref: %w", t.ID, err)
+		}
+		if entries[i], err = encodeEntries(t.Entries); err != nil {
+			return fmt.Errorf("postgres: write transaction %s entries: %w", t.ID, err)
+		}
+		ids[i], accounts[i], types[i] = t.ID, t.AccountID, string(t.Type)
+		seqs[i], amounts[i] = t.Seq, t.Amount.Micros()
+		grantIDs[i], holdIDs[i], chargeIDs[i] = t.GrantID, t.HoldID, t.ChargeID
+		keys[i], requestHashes[i], reasons[i] = t.IdempotencyKey, t.RequestHash, t.Reason
+		created[i], prevHashes[i], hashes[i] = t.CreatedAt, t.PrevHash, t.Hash
+	}
+	add("transactions", n, `INSERT INTO transactions (`+transactionColumns+`)
+		SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::bigint[], $6::text[],
+			$7::text[], $8::text[], $9::text[], $10::text[], $11::jsonb[], $12::text[], $13::jsonb[],
+			$14::timestamptz[], $15::text[], $16::text[])`,
+		ids, accounts, seqs, types, amounts, grantIDs, holdIDs, chargeIDs,
+		keys, requestHashes, refs, reasons, entries, created, prevHashes, hashes)
+	return nil
+}
+
+func queueGrantUpdates(gs []ledger.Grant, add queueFunc) {
+	gs = lastByID(gs, func(g *ledger.Grant) string { return g.ID })
+	if len(gs) == 0 {
+		return
+	}
+	ids := make([]string, len(gs))
+	remaining := make([]int64, len(gs))
+	closed := make([]bool, len(gs))
+	for i, g := range gs {
+		ids[i], remaining[i], closed[i] = g.ID, g.Remaining.Micros(), g.Closed
+	}
+	add("grants", len(gs), `UPDATE grants g SET remaining = v.remaining, closed = v.closed
+		FROM unnest($1::text[], $2::bigint[], $3::boolean[]) AS v(id, remaining, closed)
+		WHERE g.id = v.id`, ids, remaining, closed)
+}
+
+func queueHoldUpdates(hs []ledger.Hold, add queueFunc) {
+	hs = lastByID(hs, func(h *ledger.Hold) string { return h.ID })
+	if len(hs) == 0 {
+		return
+	}
+	n := len(hs)
+	ids, statuses, chargeIDs := make([]string, n), make([]string, n), make([]string, n)
+	settled := make([]pgtype.Timestamptz, n)
+	captured := make([]int64, n)
+	for i, h := range hs {
+		ids[i], statuses[i], chargeIDs[i] = h.ID, string(h.Status), h.ChargeID
+		settled[i], captured[i] = nullTime(h.SettledAt), h.Captured.Micros()
+	}
+	add("holds", n, `UPDATE holds h SET status = v.status, settled_at = v.settled_at,
+			captured = v.captured, charge_id = v.charge_id
+		FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::bigint[], $5::text[])
+			AS v(id, status, settled_at, captured, charge_id)
+		WHERE h.id = v.id`, ids, statuses, settled, captured, chargeIDs)
+}
+
+func queueChargeUpdates(cs []ledger.Charge, add queueFunc) error {
+	cs = lastByID(cs, func(c *ledger.Charge) string { return c.ID })
+	if len(cs) == 0 {
+		return nil
+	}
+	n := len(cs)
+	ids := make([]string, n)
+	refunded := make([]int64, n)
+	allocs := make([][]byte, n)
+	for i, c := range cs {
+		var err error
+		if allocs[i], err = encodeAllocations(c.Allocations); err != nil {
+			return fmt.Errorf("postgres: write charge %s allocations: %w", c.ID, err)
+		}
+		ids[i], refunded[i] = c.ID, c.Refunded.Micros()
+	}
+	add("charges", n, `UPDATE charges c SET refunded = v.refunded, allocations = v.allocations
+		FROM unnest($1::text[], $2::bigint[], $3::jsonb[]) AS v(id, refunded, allocations)
+		WHERE c.id = v.id`, ids, refunded, allocs)
+	return nil
+}
+
+func queueAccountUpdates(as []ledger.Account, add queueFunc) {
+	as = lastByID(as, func(a *ledger.Account) string { return a.ID })
+	if len(as) == 0 {
+		return
+	}
+	ids := make([]string, len(as))
+	seqs := make([]int64, len(as))
+	hashes := make([]string, len(as))
+	for i, a := range as {
+		ids[i], seqs[i], hashes[i] = a.ID, a.Seq, a.Hash
+	}
+	add("accounts", len(as), `UPDATE accounts a SET seq = v.seq, hash = v.hash
+		FROM unnest($1::text[], $2::bigint[], $3::text[]) AS v(id, seq, hash)
+		WHERE a.id = v.id`, ids, seqs, hashes)
+}
+
+// lastByID keeps the last of rows sharing an id, in first-seen order: an
+// UPDATE ... FROM with two source rows for one target applies only one of
+// them, and not a chosen one.
+func lastByID[T any](rows []T, id func(*T) string) []T {
+	if len(rows) < 2 {
+		return rows
+	}
+	at := make(map[string]int, len(rows))
+	out := make([]T, 0, len(rows))
+	for i := range rows {
+		k := id(&rows[i])
+		if j, ok := at[k]; ok {
+			out[j] = rows[i]
+			continue
+		}
+		at[k] = len(out)
+		out = append(out, rows[i])
+	}
+	return out
+}
+
+// nonNil makes a nil slice an empty array rather than NULL.
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}

@@ -95,8 +95,20 @@ CREATE UNIQUE INDEX transactions_account_seq ON transactions (account_id, seq DE
 CREATE UNIQUE INDEX transactions_account_key ON transactions (account_id, idempotency_key)
     WHERE idempotency_key <> '';
 
+-- The journal is append-only: edits and deletions are refused outright.
+-- +goose StatementBegin
+CREATE FUNCTION scrip_journal_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION 'the journal is append-only: % on transactions refused', TG_OP;
+END;
+$$;
+-- +goose StatementEnd
+CREATE TRIGGER transactions_append_only BEFORE UPDATE OR DELETE ON transactions
+    FOR EACH ROW EXECUTE FUNCTION scrip_journal_append_only();
+
 -- +goose Down
 DROP TABLE transactions;
+DROP FUNCTION scrip_journal_append_only();
 DROP TABLE charges;
 DROP TABLE holds;
 DROP TABLE grants;

@@ -34,6 +34,7 @@ const (
 	EForbidden           = "forbidden"
 	ERateLimited         = "rate_limited"
 	EInternal            = "internal"
+	EPlanNotFound        = "plan_not_found"
 )
 
 // Error is an application error with a stable code.

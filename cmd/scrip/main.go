@@ -41,5 +41,14 @@ func main() {
 
 // commands lists every subcommand; each lives in its own file.
 func commands() []*cobra.Command {
-	return []*cobra.Command{}
+	return []*cobra.Command{
+		newCatalogCmd(),
+		newQuoteCmd(),
+		newServeCmd(),
+		newMigrateCmd(),
+		newKeysCmd(),
+		newAccountCmd(),
+		newVerifyCmd(),
+		newExportCmd(),
+	}
 }

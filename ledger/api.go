@@ -40,7 +40,9 @@ type GrantRequest struct {
 	Metadata     map[string]string
 }
 
-// HoldRequest reserves credits for a job.
+// HoldRequest reserves credits for a job. A zero amount is allowed: it
+// records usage that costs nothing (an unlimited plan) through the same
+// lifecycle.
 type HoldRequest struct {
 	AccountID string
 	Key       string
@@ -48,6 +50,11 @@ type HoldRequest struct {
 	// TTL defaults to the engine's HoldTTLDefault and may not exceed HoldTTLMax.
 	TTL time.Duration
 	Ref Ref
+	// Fingerprint, when set, identifies the request for idempotency in place
+	// of its amount and reference: callers that derive the amount (from a
+	// catalog that may be reloaded) pass a digest of what their client sent,
+	// so a replay returns the first result even after a price change.
+	Fingerprint string
 }
 
 // CaptureRequest settles a hold at the actual amount.
@@ -61,6 +68,11 @@ type CaptureRequest struct {
 	// Ref, when set, replaces the hold's reference on the charge (for
 	// instance the actual parameters).
 	Ref *Ref
+	// Fingerprint, when set, identifies the request for idempotency in place
+	// of its amount and reference: callers that derive the amount (from a
+	// catalog that may be reloaded) pass a digest of what their client sent,
+	// so a replay returns the first result even after a price change.
+	Fingerprint string
 }
 
 // ReleaseRequest ends a hold without charging (the provider failed).
@@ -76,6 +88,11 @@ type ChargeRequest struct {
 	Key       string
 	Amount    credit.Amount
 	Ref       Ref
+	// Fingerprint, when set, identifies the request for idempotency in place
+	// of its amount and reference: callers that derive the amount (from a
+	// catalog that may be reloaded) pass a digest of what their client sent,
+	// so a replay returns the first result even after a price change.
+	Fingerprint string
 }
 
 // RefundRequest returns a charge's credits, whole or in part, to the grants

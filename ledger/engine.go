@@ -338,6 +338,13 @@ func checkPositive(field string, a credit.Amount) error {
 	return nil
 }
 
+func checkNotNegative(field string, a credit.Amount) error {
+	if a < 0 {
+		return &scrip.Error{Code: scrip.EInvalidAmount, Field: field, Message: fmt.Sprintf("%s must not be negative, got %s", field, a)}
+	}
+	return nil
+}
+
 func checkMetadata(field string, md map[string]string) error {
 	if len(md) > metadataKeysMax {
 		return &scrip.Error{Code: scrip.EInvalid, Field: field, Message: fmt.Sprintf("%s has %d keys; at most %d", field, len(md), metadataKeysMax)}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/scriphq/scrip"
@@ -66,7 +67,7 @@ func (e *Engine) Grant(ctx context.Context, r GrantRequest) (Result, error) {
 
 // Hold reserves credits for a job.
 func (e *Engine) Hold(ctx context.Context, r HoldRequest) (Result, error) {
-	if err := firstErr(CheckAccountID(r.AccountID), checkKey(r.Key), checkPositive("amount", r.Amount),
+	if err := firstErr(CheckAccountID(r.AccountID), checkKey(r.Key), checkNotNegative("amount", r.Amount),
 		checkRef(r.Ref)); err != nil {
 		return Result{}, err
 	}
@@ -77,7 +78,7 @@ func (e *Engine) Hold(ctx context.Context, r HoldRequest) (Result, error) {
 		return Result{}, &scrip.Error{Code: scrip.EInvalid, Field: "ttl",
 			Message: fmt.Sprintf("hold time-to-live %s is out of range (1s to %s)", r.TTL, e.opt.HoldTTLMax)}
 	}
-	h := requestHash("hold", r.AccountID, r.Amount.String(), r.TTL.String(), refString(r.Ref))
+	h := requestHash("hold", r.AccountID, r.TTL.String(), orFingerprint(r.Fingerprint, r.Amount.String(), refString(r.Ref)))
 	return e.submit(ctx, &op{typ: TxHold, accountID: r.AccountID, key: r.Key, hash: h, req: &r})
 }
 
@@ -87,8 +88,8 @@ func (e *Engine) Capture(ctx context.Context, r CaptureRequest) (Result, error) 
 	if err := checkKey(r.Key); err != nil {
 		return Result{}, err
 	}
-	if r.Amount < 0 {
-		return Result{}, &scrip.Error{Code: scrip.EInvalidAmount, Field: "amount", Message: fmt.Sprintf("capture amount must not be negative, got %s", r.Amount)}
+	if err := checkNotNegative("amount", r.Amount); err != nil {
+		return Result{}, err
 	}
 	if r.Ref != nil {
 		if err := checkRef(*r.Ref); err != nil {
@@ -103,7 +104,7 @@ func (e *Engine) Capture(ctx context.Context, r CaptureRequest) (Result, error) 
 	if r.Ref != nil {
 		ref = refString(*r.Ref)
 	}
-	h := requestHash("capture", r.HoldID, r.Amount.String(), strconv.FormatBool(r.AllowOver), ref)
+	h := requestHash("capture", r.HoldID, strconv.FormatBool(r.AllowOver), orFingerprint(r.Fingerprint, r.Amount.String(), ref))
 	return e.submit(ctx, &op{typ: TxCapture, accountID: acct, key: r.Key, hash: h, req: &r})
 }
 
@@ -122,11 +123,11 @@ func (e *Engine) Release(ctx context.Context, r ReleaseRequest) (Result, error) 
 
 // Charge debits credits in one atomic step.
 func (e *Engine) Charge(ctx context.Context, r ChargeRequest) (Result, error) {
-	if err := firstErr(CheckAccountID(r.AccountID), checkKey(r.Key), checkPositive("amount", r.Amount),
+	if err := firstErr(CheckAccountID(r.AccountID), checkKey(r.Key), checkNotNegative("amount", r.Amount),
 		checkRef(r.Ref)); err != nil {
 		return Result{}, err
 	}
-	h := requestHash("charge", r.AccountID, r.Amount.String(), refString(r.Ref))
+	h := requestHash("charge", r.AccountID, orFingerprint(r.Fingerprint, r.Amount.String(), refString(r.Ref)))
 	return e.submit(ctx, &op{typ: TxCharge, accountID: r.AccountID, key: r.Key, hash: h, req: &r})
 }
 
@@ -135,8 +136,8 @@ func (e *Engine) Refund(ctx context.Context, r RefundRequest) (Result, error) {
 	if err := checkKey(r.Key); err != nil {
 		return Result{}, err
 	}
-	if r.Amount < 0 {
-		return Result{}, &scrip.Error{Code: scrip.EInvalidAmount, Field: "amount", Message: fmt.Sprintf("refund amount must not be negative, got %s", r.Amount)}
+	if err := checkNotNegative("amount", r.Amount); err != nil {
+		return Result{}, err
 	}
 	c, err := e.store.Charge(ctx, r.ChargeID)
 	if errors.Is(err, ErrNotFound) {
@@ -355,3 +356,12 @@ func mapString(m map[string]string) string {
 }
 
 func refString(r Ref) string { return r.Action + "\x00" + r.Job + "\x00" + mapString(r.Metadata) }
+
+// orFingerprint returns the caller's fingerprint when there is one, else the
+// parts it stands for.
+func orFingerprint(fp string, parts ...string) string {
+	if fp != "" {
+		return "fp\x00" + fp
+	}
+	return strings.Join(parts, "\x00")
+}

@@ -72,9 +72,9 @@ type Source struct {
 
 // Grant is a bucket of credits in an account.
 type Grant struct {
-	ID        string       `json:"id"`
-	AccountID string       `json:"account_id"`
-	Kind      Kind         `json:"kind"`
+	ID        string        `json:"id"`
+	AccountID string        `json:"account_id"`
+	Kind      Kind          `json:"kind"`
 	Amount    credit.Amount `json:"amount"`
 	// Remaining is what is left in the grant and not held.
 	Remaining   credit.Amount `json:"remaining"`
@@ -137,10 +137,10 @@ type Hold struct {
 
 // Charge is credits taken, from a captured hold or in one step.
 type Charge struct {
-	ID          string        `json:"id"`
-	AccountID   string        `json:"account_id"`
-	Amount      credit.Amount `json:"amount"`
-	Refunded    credit.Amount `json:"refunded"`
+	ID        string        `json:"id"`
+	AccountID string        `json:"account_id"`
+	Amount    credit.Amount `json:"amount"`
+	Refunded  credit.Amount `json:"refunded"`
 	// Allocations are what is still refundable, per grant.
 	Allocations []Allocation `json:"allocations"`
 	HoldID      string       `json:"hold_id,omitempty"`

@@ -46,6 +46,8 @@ func Run(t *testing.T, open Open) {
 		{"TwoEngines", testTwoEngines},
 		{"Model", testModel},
 		{"RestartExpiresHolds", testRestartExpiresHolds},
+		{"ZeroUsage", testZeroUsage},
+		{"Fingerprint", testFingerprint},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -745,4 +747,52 @@ func testRestartExpiresHolds(t *testing.T, open Open) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// testZeroUsage records usage that costs nothing (an unlimited plan): a
+// zero hold captured at zero and a zero charge are journal transactions
+// like any other.
+func testZeroUsage(t *testing.T, open Open) {
+	e := newEnv(t, open)
+	e.account("u")
+	ref := ledger.Ref{Action: "google-tts", Metadata: map[string]string{"list_credits": "6"}}
+	h, err := e.eng.Hold(e.ctx, ledger.HoldRequest{AccountID: "u", Key: e.key(), Amount: 0, Ref: ref})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := e.eng.Capture(e.ctx, ledger.CaptureRequest{HoldID: h.Hold.ID, Key: e.key(), Amount: 0})
+	if err != nil || c.Hold.Status != ledger.HoldCaptured || c.Transaction.Amount != 0 {
+		t.Fatalf("capture = %+v, %v", c, err)
+	}
+	ch, err := e.eng.Charge(e.ctx, ledger.ChargeRequest{AccountID: "u", Key: e.key(), Amount: 0, Ref: ref})
+	if err != nil || ch.Charge == nil || ch.Charge.Amount != 0 {
+		t.Fatalf("charge = %+v, %v", ch, err)
+	}
+	hist, err := e.eng.History(e.ctx, ledger.HistoryQuery{AccountID: "u"})
+	if err != nil || len(hist) != 3 || hist[0].Ref.Metadata["list_credits"] != "6" {
+		t.Fatalf("history = %+v, %v", hist, err)
+	}
+	_, err = e.eng.Charge(e.ctx, ledger.ChargeRequest{AccountID: "u", Key: e.key(), Amount: amt("-1")})
+	wantCode(t, err, scrip.EInvalidAmount)
+	e.verify()
+}
+
+// testFingerprint checks that a caller-supplied fingerprint, not the derived
+// amount, decides whether a replay matches.
+func testFingerprint(t *testing.T, open Open) {
+	e := newEnv(t, open)
+	e.account("u")
+	e.grant("u", ledger.KindTopUp, "100", time.Time{})
+	first, err := e.eng.Charge(e.ctx, ledger.ChargeRequest{AccountID: "u", Key: "job", Amount: amt("4"), Fingerprint: "action=x"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The price changed since, but the client sent the same request.
+	again, err := e.eng.Charge(e.ctx, ledger.ChargeRequest{AccountID: "u", Key: "job", Amount: amt("6"), Fingerprint: "action=x"})
+	if err != nil || !again.Replayed || again.Charge.Amount != amt("4") || again.Transaction.ID != first.Transaction.ID {
+		t.Fatalf("replay = %+v, %v", again, err)
+	}
+	_, err = e.eng.Charge(e.ctx, ledger.ChargeRequest{AccountID: "u", Key: "job", Amount: amt("4"), Fingerprint: "action=y"})
+	wantCode(t, err, scrip.EIdempotencyConflict)
+	e.wantAvailable("u", "96")
 }

@@ -1,0 +1,303 @@
+package event_test
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/scriphq/scrip/credit"
+	"github.com/scriphq/scrip/event"
+	"github.com/scriphq/scrip/ledger"
+	"github.com/scriphq/scrip/postgres"
+	"github.com/scriphq/scrip/postgres/pgtest"
+	"github.com/scriphq/scrip/sqlite"
+)
+
+type stores struct {
+	ledger ledger.Store
+	outbox event.Store
+}
+
+// eachStore runs fn on SQLite and on PostgreSQL.
+func eachStore(t *testing.T, fn func(t *testing.T, s stores)) {
+	t.Run("sqlite", func(t *testing.T) {
+		t.Parallel()
+		s, err := sqlite.Open(filepath.Join(t.TempDir(), "scrip.db"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		fn(t, stores{s, s.Outbox()})
+	})
+	t.Run("postgres", func(t *testing.T) {
+		t.Parallel()
+		s, err := postgres.Open(context.Background(), pgtest.URL(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		fn(t, stores{s, s.Outbox()})
+	})
+}
+
+func TestSignVerify(t *testing.T) {
+	now := time.Unix(1_700_000_000, 0)
+	body := []byte(`{"id":"evt_1"}`)
+	sig := event.Sign("secret_0123456789", now, body)
+	if !strings.HasPrefix(sig, "t=1700000000,v1=") {
+		t.Fatalf("signature %q", sig)
+	}
+	if err := event.Verify("secret_0123456789", sig, body, time.Minute, now.Add(time.Second)); err != nil {
+		t.Errorf("valid signature refused: %v", err)
+	}
+	for name, err := range map[string]error{
+		"other secret": event.Verify("secret_other_000000", sig, body, time.Minute, now),
+		"other body":   event.Verify("secret_0123456789", sig, []byte(`{"id":"evt_2"}`), time.Minute, now),
+		"too old":      event.Verify("secret_0123456789", sig, body, time.Minute, now.Add(time.Hour)),
+		"malformed":    event.Verify("secret_0123456789", "garbage", body, time.Minute, now),
+	} {
+		if err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+	if event.ID("grant.created", "tx_1") != event.ID("grant.created", "tx_1") || event.ID("grant.created", "tx_1") == event.ID("hold.expired", "tx_1") {
+		t.Error("event ids are not stable per type and cause")
+	}
+}
+
+// receiver fails the first failures requests, then accepts; it checks each
+// signature.
+type receiver struct {
+	mu       sync.Mutex
+	secret   string
+	failures int
+	got      []string // event ids accepted
+	requests int
+	badSig   int
+}
+
+func (rc *receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	body, _ := io.ReadAll(r.Body)
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	rc.requests++
+	if err := event.Verify(rc.secret, r.Header.Get(event.SignatureHeader), body, 5*time.Minute, time.Now()); err != nil {
+		rc.badSig++
+		w.WriteHeader(http.StatusUnauthorized)
+		return
+	}
+	if rc.requests <= rc.failures {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		return
+	}
+	var e event.Event
+	json.Unmarshal(body, &e)
+	rc.got = append(rc.got, e.ID)
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func TestDeliveryRetries(t *testing.T) {
+	eachStore(t, func(t *testing.T, s stores) {
+		ctx := context.Background()
+		rc := &receiver{secret: "whsec_receiver_0123456789", failures: 2}
+		srv := httptest.NewServer(rc)
+		defer srv.Close()
+		dead := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(500) }))
+		defer dead.Close()
+
+		clock := ledger.NewManualClock(time.Now())
+		ep, err := event.AddEndpoint(ctx, s.outbox, srv.URL, rc.secret, []string{event.PurchaseCompleted}, clock.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		deadEP, err := event.AddEndpoint(ctx, s.outbox, dead.URL, "", []string{"*"}, clock.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := event.AddEndpoint(ctx, s.outbox, "ftp://x", "", []string{"*"}, clock.Now()); err == nil {
+			t.Error("ftp endpoint accepted")
+		}
+		if _, err := event.AddEndpoint(ctx, s.outbox, srv.URL, "", []string{"nope"}, clock.Now()); err == nil {
+			t.Error("unknown event type accepted")
+		}
+
+		e, err := event.New(event.PurchaseCompleted, "cs_1", "acct_1", clock.Now(), map[string]any{"credits": credit.Credits(100)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		other, _ := event.New(event.HoldExpired, "tx_9", "acct_1", clock.Now(), map[string]any{})
+		if n, err := s.outbox.Publish(ctx, []event.Event{e, other}); err != nil || n != 2 {
+			t.Fatalf("publish: %d, %v", n, err)
+		}
+		// Publishing the same cause again inserts nothing.
+		if n, err := s.outbox.Publish(ctx, []event.Event{e}); err != nil || n != 0 {
+			t.Fatalf("republish: %d, %v", n, err)
+		}
+
+		d := event.NewDispatcher(s.outbox, event.DispatcherOptions{Clock: clock, AttemptsMax: 4,
+			BackoffBase: time.Second, BackoffMax: 3 * time.Second})
+		// Attempt 1 fails; nothing is due again until the backoff passes.
+		if n, err := d.DeliverDue(ctx); err != nil || n != 3 {
+			t.Fatalf("first pass: %d deliveries, %v", n, err)
+		}
+		if n, _ := d.DeliverDue(ctx); n != 0 {
+			t.Fatalf("%d deliveries retried before their backoff", n)
+		}
+		for range 6 {
+			clock.Advance(4 * time.Second)
+			if _, err := d.DeliverDue(ctx); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if len(rc.got) != 1 || rc.got[0] != e.ID || rc.badSig != 0 {
+			t.Fatalf("receiver got %v (bad signatures %d), want %s once", rc.got, rc.badSig, e.ID)
+		}
+		det, err := event.Show(ctx, s.outbox, e.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		byEP := map[string]event.Delivery{}
+		for _, dl := range det.Deliveries {
+			byEP[dl.EndpointID] = dl
+		}
+		if dl := byEP[ep.ID]; dl.Status != event.Delivered || dl.Attempts != 3 || dl.DeliveredAt.IsZero() {
+			t.Errorf("delivery to the flaky receiver: %+v, want delivered on attempt 3", dl)
+		}
+		if dl := byEP[deadEP.ID]; dl.Status != event.Failed || dl.Attempts != 4 || dl.LastStatus != 500 {
+			t.Errorf("delivery to the dead receiver: %+v, want failed after 4 attempts", dl)
+		}
+		if len(det.Attempts) != 7 {
+			t.Errorf("%d attempts recorded, want 7 (3 + 4)", len(det.Attempts))
+		}
+		// An operator retries the failed delivery.
+		if err := s.outbox.Retry(ctx, e.ID, deadEP.ID, clock.Now()); err != nil {
+			t.Fatal(err)
+		}
+		if n, _ := d.DeliverDue(ctx); n != 1 {
+			t.Errorf("%d deliveries after a manual retry, want 1", n)
+		}
+		// A disabled endpoint gets nothing more.
+		if err := s.outbox.DisableEndpoint(ctx, deadEP.ID); err != nil {
+			t.Fatal(err)
+		}
+		clock.Advance(time.Hour)
+		if n, _ := d.DeliverDue(ctx); n != 0 {
+			t.Errorf("%d deliveries to a disabled endpoint", n)
+		}
+	})
+}
+
+func TestBackoff(t *testing.T) {
+	d := event.NewDispatcher(nil, event.DispatcherOptions{BackoffBase: 10 * time.Second, BackoffMax: time.Minute})
+	for n, want := range map[int]time.Duration{1: 10 * time.Second, 2: 20 * time.Second, 3: 40 * time.Second, 4: time.Minute, 30: time.Minute} {
+		got := d.Backoff(n)
+		if got > want || got < want*4/5 {
+			t.Errorf("backoff after %d failures: %s, want within [%s, %s]", n, got, want*4/5, want)
+		}
+	}
+}
+
+func TestWatcher(t *testing.T) {
+	eachStore(t, func(t *testing.T, s stores) {
+		ctx := context.Background()
+		start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+		clock := ledger.NewManualClock(start)
+		eng := ledger.NewEngine(s.ledger, ledger.Options{Clock: clock, SweepEvery: -1, HoldTTLMax: 24 * time.Hour})
+		defer eng.Close(ctx)
+		w := event.NewWatcher(s.outbox, eng, event.WatcherOptions{Clock: clock, Since: start.Add(-time.Second),
+			Settle: time.Second, ExpiringWithin: 3 * 24 * time.Hour,
+			Thresholds: event.Thresholds{Default: credit.Credits(20)}})
+		if _, _, err := eng.CreateAccount(ctx, "acct_w", nil); err != nil {
+			t.Fatal(err)
+		}
+		must := func(_ ledger.Result, err error) {
+			t.Helper()
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		last := 500 // spent after the top-up
+		must(eng.Grant(ctx, ledger.GrantRequest{AccountID: "acct_w", Key: "g1", Kind: ledger.KindTopUp, Amount: credit.Credits(100)}))
+		must(eng.Grant(ctx, ledger.GrantRequest{AccountID: "acct_w", Key: "g2", Kind: ledger.KindPromotional, Amount: credit.Credits(5),
+			Priority: &last, ExpiresAt: start.Add(10 * 24 * time.Hour)}))
+		poll := func() {
+			t.Helper()
+			clock.Advance(2 * time.Second)
+			if _, err := w.Poll(ctx); err != nil {
+				t.Fatal(err)
+			}
+		}
+		count := func(typ string) int {
+			t.Helper()
+			evs, err := s.outbox.Events(ctx, event.Query{AccountID: "acct_w", Type: typ, Limit: 100})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return len(evs)
+		}
+		poll()
+		if count(event.GrantCreated) != 2 || count(event.GrantExpiring) != 0 || count(event.BalanceLow) != 0 {
+			t.Fatalf("after two grants: %d grant.created, %d grant.expiring, %d balance.low",
+				count(event.GrantCreated), count(event.GrantExpiring), count(event.BalanceLow))
+		}
+		// Spending below the threshold fires balance.low once.
+		must(eng.Charge(ctx, ledger.ChargeRequest{AccountID: "acct_w", Key: "c1", Amount: credit.Credits(90)}))
+		poll()
+		must(eng.Charge(ctx, ledger.ChargeRequest{AccountID: "acct_w", Key: "c2", Amount: credit.Credits(1)}))
+		poll()
+		if n := count(event.BalanceLow); n != 1 {
+			t.Errorf("%d balance.low events, want 1", n)
+		}
+		// A hold left to expire.
+		must(eng.Hold(ctx, ledger.HoldRequest{AccountID: "acct_w", Key: "h1", Amount: credit.Credits(2), TTL: time.Minute}))
+		clock.Advance(2 * time.Minute)
+		if _, err := eng.ExpireDue(ctx); err != nil {
+			t.Fatal(err)
+		}
+		poll()
+		if n := count(event.HoldExpired); n != 1 {
+			t.Errorf("%d hold.expired events, want 1", n)
+		}
+		// Seven days on, the promotional grant is three days from expiry.
+		clock.Advance(7*24*time.Hour + time.Minute)
+		poll()
+		poll()
+		if n := count(event.GrantExpiring); n != 1 {
+			t.Errorf("%d grant.expiring events, want 1", n)
+		}
+		// Spending everything fires credits.exhausted once.
+		must(eng.Charge(ctx, ledger.ChargeRequest{AccountID: "acct_w", Key: "c3", Amount: credit.Credits(14)}))
+		poll()
+		if n := count(event.CreditsExhausted); n != 1 {
+			t.Errorf("%d credits.exhausted events, want 1", n)
+		}
+		// Topping up re-arms the alerts: the next dip fires again.
+		must(eng.Grant(ctx, ledger.GrantRequest{AccountID: "acct_w", Key: "g3", Kind: ledger.KindTopUp, Amount: credit.Credits(50)}))
+		poll()
+		must(eng.Charge(ctx, ledger.ChargeRequest{AccountID: "acct_w", Key: "c4", Amount: credit.Credits(40)}))
+		poll()
+		if n := count(event.BalanceLow); n != 2 {
+			t.Errorf("%d balance.low events after re-arming, want 2", n)
+		}
+		// Polling again, even from an older cursor, adds nothing.
+		before := count("")
+		if err := s.outbox.SetState(ctx, "journal", `{"at":"2025-12-31T00:00:00Z","id":""}`); err != nil {
+			t.Fatal(err)
+		}
+		poll()
+		if after := count(""); after != before {
+			evs, _ := s.outbox.Events(ctx, event.Query{AccountID: "acct_w", Limit: 100})
+			for _, e := range evs {
+				t.Logf("%s %s %s", e.CreatedAt, e.Type, e.Data)
+			}
+			t.Errorf("re-reading the journal added %d events", after-before)
+		}
+	})
+}

@@ -1,0 +1,367 @@
+package event
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"time"
+
+	"github.com/scriphq/scrip/credit"
+	"github.com/scriphq/scrip/ledger"
+)
+
+// Watcher defaults and bounds.
+const (
+	settleDefault         = 5 * time.Second
+	expiringWithinDefault = 3 * 24 * time.Hour
+	watchPageRows         = 500
+	watchPagesMax         = 20
+	watchStateJournal     = "journal"
+	watchStateExpiring    = "expiring"
+	alertStatePrefix      = "alert:"
+	// ThresholdMetadataKey in an account's metadata overrides its
+	// balance.low threshold, in credits ("25", "0.5").
+	ThresholdMetadataKey = "low_balance_threshold"
+)
+
+// Ledger is what the watcher reads from the ledger; *ledger.Engine has it.
+type Ledger interface {
+	Account(ctx context.Context, id string) (ledger.Account, error)
+	Balance(ctx context.Context, accountID string) (ledger.Balance, error)
+	Store() ledger.Store
+}
+
+// Thresholds decide the balance.low threshold of an account: its metadata
+// (ThresholdMetadataKey) first, then its plan's entry in ByPlan, then
+// Default. Zero means no balance.low for the account.
+type Thresholds struct {
+	Default credit.Amount
+	ByPlan  map[string]credit.Amount
+	// Plan returns the account's plan code ("" for none); nil skips ByPlan.
+	Plan func(ctx context.Context, accountID string) (string, error)
+}
+
+// Of returns the threshold of the account.
+func (t *Thresholds) Of(ctx context.Context, a ledger.Account) (credit.Amount, error) {
+	if v, ok := a.Metadata[ThresholdMetadataKey]; ok {
+		if amt, err := credit.Parse(v); err == nil && amt >= 0 {
+			return amt, nil
+		}
+	}
+	if t.Plan != nil && len(t.ByPlan) > 0 {
+		p, err := t.Plan(ctx, a.ID)
+		if err != nil {
+			return 0, fmt.Errorf("plan of %s: %w", a.ID, err)
+		}
+		if amt, ok := t.ByPlan[p]; ok {
+			return amt, nil
+		}
+	}
+	return t.Default, nil
+}
+
+// WatcherOptions configure a Watcher.
+type WatcherOptions struct {
+	Thresholds Thresholds
+	// ExpiringWithin is how long before a grant's expiry grant.expiring is
+	// sent (default 3 days).
+	ExpiringWithin time.Duration
+	// Settle is how far behind the clock the watcher reads the journal, so
+	// a batch that committed a little after its transactions' time is not
+	// skipped (default 5s).
+	Settle time.Duration
+	// Since is where to start when no cursor is stored yet; zero: now.
+	Since     time.Time
+	PollEvery time.Duration
+	Clock     ledger.Clock
+	Logger    *slog.Logger
+}
+
+// Watcher follows the journal and the grants and writes the events they
+// imply to the outbox: grant.created, grant.expiring, hold.expired,
+// balance.low and credits.exhausted.
+//
+// It stores its cursor after the events of a page are in the outbox, and
+// event ids derive from journal transactions and grants, so after a crash
+// it reads part of a page again and publishes nothing twice.
+type Watcher struct {
+	store  Store
+	ledger Ledger
+	opt    WatcherOptions
+}
+
+// NewWatcher returns a watcher writing to store.
+func NewWatcher(store Store, l Ledger, opt WatcherOptions) *Watcher {
+	if opt.ExpiringWithin <= 0 {
+		opt.ExpiringWithin = expiringWithinDefault
+	}
+	if opt.Settle <= 0 {
+		opt.Settle = settleDefault
+	}
+	if opt.PollEvery <= 0 {
+		opt.PollEvery = pollEveryDefault
+	}
+	if opt.Clock == nil {
+		opt.Clock = ledger.SystemClock{}
+	}
+	if opt.Logger == nil {
+		opt.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Watcher{store: store, ledger: l, opt: opt}
+}
+
+// Run polls every PollEvery until ctx ends.
+func (w *Watcher) Run(ctx context.Context) error {
+	t := time.NewTicker(w.opt.PollEvery)
+	defer t.Stop()
+	for {
+		if _, err := w.Poll(ctx); err != nil && ctx.Err() == nil {
+			w.opt.Logger.ErrorContext(ctx, "event watcher", slog.Any("err", err))
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+// Poll publishes the events of the journal transactions and expiring grants
+// not seen yet, a bounded number of pages per call, and returns how many
+// events were new.
+func (w *Watcher) Poll(ctx context.Context) (int, error) {
+	now := w.opt.Clock.Now().UTC()
+	total := 0
+	for range watchPagesMax {
+		n, more, err := w.journalPage(ctx, now)
+		total += n
+		if err != nil {
+			return total, err
+		}
+		if !more {
+			break
+		}
+	}
+	for range watchPagesMax {
+		n, more, err := w.expiringPage(ctx, now)
+		total += n
+		if err != nil {
+			return total, err
+		}
+		if !more {
+			break
+		}
+	}
+	return total, nil
+}
+
+func (w *Watcher) cursor(ctx context.Context, name string, def time.Time) (JournalCursor, error) {
+	v, err := w.store.State(ctx, name)
+	if errors.Is(err, ErrNotFound) || (err == nil && v == "") {
+		return JournalCursor{At: def}, nil
+	}
+	if err != nil {
+		return JournalCursor{}, err
+	}
+	var c JournalCursor
+	if err := json.Unmarshal([]byte(v), &c); err != nil {
+		return JournalCursor{}, fmt.Errorf("cursor %s: %w", name, err)
+	}
+	return c, nil
+}
+
+func (w *Watcher) setCursor(ctx context.Context, name string, c JournalCursor) error {
+	b, _ := json.Marshal(c)
+	return w.store.SetState(ctx, name, string(b))
+}
+
+func (w *Watcher) since(now time.Time) time.Time {
+	if !w.opt.Since.IsZero() {
+		return w.opt.Since
+	}
+	return now.Add(-w.opt.Settle)
+}
+
+func (w *Watcher) journalPage(ctx context.Context, now time.Time) (int, bool, error) {
+	c, err := w.cursor(ctx, watchStateJournal, w.since(now))
+	if err != nil {
+		return 0, false, err
+	}
+	txs, err := w.store.JournalAfter(ctx, c, now.Add(-w.opt.Settle), watchPageRows)
+	if err != nil {
+		return 0, false, fmt.Errorf("read journal: %w", err)
+	}
+	if len(txs) == 0 {
+		return 0, false, nil
+	}
+	var evs []Event
+	last := map[string]*ledger.Transaction{} // per account: the page's last transaction
+	var order []string
+	for i := range txs {
+		t := &txs[i]
+		if _, ok := last[t.AccountID]; !ok {
+			order = append(order, t.AccountID)
+		}
+		last[t.AccountID] = t
+		es, err := w.txEvents(ctx, t, now)
+		if err != nil {
+			return 0, false, err
+		}
+		evs = append(evs, es...)
+	}
+	alerts := map[string]string{}
+	for _, id := range order {
+		es, state, changed, err := w.balanceEvents(ctx, last[id], now)
+		if err != nil {
+			return 0, false, err
+		}
+		evs = append(evs, es...)
+		if changed {
+			alerts[id] = state
+		}
+	}
+	n, err := w.store.Publish(ctx, evs)
+	if err != nil {
+		return 0, false, fmt.Errorf("publish: %w", err)
+	}
+	for _, id := range order {
+		if s, ok := alerts[id]; ok {
+			if err := w.store.SetState(ctx, alertStatePrefix+id, s); err != nil {
+				return n, false, err
+			}
+		}
+	}
+	end := txs[len(txs)-1]
+	if err := w.setCursor(ctx, watchStateJournal, JournalCursor{At: end.CreatedAt, ID: end.ID}); err != nil {
+		return n, false, err
+	}
+	return n, len(txs) == watchPageRows, nil
+}
+
+func (w *Watcher) txEvents(ctx context.Context, t *ledger.Transaction, now time.Time) ([]Event, error) {
+	switch t.Type {
+	case ledger.TxGrant:
+		g, err := w.ledger.Store().Grant(ctx, t.GrantID)
+		if err != nil {
+			return nil, fmt.Errorf("grant %s of transaction %s: %w", t.GrantID, t.ID, err)
+		}
+		e, err := New(GrantCreated, t.ID, t.AccountID, t.CreatedAt, map[string]any{"account_id": t.AccountID, "grant": g})
+		if err != nil {
+			return nil, err
+		}
+		out := []Event{e}
+		// A grant that expires sooner than the expiring scan's cursor is
+		// announced here; the same id makes the two paths agree.
+		if !g.Never() && !g.Closed && g.Remaining > 0 && g.ExpiresAt.After(now) && !g.ExpiresAt.After(now.Add(w.opt.ExpiringWithin)) {
+			e, err := expiringEvent(&g, now)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, e)
+		}
+		return out, nil
+	case ledger.TxHoldExpiry:
+		e, err := New(HoldExpired, t.ID, t.AccountID, t.CreatedAt,
+			map[string]any{"account_id": t.AccountID, "hold_id": t.HoldID, "amount": t.Amount})
+		if err != nil {
+			return nil, err
+		}
+		return []Event{e}, nil
+	}
+	return nil, nil
+}
+
+func expiringEvent(g *ledger.Grant, now time.Time) (Event, error) {
+	return New(GrantExpiring, g.ID, g.AccountID, now, map[string]any{
+		"account_id": g.AccountID, "grant_id": g.ID, "kind": g.Kind,
+		"remaining": g.Remaining, "expires_at": g.ExpiresAt,
+	})
+}
+
+// Alert levels of an account, stored as its alert state.
+const (
+	levelOK        = 0
+	levelLow       = 1
+	levelExhausted = 2
+)
+
+func (w *Watcher) balanceEvents(ctx context.Context, t *ledger.Transaction, now time.Time) ([]Event, string, bool, error) {
+	acct, err := w.ledger.Account(ctx, t.AccountID)
+	if err != nil {
+		return nil, "", false, fmt.Errorf("account %s: %w", t.AccountID, err)
+	}
+	b, err := w.ledger.Balance(ctx, t.AccountID)
+	if err != nil {
+		return nil, "", false, fmt.Errorf("balance %s: %w", t.AccountID, err)
+	}
+	th, err := w.opt.Thresholds.Of(ctx, acct)
+	if err != nil {
+		return nil, "", false, err
+	}
+	level := levelOK
+	switch {
+	case b.Available <= 0:
+		level = levelExhausted
+	case b.Available < th:
+		level = levelLow
+	}
+	prevS, err := w.store.State(ctx, alertStatePrefix+t.AccountID)
+	if err != nil && !errors.Is(err, ErrNotFound) {
+		return nil, "", false, err
+	}
+	prev, _ := strconv.Atoi(prevS)
+	if level == prev {
+		return nil, "", false, nil
+	}
+	var out []Event
+	data := map[string]any{"account_id": t.AccountID, "available": b.Available, "held": b.Held, "threshold": th}
+	if prev < levelLow && level >= levelLow && th > 0 {
+		e, err := New(BalanceLow, t.ID, t.AccountID, now, data)
+		if err != nil {
+			return nil, "", false, err
+		}
+		out = append(out, e)
+	}
+	if prev < levelExhausted && level == levelExhausted {
+		e, err := New(CreditsExhausted, t.ID, t.AccountID, now, data)
+		if err != nil {
+			return nil, "", false, err
+		}
+		out = append(out, e)
+	}
+	return out, strconv.Itoa(level), true, nil
+}
+
+func (w *Watcher) expiringPage(ctx context.Context, now time.Time) (int, bool, error) {
+	c, err := w.cursor(ctx, watchStateExpiring, now)
+	if err != nil {
+		return 0, false, err
+	}
+	gs, err := w.store.ExpiringAfter(ctx, c, now.Add(w.opt.ExpiringWithin), watchPageRows)
+	if err != nil {
+		return 0, false, fmt.Errorf("expiring grants: %w", err)
+	}
+	if len(gs) == 0 {
+		return 0, false, nil
+	}
+	evs := make([]Event, 0, len(gs))
+	for i := range gs {
+		e, err := expiringEvent(&gs[i], now)
+		if err != nil {
+			return 0, false, err
+		}
+		evs = append(evs, e)
+	}
+	n, err := w.store.Publish(ctx, evs)
+	if err != nil {
+		return 0, false, fmt.Errorf("publish: %w", err)
+	}
+	end := gs[len(gs)-1]
+	if err := w.setCursor(ctx, watchStateExpiring, JournalCursor{At: end.ExpiresAt, ID: end.ID}); err != nil {
+		return n, false, err
+	}
+	return n, len(gs) == watchPageRows, nil
+}

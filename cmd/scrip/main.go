@@ -50,5 +50,6 @@ func commands() []*cobra.Command {
 		newAccountCmd(),
 		newVerifyCmd(),
 		newExportCmd(),
+		newBenchCmd(),
 	}
 }

@@ -1,0 +1,127 @@
+package bench_test
+
+import (
+	"context"
+	"path/filepath"
+	"testing"
+
+	"github.com/scriphq/scrip/bench"
+	"github.com/scriphq/scrip/postgres/pgtest"
+)
+
+// The tests run tiny loads and check the report and the verification, never
+// timings: figures come from `scrip bench` on a quiet machine.
+
+func TestRunSQLite(t *testing.T) {
+	t.Parallel()
+	for _, w := range bench.Workloads {
+		t.Run(w, func(t *testing.T) {
+			t.Parallel()
+			cfg := bench.Config{
+				DatabaseURL: filepath.Join(t.TempDir(), "bench.db"),
+				Workload:    w, Accounts: 50, Concurrency: 16, Ops: 2000, Seed: 1, Baseline: true,
+			}
+			rep := run(t, cfg)
+			if rep.Store != "sqlite" || rep.Level != "engine" {
+				t.Errorf("store %q level %q, want sqlite engine", rep.Store, rep.Level)
+			}
+		})
+	}
+}
+
+func TestRunSQLiteHot(t *testing.T) {
+	t.Parallel()
+	cfg := bench.Config{
+		DatabaseURL: filepath.Join(t.TempDir(), "bench.db"),
+		Workload:    bench.WorkloadCharge, Accounts: 1000, Hot: 3, Concurrency: 32, Ops: 1000, Seed: 2,
+		Committers: 2, BatchMax: 16,
+	}
+	rep := run(t, cfg)
+	if rep.Verify.Accounts != 3 {
+		t.Errorf("verified %d accounts, want the 3 hot ones", rep.Verify.Accounts)
+	}
+	if rep.Batches.Max > 16 {
+		t.Errorf("largest batch %d, want at most --batch-max 16", rep.Batches.Max)
+	}
+	if rep.Baseline != nil {
+		t.Error("baseline ran without being asked")
+	}
+}
+
+func TestRunPostgres(t *testing.T) {
+	url := pgtest.URL(t)
+	for _, w := range bench.Workloads {
+		t.Run(w, func(t *testing.T) {
+			cfg := bench.Config{
+				DatabaseURL: url, Reuse: true,
+				Workload: w, Accounts: 50, Concurrency: 16, Ops: 2000, Seed: 3, Baseline: true, Committers: 2,
+			}
+			rep := run(t, cfg)
+			if rep.Store != "postgres" {
+				t.Errorf("store %q, want postgres", rep.Store)
+			}
+		})
+	}
+}
+
+func TestConfigErrors(t *testing.T) {
+	t.Parallel()
+	for name, cfg := range map[string]bench.Config{
+		"workload":    {DatabaseURL: "x.db", Workload: "nope", Accounts: 1, Concurrency: 1, Ops: 1},
+		"accounts":    {DatabaseURL: "x.db", Workload: bench.WorkloadCharge, Accounts: 0, Concurrency: 1, Ops: 1},
+		"concurrency": {DatabaseURL: "x.db", Workload: bench.WorkloadCharge, Accounts: 1, Concurrency: 0, Ops: 1},
+		"length":      {DatabaseURL: "x.db", Workload: bench.WorkloadCharge, Accounts: 1, Concurrency: 1},
+		"target":      {Workload: bench.WorkloadCharge, Accounts: 1, Concurrency: 1, Ops: 1},
+	} {
+		if _, err := bench.Run(context.Background(), cfg); err == nil {
+			t.Errorf("%s: Run accepted %+v", name, cfg)
+		}
+	}
+}
+
+// run performs a run and checks what every report must say.
+func run(t *testing.T, cfg bench.Config) *bench.Report {
+	t.Helper()
+	rep, err := bench.Run(context.Background(), cfg)
+	if err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	check := func(name string, r *bench.Result) {
+		t.Helper()
+		if r.Ops != cfg.Ops {
+			t.Errorf("%s: %d operations, want %d", name, r.Ops, cfg.Ops)
+		}
+		if r.ErrorCount != 0 {
+			t.Errorf("%s: errors %v", name, r.Errors)
+		}
+		if r.OpsPerSec <= 0 || r.P99Ms <= 0 || r.P50Ms > r.P99Ms || r.P99Ms > r.MaxMs {
+			t.Errorf("%s: implausible figures: %.0f ops/s, p50 %.3f ms, p99 %.3f ms, max %.3f ms",
+				name, r.OpsPerSec, r.P50Ms, r.P99Ms, r.MaxMs)
+		}
+		if !r.Verify.OK || len(r.Verify.Problems) > 0 {
+			t.Errorf("%s: verification failed: %v", name, r.Verify.Problems)
+		}
+		if want := cfg.Accounts; cfg.Hot > 0 {
+			want = cfg.Hot
+			if r.Verify.BalancesChecked != want {
+				t.Errorf("%s: %d balances checked, want %d", name, r.Verify.BalancesChecked, want)
+			}
+		} else if r.Verify.BalancesChecked != want {
+			t.Errorf("%s: %d balances checked, want %d", name, r.Verify.BalancesChecked, want)
+		}
+	}
+	check("scrip", &rep.Result)
+	if rep.Batches == nil || rep.Batches.Count == 0 || rep.Batches.Ops == 0 {
+		t.Errorf("batch sizes not recorded: %+v", rep.Batches)
+	}
+	if cfg.Baseline {
+		if rep.Baseline == nil {
+			t.Fatal("no baseline in the report")
+		}
+		check("baseline", rep.Baseline)
+		if rep.BaselineOpsPerSec <= 0 || rep.BaselineRatio <= 0 {
+			t.Errorf("baseline_ops_per_sec %.0f, baseline_ratio %.2f", rep.BaselineOpsPerSec, rep.BaselineRatio)
+		}
+	}
+	return rep
+}

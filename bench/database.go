@@ -1,0 +1,125 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// schemaPrefix starts the name of each PostgreSQL schema a run creates.
+const schemaPrefix = "scrip_bench_"
+
+// database is where a run writes: a SQLite file or a PostgreSQL schema
+// made for the run, dropped at the end unless kept.
+type database struct {
+	kind string // "sqlite", "postgres", or "http" without a database
+	// url is what the stores open: the SQLite path, or the PostgreSQL URL
+	// with search_path set to the run's schema.
+	url     string
+	baseURL string
+	schema  string // created by the run; "" when reusing
+	created bool   // the SQLite file did not exist before the run
+	keep    bool
+}
+
+func isPostgres(u string) bool {
+	return strings.HasPrefix(u, "postgres://") || strings.HasPrefix(u, "postgresql://")
+}
+
+func openDatabase(ctx context.Context, cfg Config) (*database, error) {
+	if cfg.DatabaseURL == "" {
+		return &database{kind: "http"}, nil
+	}
+	db := &database{url: cfg.DatabaseURL, baseURL: cfg.DatabaseURL, keep: cfg.Keep}
+	if !isPostgres(cfg.DatabaseURL) {
+		db.kind = "sqlite"
+		if _, err := os.Stat(cfg.DatabaseURL); os.IsNotExist(err) {
+			db.created = true
+		}
+		return db, nil
+	}
+	db.kind = "postgres"
+	if cfg.Reuse {
+		return db, nil
+	}
+	db.schema = schemaPrefix + newRunID()
+	if err := pgExec(ctx, cfg.DatabaseURL, "CREATE SCHEMA "+pgx.Identifier{db.schema}.Sanitize()); err != nil {
+		return nil, fmt.Errorf("create schema %s: %w", db.schema, err)
+	}
+	u, err := url.Parse(cfg.DatabaseURL)
+	if err != nil {
+		return nil, fmt.Errorf("database url: %w", err)
+	}
+	q := u.Query()
+	q.Set("search_path", db.schema)
+	u.RawQuery = q.Encode()
+	db.url = u.String()
+	return db, nil
+}
+
+// describe names the database without credentials.
+func (db *database) describe() string {
+	if db.kind != "postgres" {
+		return db.url
+	}
+	u, err := url.Parse(db.baseURL)
+	if err != nil {
+		return "postgres"
+	}
+	u.User = nil
+	u.RawQuery = ""
+	s := u.String()
+	if db.schema != "" {
+		s += " (schema " + db.schema + ")"
+	}
+	return s
+}
+
+// withPoolSize returns the URL with pool_max_conns set unless it sets one.
+func (db *database) withPoolSize(n int) string {
+	if db.kind != "postgres" || strings.Contains(db.url, "pool_max_conns") {
+		return db.url
+	}
+	u, err := url.Parse(db.url)
+	if err != nil {
+		return db.url
+	}
+	q := u.Query()
+	q.Set("pool_max_conns", fmt.Sprint(n))
+	u.RawQuery = q.Encode()
+	return u.String()
+}
+
+func (db *database) cleanup(ctx context.Context) error {
+	if db.keep {
+		return nil
+	}
+	switch {
+	case db.schema != "":
+		ctx, cancel := context.WithTimeout(ctx, time.Minute)
+		defer cancel()
+		return pgExec(ctx, db.baseURL, "DROP SCHEMA IF EXISTS "+pgx.Identifier{db.schema}.Sanitize()+" CASCADE")
+	case db.kind == "sqlite" && db.created:
+		for _, suffix := range []string{"", "-wal", "-shm"} {
+			if err := os.Remove(db.url + suffix); err != nil && !os.IsNotExist(err) {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func pgExec(ctx context.Context, connString, sql string) error {
+	conn, err := pgx.Connect(ctx, connString)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	_, err = conn.Exec(ctx, sql)
+	return err
+}

@@ -1,0 +1,302 @@
+package bench
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/scriphq/scrip"
+	"github.com/scriphq/scrip/credit"
+)
+
+// responseBytesMax bounds a response body the load generator reads.
+const responseBytesMax = 4 << 20
+
+// httpTarget drives a running scrip server through its API, end to end:
+// JSON, authentication, the engine and the store.
+type httpTarget struct {
+	base   string
+	key    string
+	client *http.Client
+	action string
+	// before is the server's batch-size histogram when the timed run
+	// started; batches reports the difference.
+	before map[string]float64
+}
+
+func newHTTPTarget(ctx context.Context, cfg Config) (*httpTarget, error) {
+	u, err := url.Parse(cfg.HTTP)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("http url %q: want http://host:port", cfg.HTTP)
+	}
+	if cfg.APIKey == "" {
+		return nil, errors.New("an API key with the admin scope is required over HTTP (--api-key or SCRIP_API_KEY)")
+	}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.MaxIdleConns = cfg.Concurrency * 2
+	tr.MaxIdleConnsPerHost = cfg.Concurrency * 2
+	tr.IdleConnTimeout = time.Minute
+	tr.DisableCompression = true
+	t := &httpTarget{
+		base:   strings.TrimSuffix(cfg.HTTP, "/"),
+		key:    cfg.APIKey,
+		client: &http.Client{Transport: tr, Timeout: opTimeout},
+		action: quoteAction,
+	}
+	// Quote an action the server's catalog has.
+	var list struct {
+		Data []struct {
+			ID string `json:"id"`
+		} `json:"data"`
+	}
+	if err := t.do(ctx, http.MethodGet, "/v1/catalog/actions", "", nil, &list); err != nil {
+		return nil, fmt.Errorf("list the server's actions: %w", err)
+	}
+	if len(list.Data) > 0 && !hasAction(list.Data, quoteAction) {
+		t.action = list.Data[0].ID
+	}
+	return t, nil
+}
+
+func hasAction(list []struct {
+	ID string `json:"id"`
+}, id string) bool {
+	for _, a := range list {
+		if a.ID == id {
+			return true
+		}
+	}
+	return false
+}
+
+// do sends one request and decodes the response into out (when not nil).
+// An error response becomes a *scrip.Error with the server's code.
+func (t *httpTarget) do(ctx context.Context, method, path, key string, body, out any) error {
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return err
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, t.base+path, rd)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+t.key)
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if key != "" {
+		req.Header.Set("Idempotency-Key", key)
+	}
+	resp, err := t.client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, responseBytesMax))
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode >= 300 {
+		var p struct {
+			Code   string `json:"code"`
+			Detail string `json:"detail"`
+		}
+		if json.Unmarshal(data, &p) != nil || p.Code == "" {
+			return fmt.Errorf("%s %s: %s", method, path, resp.Status)
+		}
+		return &scrip.Error{Code: p.Code, Message: fmt.Sprintf("%s %s: %s", method, path, p.Detail)}
+	}
+	if out == nil {
+		return nil
+	}
+	if err := json.Unmarshal(data, out); err != nil {
+		return fmt.Errorf("%s %s: decode response: %w", method, path, err)
+	}
+	return nil
+}
+
+func (t *httpTarget) name() string { return "scrip" }
+
+type idJSON struct {
+	ID string `json:"id"`
+}
+
+func (t *httpTarget) fund(ctx context.Context, account, key string, amount credit.Amount) error {
+	if err := t.do(ctx, http.MethodPost, "/v1/accounts", "", map[string]string{"id": account}, nil); err != nil {
+		return err
+	}
+	return t.do(ctx, http.MethodPost, "/v1/accounts/"+url.PathEscape(account)+"/grants", key,
+		map[string]any{"kind": "top_up", "amount": amount, "source": map[string]string{"type": "bench"}}, nil)
+}
+
+func (t *httpTarget) charge(ctx context.Context, account, key string, amount credit.Amount) (string, error) {
+	var out idJSON
+	err := t.do(ctx, http.MethodPost, "/v1/accounts/"+url.PathEscape(account)+"/charges", key,
+		map[string]any{"credits": amount}, &out)
+	return out.ID, err
+}
+
+func (t *httpTarget) hold(ctx context.Context, account, key string, amount credit.Amount) (string, error) {
+	var out idJSON
+	err := t.do(ctx, http.MethodPost, "/v1/accounts/"+url.PathEscape(account)+"/holds", key,
+		map[string]any{"credits": amount}, &out)
+	return out.ID, err
+}
+
+func (t *httpTarget) capture(ctx context.Context, holdID, key string, amount credit.Amount) error {
+	return t.do(ctx, http.MethodPost, "/v1/holds/"+url.PathEscape(holdID)+"/capture", key,
+		map[string]any{"credits": amount}, nil)
+}
+
+func (t *httpTarget) release(ctx context.Context, holdID, key string) error {
+	return t.do(ctx, http.MethodPost, "/v1/holds/"+url.PathEscape(holdID)+"/release", key,
+		map[string]any{"reason": "job failed"}, nil)
+}
+
+func (t *httpTarget) refund(ctx context.Context, chargeID, key string, amount credit.Amount) error {
+	return t.do(ctx, http.MethodPost, "/v1/charges/"+url.PathEscape(chargeID)+"/refunds", key,
+		map[string]any{"credits": amount}, nil)
+}
+
+func (t *httpTarget) balance(ctx context.Context, account string) (credit.Amount, error) {
+	var out struct {
+		Available credit.Amount `json:"available"`
+	}
+	err := t.do(ctx, http.MethodGet, "/v1/accounts/"+url.PathEscape(account)+"/balance", "", nil, &out)
+	return out.Available, err
+}
+
+func (t *httpTarget) quote(ctx context.Context) error {
+	return t.do(ctx, http.MethodPost, "/v1/quotes", "", map[string]any{"action": t.action}, nil)
+}
+
+func (t *httpTarget) verify(ctx context.Context) (Verify, error) {
+	var out struct {
+		OK           bool     `json:"ok"`
+		Accounts     int      `json:"accounts"`
+		Transactions int64    `json:"transactions"`
+		Problems     []string `json:"problems"`
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
+	defer cancel()
+	// Verification reads the whole journal: it gets more time than an operation.
+	long := &httpTarget{base: t.base, key: t.key, client: &http.Client{Transport: t.client.Transport, Timeout: 10 * time.Minute}}
+	if err := long.do(ctx, http.MethodGet, "/v1/admin/verify", "", nil, &out); err != nil {
+		return Verify{}, err
+	}
+	v := Verify{OK: true, Accounts: out.Accounts, Transactions: out.Transactions}
+	for _, p := range out.Problems {
+		v.addProblem(p)
+	}
+	if !out.OK && v.OK {
+		v.addProblem("the server's verification failed")
+	}
+	return v, nil
+}
+
+// resetBatches remembers the server's batch-size histogram at the start of
+// the timed run.
+func (t *httpTarget) resetBatches() { t.before, _ = t.scrapeBatches(context.Background()) }
+
+// batches is the distribution of the batches the server committed during
+// the run, from its Prometheus histogram (power-of-two buckets), or nil
+// when the server does not expose it.
+func (t *httpTarget) batches() *BatchStats {
+	after, err := t.scrapeBatches(context.Background())
+	if err != nil || t.before == nil {
+		return nil
+	}
+	count := after["count"] - t.before["count"]
+	if count <= 0 {
+		return nil
+	}
+	s := &BatchStats{Count: int64(count), Ops: int64(after["sum"] - t.before["sum"])}
+	s.Mean = round2(float64(s.Ops) / count)
+	s.MeanMs = round3((after["seconds"] - t.before["seconds"]) * 1000 / count)
+	prev := 0.0
+	for le := 1; le <= 1024; le *= 2 {
+		k := "le=" + strconv.Itoa(le)
+		if _, ok := after[k]; !ok {
+			continue
+		}
+		cum := after[k] - t.before[k]
+		if n := cum - prev; n > 0 {
+			s.Buckets = append(s.Buckets, Bucket{Le: le, Batches: int64(n)})
+			s.Max = le
+		}
+		for _, q := range []struct {
+			p   float64
+			dst *int
+		}{{0.5, &s.P50}, {0.9, &s.P90}, {0.99, &s.P99}} {
+			if *q.dst == 0 && cum >= q.p*count {
+				*q.dst = le
+			}
+		}
+		prev = cum
+	}
+	return s
+}
+
+// scrapeBatches reads scrip_batch_size and scrip_batch_duration_seconds
+// from the server's /metrics.
+func (t *httpTarget) scrapeBatches(ctx context.Context) (map[string]float64, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, t.base+"/metrics", nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Authorization", "Bearer "+t.key)
+	resp, err := t.client.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("metrics: %s", resp.Status)
+	}
+	out := map[string]float64{}
+	sc := bufio.NewScanner(io.LimitReader(resp.Body, responseBytesMax))
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		name, value, ok := strings.Cut(line, " ")
+		if !ok {
+			continue
+		}
+		v, err := strconv.ParseFloat(strings.TrimSpace(value), 64)
+		if err != nil {
+			continue
+		}
+		switch {
+		case name == "scrip_batch_size_count":
+			out["count"] = v
+		case name == "scrip_batch_size_sum":
+			out["sum"] = v
+		case name == "scrip_batch_duration_seconds_sum":
+			out["seconds"] = v
+		case strings.HasPrefix(name, `scrip_batch_size_bucket{le="`):
+			le := strings.TrimSuffix(strings.TrimPrefix(name, `scrip_batch_size_bucket{le="`), `"}`)
+			if n, err := strconv.Atoi(le); err == nil {
+				out["le="+strconv.Itoa(n)] = v
+			}
+		}
+	}
+	return out, sc.Err()
+}
+
+func (t *httpTarget) close(context.Context) error {
+	t.client.CloseIdleConnections()
+	return nil
+}

@@ -1,0 +1,338 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"sort"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/HdrHistogram/hdrhistogram-go"
+
+	"github.com/scriphq/scrip"
+	"github.com/scriphq/scrip/credit"
+)
+
+// Kinds of work one iteration of a workload does.
+const (
+	kindCharge      = "charge"
+	kindHoldCapture = "hold-capture"
+	kindQuote       = "quote"
+	kindBalance     = "balance"
+	kindRefund      = "refund"
+)
+
+// mixedShares is the mixed workload, in percent: what a generation
+// platform's API sees around its jobs.
+var mixedShares = []struct {
+	kind  string
+	share int
+}{
+	{kindQuote, 20},
+	{kindBalance, 20},
+	{kindCharge, 20},
+	{kindHoldCapture, 25},
+	{kindRefund, 15},
+}
+
+// load is one timed run of a workload against a target.
+type load struct {
+	cfg      Config
+	t        target
+	accounts []string
+	runID    string
+	index    map[string]int
+
+	issued atomic.Int64
+	done   atomic.Int64
+	failed atomic.Int64
+
+	// spent is, per account, the credits the run took out of its
+	// available balance (charges and open holds, net of captures' change,
+	// releases and refunds); uncertain marks accounts where an operation
+	// failed without a known outcome.
+	spent     []atomic.Int64
+	uncertain []atomic.Bool
+}
+
+func newLoad(cfg Config, t target, accounts []string, run string) *load {
+	l := &load{cfg: cfg, t: t, accounts: accounts, runID: run, index: make(map[string]int, len(accounts)),
+		spent: make([]atomic.Int64, len(accounts)), uncertain: make([]atomic.Bool, len(accounts))}
+	for i, a := range accounts {
+		l.index[a] = i
+	}
+	return l
+}
+
+// worker is one client's state; only its goroutine touches it.
+type worker struct {
+	id      int
+	rng     *rand.Rand
+	seq     int64
+	hist    *hdrhistogram.Histogram
+	kinds   map[string]*hdrhistogram.Histogram
+	errors  map[string]int64
+	calls   int64
+	charges []recentCharge
+}
+
+type recentCharge struct {
+	id      string
+	account int
+}
+
+func newHistogram() *hdrhistogram.Histogram {
+	return hdrhistogram.New(1, latencyMax.Microseconds(), 3)
+}
+
+func (w *worker) key(run string) string {
+	w.seq++
+	return run + "-" + strconv.Itoa(w.id) + "-" + strconv.FormatInt(w.seq, 10)
+}
+
+func (l *load) run(ctx context.Context) *Result {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var deadline time.Time
+	start := time.Now()
+	if l.cfg.Duration > 0 {
+		deadline = start.Add(l.cfg.Duration)
+	}
+	workers := make([]*worker, l.cfg.Concurrency)
+	var wg sync.WaitGroup
+	for i := range workers {
+		w := &worker{id: i, rng: rand.New(rand.NewPCG(l.cfg.Seed, uint64(i))), hist: newHistogram(),
+			kinds: map[string]*hdrhistogram.Histogram{}, errors: map[string]int64{}}
+		workers[i] = w
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				if l.cfg.Ops > 0 && l.issued.Add(1) > l.cfg.Ops {
+					return
+				}
+				if !deadline.IsZero() && !time.Now().Before(deadline) || ctx.Err() != nil {
+					return
+				}
+				l.iterate(ctx, w)
+			}
+		}()
+	}
+	stopProgress := l.progress(start)
+	wg.Wait()
+	elapsed := time.Since(start)
+	stopProgress()
+
+	res := &Result{Target: l.t.name(), Errors: map[string]int64{}, Kinds: map[string]KindStats{}}
+	all := newHistogram()
+	kinds := map[string]*hdrhistogram.Histogram{}
+	for _, w := range workers {
+		all.Merge(w.hist)
+		for k, h := range w.kinds {
+			if kinds[k] == nil {
+				kinds[k] = newHistogram()
+			}
+			kinds[k].Merge(h)
+		}
+		for c, n := range w.errors {
+			res.Errors[c] += n
+			res.ErrorCount += n
+		}
+		res.Calls += w.calls
+	}
+	res.Ops = l.done.Load()
+	res.Seconds = round2(elapsed.Seconds())
+	res.OpsPerSec = round2(float64(res.Ops) / elapsed.Seconds())
+	res.CallsPerSec = round2(float64(res.Calls) / elapsed.Seconds())
+	res.P50Ms, res.P90Ms, res.P99Ms = ms(all.ValueAtQuantile(50)), ms(all.ValueAtQuantile(90)), ms(all.ValueAtQuantile(99))
+	res.MaxMs, res.MeanMs = ms(all.Max()), round3(all.Mean()/1000)
+	for k, h := range kinds {
+		res.Kinds[k] = KindStats{Ops: h.TotalCount(), P50Ms: ms(h.ValueAtQuantile(50)), P99Ms: ms(h.ValueAtQuantile(99))}
+	}
+	res.Batches = l.t.batches()
+	return res
+}
+
+func ms(micros int64) float64 { return round3(float64(micros) / 1000) }
+
+func round3(f float64) float64 { return float64(int64(f*1000+0.5)) / 1000 }
+
+// progress prints a live line once a second until the returned func is
+// called.
+func (l *load) progress(start time.Time) func() {
+	if l.cfg.Progress == nil {
+		return func() {}
+	}
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		tick := time.NewTicker(time.Second)
+		defer tick.Stop()
+		last, lastAt := int64(0), start
+		for {
+			select {
+			case <-stop:
+				fmt.Fprintln(l.cfg.Progress)
+				return
+			case now := <-tick.C:
+				n := l.done.Load()
+				rate := float64(n-last) / now.Sub(lastAt).Seconds()
+				fmt.Fprintf(l.cfg.Progress, "\r%-8s %5.0fs  %10d ops  %9.0f ops/s now  %9.0f ops/s avg  %d errors   ",
+					l.t.name(), now.Sub(start).Seconds(), n, rate, float64(n)/now.Sub(start).Seconds(), l.failed.Load())
+				last, lastAt = n, now
+			}
+		}
+	}()
+	return func() { close(stop); <-done }
+}
+
+// iterate does one unit of the workload and records it.
+func (l *load) iterate(ctx context.Context, w *worker) {
+	kind := kindCharge
+	switch l.cfg.Workload {
+	case WorkloadHoldCapture:
+		kind = kindHoldCapture
+	case WorkloadMixed:
+		n := w.rng.IntN(100)
+		for _, s := range mixedShares {
+			if n < s.share {
+				kind = s.kind
+				break
+			}
+			n -= s.share
+		}
+		if kind == kindRefund && len(w.charges) == 0 {
+			kind = kindCharge
+		}
+	}
+	acct := w.rng.IntN(len(l.accounts))
+	start := time.Now()
+	err := l.do(ctx, w, kind, acct)
+	d := time.Since(start).Microseconds()
+	if err != nil {
+		w.errors[errorCode(err)]++
+		l.failed.Add(1)
+	}
+	w.hist.RecordValue(min(d, latencyMax.Microseconds()))
+	h := w.kinds[kind]
+	if h == nil {
+		h = newHistogram()
+		w.kinds[kind] = h
+	}
+	h.RecordValue(min(d, latencyMax.Microseconds()))
+	l.done.Add(1)
+}
+
+func (l *load) do(ctx context.Context, w *worker, kind string, acct int) error {
+	account := l.accounts[acct]
+	switch kind {
+	case kindQuote:
+		w.calls++
+		return l.t.quote(ctx)
+	case kindBalance:
+		w.calls++
+		_, err := l.t.balance(ctx, account)
+		return err
+	case kindCharge:
+		w.calls++
+		id, err := l.t.charge(ctx, account, w.key(l.runID), chargeAmount)
+		if l.settled(acct, err, chargeAmount) && l.cfg.Workload == WorkloadMixed {
+			if len(w.charges) >= recentChargesMax {
+				w.charges = w.charges[1:]
+			}
+			w.charges = append(w.charges, recentCharge{id: id, account: acct})
+		}
+		return err
+	case kindRefund:
+		w.calls++
+		i := w.rng.IntN(len(w.charges))
+		c := w.charges[i]
+		w.charges = append(w.charges[:i], w.charges[i+1:]...)
+		err := l.t.refund(ctx, c.id, w.key(l.runID), chargeAmount)
+		l.settled(c.account, err, -chargeAmount)
+		return err
+	case kindHoldCapture:
+		w.calls++
+		id, err := l.t.hold(ctx, account, w.key(l.runID), holdAmount)
+		if !l.settled(acct, err, holdAmount) {
+			return err
+		}
+		w.calls++
+		// Most jobs succeed at the price held; some cost less than the
+		// reserve (partial capture), some fail (release).
+		switch n := w.rng.IntN(100); {
+		case n < 70:
+			err = l.t.capture(ctx, id, w.key(l.runID), holdAmount)
+			l.settled(acct, err, 0)
+		case n < 90:
+			err = l.t.capture(ctx, id, w.key(l.runID), partialAmount)
+			l.settled(acct, err, partialAmount-holdAmount)
+		default:
+			err = l.t.release(ctx, id, w.key(l.runID))
+			l.settled(acct, err, -holdAmount)
+		}
+		return err
+	}
+	return fmt.Errorf("unknown kind %q", kind)
+}
+
+// settled books what a finished operation took from an account's available
+// credits and reports whether it succeeded. An error without a known
+// outcome makes the account's balance unverifiable.
+func (l *load) settled(acct int, err error, took credit.Amount) bool {
+	if err == nil {
+		l.spent[acct].Add(took.Micros())
+		return true
+	}
+	switch errorCode(err) {
+	case scrip.EInternal, scrip.EUnavailable, "timeout":
+		l.uncertain[acct].Store(true)
+	}
+	return false
+}
+
+// checkBalances compares every account's available balance with what the
+// run knows it spent there.
+func (l *load) checkBalances(ctx context.Context, v *Verify) {
+	jobs := make(chan int)
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for range min(setupConcurrencyMax, len(l.accounts)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range jobs {
+				if l.uncertain[i].Load() {
+					mu.Lock()
+					v.BalancesSkipped++
+					mu.Unlock()
+					continue
+				}
+				want := fundAmount - credit.Amount(l.spent[i].Load())
+				got, err := l.t.balance(ctx, l.accounts[i])
+				mu.Lock()
+				switch {
+				case err != nil:
+					v.addProblem(fmt.Sprintf("balance of %s: %v", l.accounts[i], err))
+				case got != want:
+					v.addProblem(fmt.Sprintf("account %s has %s credits available; the run spent %s of %s, leaving %s",
+						l.accounts[i], got, fundAmount-want, fundAmount, want))
+				default:
+					v.BalancesChecked++
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	for i := range l.accounts {
+		jobs <- i
+	}
+	close(jobs)
+	wg.Wait()
+	sort.Strings(v.Problems)
+	v.OK = len(v.Problems) == 0
+}

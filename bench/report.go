@@ -1,0 +1,335 @@
+package bench
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/scriphq/scrip/ledger"
+)
+
+// loadAverage returns the 1-minute load average, or 0 where the system
+// does not tell.
+func loadAverage() float64 {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return 0
+	}
+	f, _, _ := strings.Cut(string(b), " ")
+	v, _ := strconv.ParseFloat(f, 64)
+	return v
+}
+
+// verifyProblemsMax bounds the problems a report lists.
+const verifyProblemsMax = 20
+
+// Report is the outcome of a run: the scrip run's figures at the top level,
+// the baseline's under Baseline.
+type Report struct {
+	Level       string `json:"level"` // engine or http
+	Store       string `json:"store"` // sqlite, postgres or http
+	Database    string `json:"database,omitempty"`
+	Workload    string `json:"workload"`
+	Accounts    int    `json:"accounts"`
+	Hot         int    `json:"hot,omitempty"`
+	Concurrency int    `json:"concurrency"`
+	Seed        uint64 `json:"seed"`
+	Committers  int    `json:"committers,omitempty"`
+	BatchMax    int    `json:"batch_max,omitempty"`
+	CPUs        int    `json:"cpus"`
+	GoVersion   string `json:"go_version"`
+	// LoadAverage is the machine's 1-minute load average before and after
+	// the run: figures taken while other work ran are not comparable.
+	LoadAverage [2]float64 `json:"load_average"`
+
+	Result
+
+	Baseline          *Result `json:"baseline,omitempty"`
+	BaselineOpsPerSec float64 `json:"baseline_ops_per_sec,omitempty"`
+	BaselineP99Ms     float64 `json:"baseline_p99_ms,omitempty"`
+	// BaselineRatio is scrip's operations per second over the baseline's.
+	BaselineRatio float64 `json:"baseline_ratio,omitempty"`
+}
+
+// Result is one target's figures. An operation is one unit of the
+// workload: a charge, a hold with its capture or release, a quote, ...
+type Result struct {
+	Target      string           `json:"target,omitempty"`
+	Ops         int64            `json:"ops"`
+	Calls       int64            `json:"calls"`
+	Seconds     float64          `json:"seconds"`
+	OpsPerSec   float64          `json:"ops_per_sec"`
+	CallsPerSec float64          `json:"calls_per_sec"`
+	P50Ms       float64          `json:"p50_ms"`
+	P90Ms       float64          `json:"p90_ms"`
+	P99Ms       float64          `json:"p99_ms"`
+	MaxMs       float64          `json:"max_ms"`
+	MeanMs      float64          `json:"mean_ms"`
+	ErrorCount  int64            `json:"error_count"`
+	Errors      map[string]int64 `json:"errors"`
+	// Kinds breaks a mixed workload down by kind of operation.
+	Kinds   map[string]KindStats `json:"kinds,omitempty"`
+	Batches *BatchStats          `json:"batches,omitempty"`
+	Verify  Verify               `json:"verify"`
+}
+
+// KindStats is one kind of operation within a workload.
+type KindStats struct {
+	Ops   int64   `json:"ops"`
+	P50Ms float64 `json:"p50_ms"`
+	P99Ms float64 `json:"p99_ms"`
+}
+
+// Verify is what the checks after a run found.
+type Verify struct {
+	OK           bool  `json:"ok"`
+	Accounts     int   `json:"accounts"`
+	Transactions int64 `json:"transactions"`
+	// BalancesChecked counts accounts whose available balance matched what
+	// the run spent; BalancesSkipped those with an operation of unknown
+	// outcome.
+	BalancesChecked int      `json:"balances_checked"`
+	BalancesSkipped int      `json:"balances_skipped"`
+	Problems        []string `json:"problems"`
+	Seconds         float64  `json:"seconds"`
+}
+
+func (v *Verify) addProblem(p string) {
+	if len(v.Problems) < verifyProblemsMax {
+		v.Problems = append(v.Problems, p)
+	}
+	v.OK = false
+}
+
+func (r *Result) failures(name string) []string {
+	if r.Verify.OK {
+		return nil
+	}
+	ps := r.Verify.Problems
+	if len(ps) > 3 {
+		ps = append(slices.Clone(ps[:3]), fmt.Sprintf("and %d more", len(r.Verify.Problems)-3))
+	}
+	return []string{name + ": " + strings.Join(ps, "; ")}
+}
+
+// BatchStats is the distribution of batch sizes the committer formed.
+type BatchStats struct {
+	Count  int64   `json:"count"`
+	Ops    int64   `json:"ops"`
+	Mean   float64 `json:"mean"`
+	P50    int     `json:"p50"`
+	P90    int     `json:"p90"`
+	P99    int     `json:"p99"`
+	Max    int     `json:"max"`
+	Failed int64   `json:"failed"`
+	// MeanMs is the mean time from a batch's first load to its commit.
+	MeanMs float64 `json:"mean_ms"`
+	// Buckets counts batches by size: up to 1, 2, 4, ... operations.
+	Buckets []Bucket `json:"buckets"`
+	// Phases is where the batches' store transactions spent their time
+	// (engine level).
+	Phases []Phase `json:"phases,omitempty"`
+}
+
+// Bucket counts batches of at most Le operations (and more than the
+// previous bucket's Le).
+type Bucket struct {
+	Le      int   `json:"le"`
+	Batches int64 `json:"batches"`
+}
+
+// batchObserver is the engine's Observer during a run.
+type batchObserver struct {
+	mu      sync.Mutex
+	sizes   map[int]int64
+	elapsed time.Duration
+	failed  int64
+}
+
+var _ ledger.Observer = (*batchObserver)(nil)
+
+func newBatchObserver() *batchObserver { return &batchObserver{sizes: map[int]int64{}} }
+
+func (o *batchObserver) ObserveBatch(size int, elapsed time.Duration, err error) {
+	o.mu.Lock()
+	o.sizes[size]++
+	o.elapsed += elapsed
+	if err != nil {
+		o.failed++
+	}
+	o.mu.Unlock()
+}
+
+func (o *batchObserver) ObserveOp(ledger.TxType, string) {}
+
+// reset forgets the batches so far (those of the setup).
+func (o *batchObserver) reset() {
+	o.mu.Lock()
+	o.sizes = map[int]int64{}
+	o.elapsed, o.failed = 0, 0
+	o.mu.Unlock()
+}
+
+func (o *batchObserver) stats() *BatchStats {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return batchStats(o.sizes, o.elapsed, o.failed)
+}
+
+func batchStats(sizes map[int]int64, elapsed time.Duration, failed int64) *BatchStats {
+	s := &BatchStats{Failed: failed}
+	keys := make([]int, 0, len(sizes))
+	for k, n := range sizes {
+		keys = append(keys, k)
+		s.Count += n
+		s.Ops += int64(k) * n
+	}
+	if s.Count == 0 {
+		return s
+	}
+	sort.Ints(keys)
+	s.Mean = round2(float64(s.Ops) / float64(s.Count))
+	s.MeanMs = round3(float64(elapsed.Microseconds()) / 1000 / float64(s.Count))
+	s.Max = keys[len(keys)-1]
+	var seen int64
+	for _, k := range keys {
+		seen += sizes[k]
+		if s.P50 == 0 && seen*100 >= s.Count*50 {
+			s.P50 = k
+		}
+		if s.P90 == 0 && seen*100 >= s.Count*90 {
+			s.P90 = k
+		}
+		if s.P99 == 0 && seen*100 >= s.Count*99 {
+			s.P99 = k
+		}
+	}
+	le := 1
+	i := 0
+	for i < len(keys) {
+		var n int64
+		for i < len(keys) && keys[i] <= le {
+			n += sizes[keys[i]]
+			i++
+		}
+		if n > 0 {
+			s.Buckets = append(s.Buckets, Bucket{Le: le, Batches: n})
+		}
+		le *= 2
+	}
+	return s
+}
+
+// WriteJSON writes the report as indented JSON to path ("-": stdout).
+func (r *Report) WriteJSON(path string) error {
+	b, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return err
+	}
+	b = append(b, '\n')
+	if path == "-" {
+		_, err = os.Stdout.Write(b)
+		return err
+	}
+	return os.WriteFile(path, b, 0o644)
+}
+
+// WriteText writes the human report.
+func (r *Report) WriteText(w io.Writer) {
+	dist := fmt.Sprintf("uniform over %d accounts", r.Accounts)
+	if r.Hot > 0 {
+		dist = fmt.Sprintf("hot: all traffic on %d accounts", r.Hot)
+	}
+	fmt.Fprintf(w, "workload %s, %s, %d clients, %s level, store %s", r.Workload, dist, r.Concurrency, r.Level, r.Store)
+	if r.Database != "" {
+		fmt.Fprintf(w, " (%s)", r.Database)
+	}
+	fmt.Fprintf(w, "\n%d CPUs, %s, seed %d, load average %.2f before, %.2f after", r.CPUs, r.GoVersion, r.Seed, r.LoadAverage[0], r.LoadAverage[1])
+	if r.Committers > 0 || r.BatchMax > 0 {
+		fmt.Fprintf(w, ", committers %d, batch max %d", r.Committers, r.BatchMax)
+	}
+	fmt.Fprintln(w)
+	if r.Target != "" {
+		r.Result.writeText(w)
+	}
+	if r.Baseline != nil {
+		r.Baseline.writeText(w)
+		if r.BaselineRatio > 0 {
+			fmt.Fprintf(w, "\nscrip / baseline: %.2f× the operations per second (%.0f vs %.0f)\n",
+				r.BaselineRatio, r.OpsPerSec, r.BaselineOpsPerSec)
+		}
+	}
+}
+
+func (r *Result) writeText(w io.Writer) {
+	fmt.Fprintf(w, "\n%s\n", r.Target)
+	fmt.Fprintf(w, "  operations   %d in %.2fs: %.0f ops/s (%.0f ledger calls/s)\n", r.Ops, r.Seconds, r.OpsPerSec, r.CallsPerSec)
+	fmt.Fprintf(w, "  latency      p50 %.3f ms  p90 %.3f ms  p99 %.3f ms  max %.3f ms  mean %.3f ms\n",
+		r.P50Ms, r.P90Ms, r.P99Ms, r.MaxMs, r.MeanMs)
+	if len(r.Kinds) > 1 {
+		kinds := make([]string, 0, len(r.Kinds))
+		for k := range r.Kinds {
+			kinds = append(kinds, k)
+		}
+		sort.Strings(kinds)
+		for _, k := range kinds {
+			s := r.Kinds[k]
+			fmt.Fprintf(w, "    %-13s %9d ops  p50 %.3f ms  p99 %.3f ms\n", k, s.Ops, s.P50Ms, s.P99Ms)
+		}
+	}
+	if r.ErrorCount == 0 {
+		fmt.Fprintf(w, "  errors       none\n")
+	} else {
+		codes := make([]string, 0, len(r.Errors))
+		for c := range r.Errors {
+			codes = append(codes, c)
+		}
+		sort.Strings(codes)
+		parts := make([]string, len(codes))
+		for i, c := range codes {
+			parts[i] = fmt.Sprintf("%s %d", c, r.Errors[c])
+		}
+		fmt.Fprintf(w, "  errors       %d: %s\n", r.ErrorCount, strings.Join(parts, ", "))
+	}
+	if b := r.Batches; b != nil && b.Count > 0 {
+		fmt.Fprintf(w, "  batches      %d, %.1f ops each on average (p50 %d, p90 %d, p99 %d, max %d), %.3f ms each",
+			b.Count, b.Mean, b.P50, b.P90, b.P99, b.Max, b.MeanMs)
+		if b.Failed > 0 {
+			fmt.Fprintf(w, ", %d failed", b.Failed)
+		}
+		fmt.Fprintln(w)
+		parts := make([]string, len(b.Buckets))
+		for i, k := range b.Buckets {
+			parts[i] = fmt.Sprintf("≤%d: %d", k.Le, k.Batches)
+		}
+		fmt.Fprintf(w, "    sizes      %s\n", strings.Join(parts, "  "))
+		if len(b.Phases) > 0 {
+			parts = parts[:0]
+			for _, p := range b.Phases {
+				parts = append(parts, fmt.Sprintf("%s %.3f", p.Name, p.MeanMs))
+			}
+			fmt.Fprintf(w, "    ms/batch   %s\n", strings.Join(parts, "  "))
+		}
+	}
+	v := r.Verify
+	status := "ok"
+	if !v.OK {
+		status = "FAILED"
+	}
+	fmt.Fprintf(w, "  verify       %s: %d accounts, %d transactions, %d balances match the credits spent",
+		status, v.Accounts, v.Transactions, v.BalancesChecked)
+	if v.BalancesSkipped > 0 {
+		fmt.Fprintf(w, " (%d with operations of unknown outcome skipped)", v.BalancesSkipped)
+	}
+	fmt.Fprintf(w, " (%.1fs)\n", v.Seconds)
+	for _, p := range v.Problems {
+		fmt.Fprintf(w, "    %s\n", p)
+	}
+}

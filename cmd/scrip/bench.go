@@ -1,0 +1,120 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/scriphq/scrip/bench"
+)
+
+// exitBenchFailed is the exit code of a run whose verification failed.
+const exitBenchFailed = 3
+
+func newBenchCmd() *cobra.Command {
+	cfg := bench.Config{}
+	var jsonPath string
+	var quiet bool
+	var cpuProfile string
+	cmd := &cobra.Command{
+		Use:   "bench",
+		Short: "Measure the ledger's throughput and latency, against a per-operation baseline",
+		Long: `bench drives the ledger with concurrent clients and reports operations per
+second, latency percentiles (HDR histogram), errors by code and the
+committer's batch sizes. It runs the engine in process on --database-url
+(a SQLite file or a PostgreSQL URL, where each run gets a fresh schema), or
+end to end against a running server with --http.
+
+--baseline runs the same workload, store and concurrency through a
+deliberately simple implementation (one database transaction per
+operation, UPDATE ... WHERE balance >= amount) and prints the ratio.
+
+Every run ends with the ledger's verification and a check of each
+account's balance against what the run spent; any difference fails the
+run (exit code 3).`,
+		Example: `  scrip bench --database-url bench.db --workload charge --accounts 10000 --concurrency 64 --duration 10s --baseline
+  scrip bench --database-url postgres://postgres@127.0.0.1:5432/test --hot 10 --committers 2 --duration 10s --baseline
+  scrip bench --http http://127.0.0.1:8080 --api-key $SCRIP_ADMIN_KEY --concurrency 64 --duration 10s`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if cfg.APIKey == "" {
+				cfg.APIKey = os.Getenv("SCRIP_API_KEY")
+			}
+			if cfg.DatabaseURL == "" && cfg.HTTP == "" {
+				cfg.DatabaseURL = os.Getenv("SCRIP_DATABASE_URL")
+			}
+			cfg.Log = cmd.ErrOrStderr()
+			if !quiet && benchIsTerminal(os.Stderr) {
+				cfg.Progress = os.Stderr
+			}
+			if quiet {
+				cfg.Log = nil
+			}
+			if cpuProfile != "" {
+				f, err := os.Create(cpuProfile)
+				if err != nil {
+					return err
+				}
+				defer f.Close()
+				cfg.CPUProfile = f
+			}
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			rep, err := bench.Run(ctx, cfg)
+			if rep != nil {
+				rep.WriteText(cmd.OutOrStdout())
+				if jsonPath != "" {
+					if werr := rep.WriteJSON(jsonPath); werr != nil {
+						return fmt.Errorf("write report: %w", werr)
+					}
+				}
+			}
+			if err != nil && rep != nil && strings.HasPrefix(err.Error(), "verification failed") {
+				return &exitError{code: exitBenchFailed, err: err}
+			}
+			return err
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&cfg.DatabaseURL, "database-url", "", "SQLite file path or postgres:// URL (default $SCRIP_DATABASE_URL)")
+	f.StringVar(&cfg.HTTP, "http", "", "base URL of a running scrip server: measure end to end over HTTP")
+	f.StringVar(&cfg.APIKey, "api-key", "", "API key with the admin scope for --http (default $SCRIP_API_KEY)")
+	f.StringVar(&cfg.Workload, "workload", bench.WorkloadCharge, "charge, hold-capture or mixed")
+	f.IntVar(&cfg.Accounts, "accounts", 10_000, "accounts traffic spreads over uniformly")
+	f.IntVar(&cfg.Hot, "hot", 0, "put all traffic on this many accounts (0: uniform over --accounts)")
+	f.IntVar(&cfg.Concurrency, "concurrency", 64, "concurrent clients")
+	f.DurationVar(&cfg.Duration, "duration", 0, "how long to run (default 10s unless --ops is given)")
+	f.Int64Var(&cfg.Ops, "ops", 0, "operations to run (with --duration: whichever ends first)")
+	f.Uint64Var(&cfg.Seed, "seed", 0, "random seed (0: a random one, printed in the report)")
+	f.BoolVar(&cfg.Baseline, "baseline", false, "also run the per-operation baseline and report the ratio")
+	f.BoolVar(&cfg.BaselineOnly, "baseline-only", false, "run only the baseline")
+	f.IntVar(&cfg.Committers, "committers", 0, "engine: batches in flight at once (0: the engine's default)")
+	f.IntVar(&cfg.BatchMax, "batch-max", 0, "engine: operations per batch at most (0: the engine's default)")
+	f.IntVar(&cfg.QueueMax, "queue-max", 0, "engine: queued operations at most (0: the engine's default)")
+	f.BoolVar(&cfg.Keep, "keep", false, "keep the PostgreSQL schema or SQLite file the run created")
+	f.BoolVar(&cfg.Reuse, "reuse", false, "PostgreSQL: run in the URL's schema instead of a fresh one")
+	f.StringVar(&jsonPath, "json", "", "also write the report as JSON to this file (- for stdout)")
+	f.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of scrip's timed run (engine level) to this file")
+	f.BoolVar(&quiet, "quiet", false, "no progress line or setup messages")
+	cmd.PreRunE = func(cmd *cobra.Command, _ []string) error {
+		if cfg.Duration == 0 && cfg.Ops == 0 {
+			cfg.Duration = benchDurationDefault
+		}
+		return nil
+	}
+	return cmd
+}
+
+// benchDurationDefault is how long a run lasts when neither --duration nor
+// --ops is given.
+const benchDurationDefault = 10 * time.Second
+
+func benchIsTerminal(f *os.File) bool {
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}

@@ -256,6 +256,48 @@ func (c *Client) BillingCatalog(ctx context.Context, accountID string) (BillingC
 	return b, err
 }
 
+// Subscription returns an account's subscription; a 404 not_found error
+// when it has never had one.
+func (c *Client) Subscription(ctx context.Context, accountID string) (Subscription, error) {
+	var s Subscription
+	err := c.call(ctx, "GET", "/v1/accounts/"+esc(accountID)+"/subscription", nil, "", nil, &s)
+	return s, err
+}
+
+// SubscribeParams name the plan to subscribe to or change to (admin).
+type SubscribeParams struct {
+	Plan string `json:"plan"`
+	// IdempotencyKey makes the request safe to retry; a fresh one is made
+	// when it is empty.
+	IdempotencyKey string `json:"-"`
+}
+
+// Subscribe subscribes an account to a plan, or changes the plan of its
+// live subscription: an upgrade at once, a downgrade at the period end
+// (admin).
+func (c *Client) Subscribe(ctx context.Context, accountID string, p SubscribeParams) (Subscription, error) {
+	var s Subscription
+	err := c.call(ctx, "POST", "/v1/accounts/"+esc(accountID)+"/subscription", nil, p.IdempotencyKey, p, &s)
+	return s, err
+}
+
+// CancelSubscription cancels an account's subscription at the period end
+// or, with atPeriodEnd false, at once (admin).
+func (c *Client) CancelSubscription(ctx context.Context, accountID string, atPeriodEnd bool) (Subscription, error) {
+	var s Subscription
+	err := c.call(ctx, "POST", "/v1/accounts/"+esc(accountID)+"/subscription/cancel", nil, "",
+		map[string]any{"at_period_end": atPeriodEnd}, &s)
+	return s, err
+}
+
+// ResumeSubscription undoes a cancellation scheduled for the period end
+// (admin).
+func (c *Client) ResumeSubscription(ctx context.Context, accountID string) (Subscription, error) {
+	var s Subscription
+	err := c.call(ctx, "POST", "/v1/accounts/"+esc(accountID)+"/subscription/resume", nil, "", nil, &s)
+	return s, err
+}
+
 // CreateToken mints an account token for a browser; ttl 0 takes the
 // server's default.
 func (c *Client) CreateToken(ctx context.Context, accountID string, ttl time.Duration) (AccountToken, error) {

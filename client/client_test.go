@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/scriphq/scrip/billing"
 	"github.com/scriphq/scrip/catalog"
 	"github.com/scriphq/scrip/client"
 	"github.com/scriphq/scrip/credit"
@@ -20,7 +21,7 @@ import (
 )
 
 // server starts a real API server on SQLite with the demo catalog and
-// returns its URL and an admin key.
+// billing, and returns its URL and an admin key.
 func server(t *testing.T) (string, string) {
 	t.Helper()
 	st, err := sqlite.Open(filepath.Join(t.TempDir(), "scrip.db"))
@@ -38,7 +39,8 @@ func server(t *testing.T) (string, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	api, err := httpapi.New(context.Background(), httpapi.Config{Engine: eng, Catalog: holder, Keys: st,
+	svc := billing.New(eng, st, holder.Current, billing.Options{})
+	api, err := httpapi.New(context.Background(), httpapi.Config{Engine: eng, Catalog: holder, Keys: st, Billing: svc,
 		TopUpURL: "https://wzrd.test/settings/billing?u={account_id}"})
 	if err != nil {
 		t.Fatal(err)
@@ -199,5 +201,73 @@ func TestRetrySameKey(t *testing.T) {
 	b, _ := admin.Balance(ctx, "u1")
 	if b.Available != credit.Credits(7) {
 		t.Fatalf("available %s after a retried charge, want 7 (charged once)", b.Available)
+	}
+}
+
+func TestSubscriptions(t *testing.T) {
+	t.Parallel()
+	url, key := server(t)
+	ctx := context.Background()
+	c := client.New(url, key)
+	if _, err := c.CreateAccount(ctx, "u1", nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Subscription(ctx, "u1"); client.ErrorCode(err) != "not_found" {
+		t.Fatalf("subscription before subscribing: %v", err)
+	}
+	_, err := c.Subscribe(ctx, "u1", client.SubscribeParams{Plan: "gold"})
+	var ae *client.Error
+	if !errors.As(err, &ae) || ae.Status != 404 || ae.Code != "plan_not_found" || ae.Field != "plan" {
+		t.Fatalf("unknown plan: %v", err)
+	}
+	s, err := c.Subscribe(ctx, "u1", client.SubscribeParams{Plan: "pro", IdempotencyKey: "sub-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.PlanCode != "pro" || s.Status != billing.StatusActive || s.PlanName != "Pro" || s.RenewsAt.IsZero() || s.Cycle != 1 {
+		t.Fatalf("subscribe: %+v", s)
+	}
+	again, err := c.Subscribe(ctx, "u1", client.SubscribeParams{Plan: "pro", IdempotencyKey: "sub-1"})
+	if err != nil || again.ID != s.ID {
+		t.Fatalf("replayed subscribe: %+v, %v", again, err)
+	}
+	if b, err := c.Balance(ctx, "u1"); err != nil || b.Available != credit.Credits(1000) {
+		t.Fatalf("balance after subscribing: %+v, %v", b, err)
+	}
+	got, err := c.Subscription(ctx, "u1")
+	if err != nil || got.ID != s.ID {
+		t.Fatalf("subscription: %+v, %v", got, err)
+	}
+	bc, err := c.BillingCatalog(ctx, "u1")
+	if err != nil || bc.Subscription == nil || bc.Subscription.ID != s.ID {
+		t.Fatalf("billing catalog subscription: %+v, %v", bc.Subscription, err)
+	}
+	// The account's own token reads it; only admin keys change it.
+	tok, err := c.CreateToken(ctx, "u1", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	browser := client.New(url, tok.Token)
+	if _, err := browser.Subscription(ctx, "u1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := browser.CancelSubscription(ctx, "u1", true); client.ErrorCode(err) != "forbidden" {
+		t.Fatalf("cancel with a token: %v", err)
+	}
+
+	canceled, err := c.CancelSubscription(ctx, "u1", true)
+	if err != nil || !canceled.CancelAtPeriodEnd || canceled.Status != billing.StatusActive {
+		t.Fatalf("cancel at period end: %+v, %v", canceled, err)
+	}
+	resumed, err := c.ResumeSubscription(ctx, "u1")
+	if err != nil || resumed.CancelAtPeriodEnd {
+		t.Fatalf("resume: %+v, %v", resumed, err)
+	}
+	ended, err := c.CancelSubscription(ctx, "u1", false)
+	if err != nil || ended.Status != billing.StatusCanceled || ended.CanceledAt.IsZero() {
+		t.Fatalf("cancel now: %+v, %v", ended, err)
+	}
+	if _, err := c.ResumeSubscription(ctx, "u1"); client.ErrorCode(err) != "conflict" {
+		t.Fatalf("resume an ended subscription: %v", err)
 	}
 }

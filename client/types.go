@@ -3,6 +3,7 @@ package client
 import (
 	"time"
 
+	"github.com/scriphq/scrip/billing"
 	"github.com/scriphq/scrip/catalog"
 	"github.com/scriphq/scrip/credit"
 	"github.com/scriphq/scrip/ledger"
@@ -121,10 +122,18 @@ type Wallet struct {
 	Grants         []ledger.Grant                `json:"grants"`
 }
 
-// BillingCatalog is what a billing page shows for an account.
+// Subscription is an account's plan and billing cycle, with the plan's name
+// and price, the next payment date (RenewsAt) and the quotas of the current
+// period.
+type Subscription struct {
+	billing.View
+}
+
+// BillingCatalog is what a billing page shows for an account; Subscription
+// is nil when it has none.
 type BillingCatalog struct {
 	AccountID      string         `json:"account_id"`
-	Subscription   map[string]any `json:"subscription"`
+	Subscription   *Subscription  `json:"subscription"`
 	Wallet         Wallet         `json:"wallet"`
 	Plans          []catalog.Plan `json:"plans"`
 	CreditPacks    []catalog.Pack `json:"credit_packs"`

@@ -28,6 +28,7 @@ var apiTests = []struct {
 	{"adjust and revoke", testAdjustRevoke},
 	{"billing catalog", testBillingCatalog},
 	{"catalog reload", testReload},
+	{"replay across catalog reloads", testReplayAfterReload},
 	{"admin", testAdmin},
 }
 
@@ -39,6 +40,12 @@ func TestAPI(t *testing.T) {
 				t.Run(tt.name, func(t *testing.T) {
 					t.Parallel()
 					tt.run(t, newEnv(t, b.open))
+				})
+			}
+			for _, tt := range billingAPITests {
+				t.Run(tt.name, func(t *testing.T) {
+					t.Parallel()
+					tt.run(t, newEnv(t, b.open, withBilling()))
 				})
 			}
 		})

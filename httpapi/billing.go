@@ -73,7 +73,7 @@ func (s *Server) getBillingCatalog(w http.ResponseWriter, r *http.Request) error
 	}
 	var sub any
 	if s.cfg.Billing != nil {
-		if sub, err = s.cfg.Billing.Subscription(r.Context(), id); err != nil {
+		if sub, err = s.subscriptionView(r.Context(), id); err != nil {
 			return err
 		}
 	}

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/scriphq/scrip/billing"
 	"github.com/scriphq/scrip/catalog"
 	"github.com/scriphq/scrip/examples/catalogs"
 	"github.com/scriphq/scrip/httpapi"
@@ -76,12 +77,22 @@ type env struct {
 	store   store
 	clock   *clock
 	catFile string
+	metrics *httpapi.Metrics
+	// billing is set by withBilling.
+	billing *billing.Service
 	admin   string
 	charge  string
 	read    string
 }
 
 type envOption func(*httpapi.Config)
+
+// withBilling runs subscriptions on the env's store, as scrip serve does.
+func withBilling() envOption {
+	return func(cfg *httpapi.Config) {
+		cfg.Billing = billing.New(cfg.Engine, cfg.Keys.(billing.Store), cfg.Catalog.Current, billing.Options{Clock: cfg.Clock})
+	}
+}
 
 func newEnv(t *testing.T, open func(t *testing.T) store, opts ...envOption) *env {
 	t.Helper()
@@ -108,7 +119,8 @@ func newEnv(t *testing.T, open func(t *testing.T) store, opts ...envOption) *env
 		t.Fatal(err)
 	}
 	srv := httptest.NewServer(api)
-	e := &env{t: t, srv: srv, api: api, engine: eng, store: st, clock: clk, catFile: catFile}
+	e := &env{t: t, srv: srv, api: api, engine: eng, store: st, clock: clk, catFile: catFile, metrics: metrics}
+	e.billing, _ = cfg.Billing.(*billing.Service)
 	t.Cleanup(func() {
 		srv.Close()
 		eng.Close(context.Background())

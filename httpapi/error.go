@@ -21,12 +21,15 @@ const (
 	eRouteNotFound          = "route_not_found"
 	ePaymentsNotConfigured  = "payments_not_configured"
 	eWorkflowNotFound       = "workflow_not_found"
-	ePlanNotFound           = "plan_not_found"
+	eBillingNotConfigured   = "billing_not_configured"
 	eTokenExpired           = "token_expired"
 )
 
 // statusByCode is the one table from error codes to HTTP statuses. A code
 // not listed is a 400 when it is an application error and a 500 otherwise.
+// quota_exceeded is a 403 like plan_required, not a 429: the plan's quota is
+// spent until the period resets or the plan changes, so retrying soon does
+// not help.
 var statusByCode = map[string]int{
 	scrip.EInvalid:             http.StatusBadRequest,
 	scrip.EInvalidAmount:       http.StatusBadRequest,
@@ -39,6 +42,7 @@ var statusByCode = map[string]int{
 	scrip.EInsufficientCredits: http.StatusPaymentRequired,
 	scrip.EForbidden:           http.StatusForbidden,
 	scrip.EPlanRequired:        http.StatusForbidden,
+	scrip.EQuotaExceeded:       http.StatusForbidden,
 	scrip.ENotFound:            http.StatusNotFound,
 	scrip.EAccountNotFound:     http.StatusNotFound,
 	scrip.EActionNotFound:      http.StatusNotFound,
@@ -46,7 +50,7 @@ var statusByCode = map[string]int{
 	scrip.EChargeNotFound:      http.StatusNotFound,
 	scrip.EGrantNotFound:       http.StatusNotFound,
 	eWorkflowNotFound:          http.StatusNotFound,
-	ePlanNotFound:              http.StatusNotFound,
+	scrip.EPlanNotFound:        http.StatusNotFound,
 	eRouteNotFound:             http.StatusNotFound,
 	eMethodNotAllowed:          http.StatusMethodNotAllowed,
 	scrip.EConflict:            http.StatusConflict,
@@ -55,11 +59,11 @@ var statusByCode = map[string]int{
 	scrip.EHoldExpired:         http.StatusConflict,
 	eBodyTooLarge:              http.StatusRequestEntityTooLarge,
 	scrip.ERateLimited:         http.StatusTooManyRequests,
-	scrip.EQuotaExceeded:       http.StatusTooManyRequests,
 	scrip.EInternal:            http.StatusInternalServerError,
 	scrip.EQueueFull:           http.StatusServiceUnavailable,
 	scrip.EUnavailable:         http.StatusServiceUnavailable,
 	ePaymentsNotConfigured:     http.StatusServiceUnavailable,
+	eBillingNotConfigured:      http.StatusServiceUnavailable,
 }
 
 // statusOf returns the HTTP status for an error.

@@ -1,6 +1,8 @@
 package httpapi
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"maps"
 	"net/http"
@@ -15,13 +17,45 @@ import (
 
 // Ref metadata keys the server keeps on holds and charges it priced, so a
 // capture can re-price the same action and a replay can show the quote.
+// list_credits is the catalog's list price, kept also when the plan makes
+// the action cheaper or free, so usage is recorded at its worth.
 const (
-	mdParams  = "scrip.params"
-	mdPlan    = "scrip.plan"
-	mdCredits = "scrip.credits"
-	mdVersion = "scrip.catalog_version"
-	mdPrefix  = "scrip."
+	mdParams      = "scrip.params"
+	mdPlan        = "scrip.plan"
+	mdCredits     = "scrip.credits"
+	mdListCredits = "scrip.list_credits"
+	mdVersion     = "scrip.catalog_version"
+	mdPrefix      = "scrip."
 )
+
+// fingerprint is a digest of a request as its client sent it (v is the
+// decoded body; encoding/json writes map keys in order). The ledger compares
+// it instead of the amount the catalog derived, so a replay returns the
+// first result even after a reload changed the price, while another
+// request under the same key is still an idempotency conflict.
+func fingerprint(op string, v any) (string, error) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return "", errorf(scrip.EInvalidParam, "params", "params: %v", err)
+	}
+	h := sha256.New()
+	h.Write([]byte(op))
+	h.Write([]byte{0})
+	h.Write(b)
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// replayQuote is the quote to show with a result: a replay shows it only
+// when it still prices what was recorded, since the first result stands.
+func replayQuote(res ledger.Result, ref ledger.Ref, q *catalog.Quote) *catalog.Quote {
+	if q == nil || !res.Replayed {
+		return q
+	}
+	if ref.Metadata[mdVersion] != q.Version || ref.Metadata[mdCredits] != q.Credits.String() {
+		return nil
+	}
+	return q
+}
 
 type holdJSON struct {
 	Object string `json:"object"`
@@ -103,6 +137,7 @@ func (s *Server) price(r *http.Request, accountID string, req pricedRequest, hol
 	ref.Metadata[mdParams] = string(params)
 	ref.Metadata[mdVersion] = q.Version
 	ref.Metadata[mdCredits] = q.Credits.String()
+	ref.Metadata[mdListCredits] = q.ListCredits.String()
 	if plan != "" {
 		ref.Metadata[mdPlan] = plan
 	}
@@ -136,13 +171,17 @@ func (s *Server) createHold(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	fp, err := fingerprint("hold", req)
+	if err != nil {
+		return err
+	}
 	id := r.PathValue("id")
 	amt, ref, q, err := s.price(r, id, pricedRequest{Action: req.Action, Params: req.Params, Plan: req.Plan,
 		Credits: req.Credits, Job: req.Job, Metadata: req.Metadata}, true)
 	if err != nil {
 		return err
 	}
-	res, err := s.engine.Hold(r.Context(), ledger.HoldRequest{AccountID: id, Key: key, Amount: amt, TTL: ttl, Ref: ref})
+	res, err := s.engine.Hold(r.Context(), ledger.HoldRequest{AccountID: id, Key: key, Amount: amt, TTL: ttl, Ref: ref, Fingerprint: fp})
 	if err != nil {
 		return renameField(amountField(err), "ttl", "ttl_seconds")
 	}
@@ -150,7 +189,7 @@ func (s *Server) createHold(w http.ResponseWriter, r *http.Request) error {
 	if res.Hold != nil {
 		out.Hold = *res.Hold
 	}
-	out.Quote = q
+	out.Quote = replayQuote(res, out.Hold.Ref, q)
 	writeOp(w, res, out)
 	return nil
 }
@@ -190,15 +229,25 @@ func (s *Server) captureHold(w http.ResponseWriter, r *http.Request) error {
 			return errorf(scrip.EInvalidParam, "metadata", "metadata keys starting with %q are reserved", mdPrefix)
 		}
 	}
+	fp, err := fingerprint("capture", req)
+	if err != nil {
+		return err
+	}
 	amt, ref, q, err := s.capturePrice(r, h, req)
 	if err != nil {
 		return err
 	}
-	res, err := s.engine.Capture(r.Context(), ledger.CaptureRequest{HoldID: h.ID, Key: key, Amount: amt, AllowOver: req.AllowOver, Ref: ref})
+	res, err := s.engine.Capture(r.Context(), ledger.CaptureRequest{HoldID: h.ID, Key: key, Amount: amt, AllowOver: req.AllowOver, Ref: ref, Fingerprint: fp})
 	if err != nil {
 		return amountField(err)
 	}
-	out := holdJSON{Object: "hold", Charge: res.Charge, Quote: q}
+	// A capture at zero credits (an unlimited plan) makes no charge; its
+	// transaction carries the reference.
+	recorded := res.Transaction.Ref
+	if res.Charge != nil {
+		recorded = res.Charge.Ref
+	}
+	out := holdJSON{Object: "hold", Charge: res.Charge, Quote: replayQuote(res, recorded, q)}
 	used := credit.Amount(0)
 	if res.Charge != nil {
 		used = res.Charge.Amount - res.Charge.Refunded
@@ -251,7 +300,8 @@ func (s *Server) capturePrice(r *http.Request, h ledger.Hold, req captureRequest
 	if err != nil {
 		return 0, nil, nil, errorf(scrip.EInvalidParam, "params", "params: %v", err)
 	}
-	ref := withMetadata(h.Ref, req.Metadata, map[string]string{mdParams: string(b), mdVersion: q.Version, mdCredits: q.Credits.String()})
+	ref := withMetadata(h.Ref, req.Metadata, map[string]string{mdParams: string(b), mdVersion: q.Version,
+		mdCredits: q.Credits.String(), mdListCredits: q.ListCredits.String()})
 	return q.Credits, ref, &q, nil
 }
 
@@ -304,14 +354,21 @@ func (s *Server) createCharge(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	fp, err := fingerprint("charge", req)
+	if err != nil {
+		return err
+	}
 	id := r.PathValue("id")
 	amt, ref, q, err := s.price(r, id, req, false)
 	if err != nil {
 		return err
 	}
-	res, err := s.engine.Charge(r.Context(), ledger.ChargeRequest{AccountID: id, Key: key, Amount: amt, Ref: ref})
+	res, err := s.engine.Charge(r.Context(), ledger.ChargeRequest{AccountID: id, Key: key, Amount: amt, Ref: ref, Fingerprint: fp})
 	if err != nil {
 		return amountField(err)
+	}
+	if res.Charge != nil {
+		q = replayQuote(res, res.Charge.Ref, q)
 	}
 	writeOp(w, res, chargeView(res, q))
 	return nil

@@ -8,12 +8,15 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/scriphq/scrip/billing"
 	"github.com/scriphq/scrip/ledger"
 )
 
 // Metrics are the server's Prometheus series. It is also the ledger's
 // Observer, for operations and batches: build it first, pass it to
 // ledger.NewEngine in Options.Observer and to the server in Config.Metrics.
+// ObserveTick takes the billing scheduler's ticks
+// (billing.SchedulerOptions.Observe).
 type Metrics struct {
 	reg       prometheus.Registerer
 	handler   http.Handler
@@ -22,6 +25,12 @@ type Metrics struct {
 	batch     prometheus.Histogram
 	batchTime prometheus.Histogram
 	holdsOpen prometheus.Gauge
+
+	renewals   *prometheus.CounterVec
+	expired    prometheus.Counter
+	due        prometheus.Gauge
+	tickTime   prometheus.Histogram
+	tickErrors prometheus.Counter
 }
 
 // NewMetrics registers scrip's series with reg and serves gat at /metrics.
@@ -57,8 +66,30 @@ func NewMetrics(reg prometheus.Registerer, gat prometheus.Gatherer) (*Metrics, e
 			Name: "scrip_holds_open",
 			Help: "Holds opened minus holds settled by this process since it started.",
 		}),
+		renewals: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "scrip_billing_renewals_total",
+			Help: "Subscriptions the billing scheduler worked on, by result (ok, or failed and put off).",
+		}, []string{"result"}),
+		expired: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "scrip_billing_expired_total",
+			Help: "Grants and holds the billing scheduler expired.",
+		}),
+		due: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "scrip_billing_due",
+			Help: "Subscriptions with scheduled work due after the last tick: the backlog.",
+		}),
+		tickTime: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "scrip_billing_tick_duration_seconds",
+			Help:    "Time one billing scheduler tick took.",
+			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
+		}),
+		tickErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "scrip_billing_tick_errors_total",
+			Help: "Billing scheduler ticks that stopped on an error (retried on the next tick).",
+		}),
 	}
-	for _, c := range []prometheus.Collector{m.latency, m.ops, m.batch, m.batchTime, m.holdsOpen} {
+	for _, c := range []prometheus.Collector{m.latency, m.ops, m.batch, m.batchTime, m.holdsOpen,
+		m.renewals, m.expired, m.due, m.tickTime, m.tickErrors} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -97,6 +128,21 @@ func (m *Metrics) ObserveOp(op ledger.TxType, code string) {
 		}
 	}
 	m.ops.WithLabelValues(string(op), result).Inc()
+}
+
+// ObserveTick records one billing scheduler tick; pass it as
+// billing.SchedulerOptions.Observe.
+func (m *Metrics) ObserveTick(st billing.TickStats) {
+	m.renewals.WithLabelValues("ok").Add(float64(st.Processed - st.Failed))
+	m.renewals.WithLabelValues("failed").Add(float64(st.Failed))
+	m.expired.Add(float64(st.Expired))
+	m.tickTime.Observe(st.Elapsed.Seconds())
+	if st.Err != nil {
+		m.tickErrors.Inc()
+		return
+	}
+	// A tick that failed did not count the backlog.
+	m.due.Set(float64(st.Due))
 }
 
 func (s *Server) serveMetrics(w http.ResponseWriter, r *http.Request) error {

@@ -28,8 +28,10 @@ type Config struct {
 	Clock  ledger.Clock
 	Logger *slog.Logger
 
-	// Billing, when nil, leaves billing-catalog's subscription null and
-	// takes plans from requests only.
+	// Billing, when nil, leaves billing-catalog's subscription null, takes
+	// plans from requests only and makes the subscription endpoints answer
+	// 503 billing_not_configured. *billing.Service implements it, and
+	// Subscriptions, which the subscription endpoints need.
 	Billing Billing
 	// Payments, when nil, makes checkout answer 503 payments_not_configured.
 	Payments Payments
@@ -158,6 +160,10 @@ func (s *Server) routeTable() []route {
 		{pattern: "GET /v1/accounts/{id}/balance", scope: read, token: true, h: s.getBalance},
 		{pattern: "GET /v1/accounts/{id}/transactions", scope: read, token: true, h: s.listTransactions},
 		{pattern: "GET /v1/accounts/{id}/billing-catalog", scope: read, token: true, h: s.getBillingCatalog},
+		{pattern: "GET /v1/accounts/{id}/subscription", scope: read, token: true, h: s.getSubscription},
+		{pattern: "POST /v1/accounts/{id}/subscription", scope: admin, h: s.createSubscription},
+		{pattern: "POST /v1/accounts/{id}/subscription/cancel", scope: admin, h: s.cancelSubscription},
+		{pattern: "POST /v1/accounts/{id}/subscription/resume", scope: admin, h: s.resumeSubscription},
 		{pattern: "POST /v1/accounts/{id}/tokens", scope: read, h: s.createToken},
 		{pattern: "POST /v1/accounts/{id}/checkout", scope: charge, h: s.createCheckout},
 		{pattern: "POST /v1/accounts/{id}/grants", scope: admin, h: s.createGrant},

@@ -19,7 +19,7 @@ func newAccountCmd() *cobra.Command {
 	var url string
 	cmd := &cobra.Command{
 		Use:   "account",
-		Short: "Create accounts, read balances and history, grant credits",
+		Short: "Create accounts, read balances and history, grant credits, manage subscriptions",
 	}
 	addPersistentStoreFlags(cmd, &url)
 
@@ -163,7 +163,7 @@ func newAccountCmd() *cobra.Command {
 	history.Flags().StringSliceVar(&types, "type", nil, "only these types (grant, hold, capture, release, charge, refund, ...)")
 	history.Flags().BoolVar(&asJSON, "json", false, "print JSON lines")
 
-	cmd.AddCommand(create, balance, grant, history)
+	cmd.AddCommand(create, balance, grant, history, newSubscribeCmd(), newCancelCmd())
 	return cmd
 }
 

@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/pflag"
 	"gopkg.in/yaml.v3"
 
+	"github.com/scriphq/scrip/billing"
 	"github.com/scriphq/scrip/httpapi/auth"
 	"github.com/scriphq/scrip/ledger"
 	"github.com/scriphq/scrip/postgres"
@@ -134,10 +135,11 @@ func readConfigFile(path string, fs *pflag.FlagSet) (map[string]string, error) {
 	return out, nil
 }
 
-// store is a ledger store that also keeps API keys.
+// store is a ledger store that also keeps API keys and subscriptions.
 type store interface {
 	ledger.Store
 	auth.KeyStore
+	billing.Store
 	Migrate(ctx context.Context) error
 }
 

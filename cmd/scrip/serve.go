@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/spf13/cobra"
 
+	"github.com/scriphq/scrip/billing"
 	"github.com/scriphq/scrip/catalog"
 	"github.com/scriphq/scrip/httpapi"
 	"github.com/scriphq/scrip/ledger"
@@ -49,6 +50,8 @@ type serveConfig struct {
 	batchSizeMax    int
 	committers      int
 	shutdownTimeout time.Duration
+	billingTick     time.Duration
+	billingTickMax  int
 }
 
 func newServeCmd() *cobra.Command {
@@ -59,8 +62,10 @@ func newServeCmd() *cobra.Command {
 		Long: `Run the HTTP API on the ledger and the catalog.
 
 With no flags it listens on 127.0.0.1:8080, keeps everything in ./scrip.db
-(SQLite) and serves the bundled demo catalog (WZRD Studio). SIGHUP reloads
-the catalog; SIGTERM and SIGINT drain in-flight requests and the write queue.`,
+(SQLite) and serves the bundled demo catalog (WZRD Studio). Subscriptions
+are renewed by a scheduler in the same process (--billing-tick). SIGHUP
+reloads the catalog; SIGTERM and SIGINT stop the scheduler, then drain
+in-flight requests and the write queue.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := resolveConfig(cmd); err != nil {
@@ -88,6 +93,8 @@ the catalog; SIGTERM and SIGINT drain in-flight requests and the write queue.`,
 	f.IntVar(&c.batchSizeMax, "batch-size-max", 512, "operations committed in one transaction at most")
 	f.IntVar(&c.committers, "committers", 1, "batches in flight at once (more helps on PostgreSQL)")
 	f.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 30*time.Second, "how long SIGTERM waits for in-flight requests and the write queue")
+	f.DurationVar(&c.billingTick, "billing-tick", time.Second, "how often the billing scheduler renews due subscriptions and expires credits; 0 runs no scheduler in this process")
+	f.IntVar(&c.billingTickMax, "billing-tick-max", 100, "subscriptions one billing tick works on at most (a full tick is followed at once by another)")
 	return cmd
 }
 
@@ -129,8 +136,9 @@ func serve(cmd *cobra.Command, c serveConfig) error {
 		}
 	}()
 
+	svc := billing.New(engine, st, holder.Current, billing.Options{Logger: log})
 	api, err := httpapi.New(ctx, httpapi.Config{
-		Engine: engine, Catalog: holder, Keys: st, Logger: log, Metrics: metrics,
+		Engine: engine, Catalog: holder, Keys: st, Logger: log, Metrics: metrics, Billing: svc,
 		AdminKey: c.adminKey, TokenSecret: []byte(c.tokenSecret), TopUpURL: c.topUpURL,
 		CORSOrigins: c.corsOrigins, RateLimit: c.rateLimit, RateBurst: c.rateBurst,
 	})
@@ -165,6 +173,27 @@ func serve(cmd *cobra.Command, c serveConfig) error {
 		return err
 	}
 
+	// The scheduler stops before the engine drains (the deferred Close
+	// above): its work in flight either commits or is redone by the next
+	// process, since the schedule is durable.
+	schedCtx, stopSched := context.WithCancel(ctx)
+	schedDone := make(chan struct{})
+	if c.billingTick > 0 {
+		sched := svc.NewScheduler(billing.SchedulerOptions{Every: c.billingTick, ItemsMax: c.billingTickMax,
+			Observe: metrics.ObserveTick, Logger: log})
+		go func() {
+			defer close(schedDone)
+			sched.Run(schedCtx)
+		}()
+	} else {
+		close(schedDone)
+		fmt.Fprintln(out, "  billing: no scheduler in this process (--billing-tick 0)")
+	}
+	defer func() {
+		stopSched()
+		<-schedDone
+	}()
+
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
 
@@ -185,7 +214,9 @@ func serve(cmd *cobra.Command, c serveConfig) error {
 				}
 				continue
 			}
-			log.Info("shutting down: draining requests and the write queue", "signal", sig.String())
+			log.Info("shutting down: stopping the billing scheduler, draining requests and the write queue", "signal", sig.String())
+			stopSched()
+			<-schedDone
 			sctx, cancel := context.WithTimeout(context.Background(), c.shutdownTimeout)
 			err := srv.Shutdown(sctx)
 			cancel()

@@ -285,7 +285,7 @@ func (o outbox) SetState(ctx context.Context, name, value string) error {
 
 func (o outbox) JournalAfter(ctx context.Context, c event.JournalCursor, until time.Time, limit int) ([]ledger.Transaction, error) {
 	txs, err := collect(ctx, o.s.pool, scanTransaction, `SELECT `+transactionColumns+` FROM transactions
-		WHERE (created_at, id) > ($1, $2) AND created_at <= $3
+		WHERE created_at >= $1 AND (created_at, id) > ($1, $2) AND created_at <= $3
 		ORDER BY created_at, id LIMIT $4`, c.At, c.ID, until, limit)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: journal after: %w", err)

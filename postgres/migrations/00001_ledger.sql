@@ -72,7 +72,9 @@ CREATE TABLE charges (
 
 -- The journal. Append-only: nothing updates or deletes its rows.
 CREATE TABLE transactions (
-    id              TEXT COLLATE "C" PRIMARY KEY,
+    -- Unique by construction; nothing looks a transaction up by id, so it
+    -- carries no index of its own (each index costs every insert).
+    id              TEXT COLLATE "C" NOT NULL,
     account_id      TEXT COLLATE "C" NOT NULL,
     seq             BIGINT NOT NULL,
     type            TEXT NOT NULL,
@@ -87,11 +89,10 @@ CREATE TABLE transactions (
     entries         JSONB,
     created_at      TIMESTAMPTZ NOT NULL,
     prev_hash       TEXT NOT NULL DEFAULT '',
-    hash            TEXT NOT NULL
+    hash            TEXT NOT NULL,
+    -- One index serves both uniqueness of (account_id, seq) and history pages.
+    PRIMARY KEY (account_id, seq)
 );
--- One index serves both uniqueness of (account_id, seq) and newest-first
--- history pages.
-CREATE UNIQUE INDEX transactions_account_seq ON transactions (account_id, seq DESC);
 CREATE UNIQUE INDEX transactions_account_key ON transactions (account_id, idempotency_key)
     WHERE idempotency_key <> '';
 

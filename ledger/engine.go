@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"log/slog"
 	"math/rand/v2"
 	"strconv"
@@ -49,9 +50,11 @@ type Options struct {
 	// mutation fails at once with queue_full.
 	QueueMax int
 	// Committers is the number of batches in flight at once (default 1).
-	// More than one pays off on PostgreSQL, where a batch waits on the
-	// network and fsync; batches lock their accounts, so they never
-	// interleave on one account.
+	// Each committer owns a share of the accounts (by a hash of the id),
+	// with its own queue, so concurrent batches of one engine never wait on
+	// each other's account locks and each account's operations still apply
+	// in arrival order. More than one pays off on PostgreSQL, where a
+	// batch waits on the network, the server and fsync.
 	Committers int
 	// SweepEvery is how often the engine expires due holds and grants by
 	// itself; negative disables the background sweep.
@@ -66,9 +69,9 @@ type Engine struct {
 	store Store
 	opt   Options
 
-	mu     sync.RWMutex // guards closed against sends on queue
+	mu     sync.RWMutex // guards closed against sends on queues
 	closed bool
-	queue  chan *op
+	queues []chan *op // one per committer
 
 	wg        sync.WaitGroup
 	stopSweep chan struct{}
@@ -106,12 +109,14 @@ func NewEngine(store Store, opt Options) *Engine {
 	e := &Engine{
 		store:     store,
 		opt:       opt,
-		queue:     make(chan *op, opt.QueueMax),
+		queues:    make([]chan *op, opt.Committers),
 		stopSweep: make(chan struct{}),
 	}
-	for range opt.Committers {
+	perQueue := max(1, opt.QueueMax/opt.Committers)
+	for i := range e.queues {
+		e.queues[i] = make(chan *op, perQueue)
 		e.wg.Add(1)
-		go e.commitLoop()
+		go e.commitLoop(e.queues[i])
 	}
 	if opt.SweepEvery > 0 {
 		e.wg.Add(1)
@@ -126,8 +131,24 @@ func (e *Engine) Store() Store { return e.store }
 // Clock returns the engine's clock.
 func (e *Engine) Clock() Clock { return e.opt.Clock }
 
-// QueueDepth returns the operations waiting for the committer.
-func (e *Engine) QueueDepth() int { return len(e.queue) }
+// QueueDepth returns the operations waiting for the committers.
+func (e *Engine) QueueDepth() int {
+	n := 0
+	for _, q := range e.queues {
+		n += len(q)
+	}
+	return n
+}
+
+// queueFor returns the queue of the committer that owns the account.
+func (e *Engine) queueFor(accountID string) chan *op {
+	if len(e.queues) == 1 {
+		return e.queues[0]
+	}
+	h := fnv.New32a()
+	h.Write([]byte(accountID))
+	return e.queues[h.Sum32()%uint32(len(e.queues))]
+}
 
 // Close stops accepting operations, commits everything already queued and
 // waits for the committer; an acknowledged operation is never lost.
@@ -138,7 +159,9 @@ func (e *Engine) Close(ctx context.Context) error {
 		return nil
 	}
 	e.closed = true
-	close(e.queue)
+	for _, q := range e.queues {
+		close(q)
+	}
 	close(e.stopSweep)
 	e.mu.Unlock()
 	done := make(chan struct{})
@@ -176,12 +199,13 @@ func (e *Engine) submit(ctx context.Context, o *op) (Result, error) {
 		e.mu.RUnlock()
 		return Result{}, scrip.Errorf(scrip.EUnavailable, "the ledger is shutting down")
 	}
+	q := e.queueFor(o.accountID)
 	select {
-	case e.queue <- o:
+	case q <- o:
 	default:
 		e.mu.RUnlock()
 		e.observeOp(o.typ, scrip.EQueueFull)
-		return Result{}, scrip.Errorf(scrip.EQueueFull, "the write queue is full (%d operations); retry shortly", cap(e.queue))
+		return Result{}, scrip.Errorf(scrip.EQueueFull, "the write queue is full (%d operations); retry shortly", cap(q))
 	}
 	e.mu.RUnlock()
 	// Once queued the operation will be applied or rejected; waiting is
@@ -244,11 +268,11 @@ func (e *Engine) replayResult(ctx context.Context, t *Transaction) (Result, erro
 	return r, nil
 }
 
-func (e *Engine) commitLoop() {
+func (e *Engine) commitLoop(queue chan *op) {
 	defer e.wg.Done()
 	batch := make([]*op, 0, e.opt.BatchSizeMax)
 	for {
-		o, ok := <-e.queue
+		o, ok := <-queue
 		if !ok {
 			return
 		}
@@ -258,7 +282,7 @@ func (e *Engine) commitLoop() {
 	drain:
 		for len(batch) < e.opt.BatchSizeMax {
 			select {
-			case o, ok := <-e.queue:
+			case o, ok := <-queue:
 				if !ok {
 					break drain
 				}

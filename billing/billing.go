@@ -91,6 +91,8 @@ type Subscription struct {
 	// subscription, ChangeKey that of the last plan change.
 	Key       string `json:"-"`
 	ChangeKey string `json:"-"`
+	// RenewKey is the idempotency key of the last paid renewal (Renew).
+	RenewKey string `json:"-"`
 	// DueAt is when the scheduler next has work on the subscription; zero
 	// for none.
 	DueAt time.Time `json:"-"`
@@ -123,6 +125,7 @@ type record struct {
 	CarryEnd           time.Time `json:"carry_end,omitzero"`
 	Key                string    `json:"key,omitempty"`
 	ChangeKey          string    `json:"change_key,omitempty"`
+	RenewKey           string    `json:"renew_key,omitempty"`
 	DueAt              time.Time `json:"due_at,omitzero"`
 }
 

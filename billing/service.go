@@ -361,6 +361,42 @@ func (s *Service) MarkPaid(ctx context.Context, accountID string) (Subscription,
 	})
 }
 
+// RenewRequest records a payment for a subscription's renewal.
+type RenewRequest struct {
+	AccountID string
+	// Key is the payment's idempotency key (a provider's invoice): a
+	// replay, or another call with the latest key, changes nothing.
+	Key string
+}
+
+// Renew records that a renewal was paid. Cycles renew on their own schedule
+// (the scheduler, or any call that finds the subscription behind), so
+// Renew grants nothing a renewal would not: it brings the subscription up
+// to date now, granting the cycles due, and ends a past-due state as
+// MarkPaid does, which grants a withheld allowance once. A replay of the
+// latest key changes nothing, so a late copy of an earlier payment never
+// clears a later failure.
+func (s *Service) Renew(ctx context.Context, r RenewRequest) (Subscription, error) {
+	if r.Key == "" {
+		return Subscription{}, &scrip.Error{Code: scrip.EInvalid, Field: "idempotency_key", Message: "an idempotency key is required"}
+	}
+	return s.mutate(ctx, r.AccountID, func(cur *Subscription, _ time.Time, _ *catalog.Catalog) (*Subscription, error) {
+		if cur == nil {
+			return nil, scrip.Errorf(scrip.ENotFound, "account %q has no subscription", r.AccountID)
+		}
+		if cur.RenewKey == r.Key {
+			return nil, nil // replay
+		}
+		if cur.Status == StatusCanceled {
+			return nil, scrip.Errorf(scrip.EConflict, "the subscription of account %q has ended; subscribe again", r.AccountID)
+		}
+		next := *cur
+		next.RenewKey = r.Key
+		next.Status, next.PastDueSince, next.GraceEndsAt = StatusActive, time.Time{}, time.Time{}
+		return &next, nil
+	})
+}
+
 // SignupGrant grants the one-time sign-up credits of the account's plan, or
 // when it has no subscription of the catalog's first free plan with a
 // sign-up grant. It reports whether credits were granted now; an account

@@ -129,6 +129,9 @@ func (d *Dispatcher) DeliverDue(ctx context.Context) (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("claim deliveries: %w", err)
 	}
+	// Claimed deliveries are sent to the end, bounded by Timeout, even when
+	// ctx ends: stopping never cuts a request short to record it failed.
+	sendCtx := context.WithoutCancel(ctx)
 	sem := make(chan struct{}, d.opt.Concurrency)
 	var wg sync.WaitGroup
 	var mu sync.Mutex
@@ -138,7 +141,7 @@ func (d *Dispatcher) DeliverDue(ctx context.Context) (int, error) {
 		wg.Add(1)
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			if err := d.deliver(ctx, j); err != nil {
+			if err := d.deliver(sendCtx, j); err != nil {
 				mu.Lock()
 				if firstErr == nil {
 					firstErr = err
@@ -172,7 +175,7 @@ func (d *Dispatcher) deliver(ctx context.Context, j Job) error {
 			del.Status, del.NextAt = Pending, d.opt.Clock.Now().Add(d.Backoff(del.Attempts))
 		}
 	}
-	if err := d.store.Record(context.WithoutCancel(ctx), a, del); err != nil {
+	if err := d.store.Record(ctx, a, del); err != nil {
 		return fmt.Errorf("record attempt %d of %s to %s: %w", a.Number, a.EventID, a.EndpointID, err)
 	}
 	return nil

@@ -32,16 +32,28 @@ type API struct {
 	Clock ledger.Clock
 }
 
-// Routes returns the API's handlers by ServeMux pattern.
-func (a *API) Routes() map[string]http.HandlerFunc {
-	return map[string]http.HandlerFunc{
-		"GET /v1/events":                  a.wrap(a.list),
-		"GET /v1/events/{id}":             a.wrap(a.show),
-		"POST /v1/events/{id}/retry":      a.wrap(a.retry),
-		"GET /v1/event-endpoints":         a.wrap(a.endpoints),
-		"POST /v1/event-endpoints":        a.wrap(a.addEndpoint),
-		"DELETE /v1/event-endpoints/{id}": a.wrap(a.disableEndpoint),
+// Handlers returns the API's handlers by ServeMux pattern. Each returns its
+// error (a *scrip.Error for a bad request or a missing event) for the
+// server mounting it to answer in its own error format.
+func (a *API) Handlers() map[string]func(http.ResponseWriter, *http.Request) error {
+	return map[string]func(http.ResponseWriter, *http.Request) error{
+		"GET /v1/events":                  a.list,
+		"GET /v1/events/{id}":             a.show,
+		"POST /v1/events/{id}/retry":      a.retry,
+		"GET /v1/event-endpoints":         a.endpoints,
+		"POST /v1/event-endpoints":        a.addEndpoint,
+		"DELETE /v1/event-endpoints/{id}": a.disableEndpoint,
 	}
+}
+
+// Routes returns the API's handlers by ServeMux pattern, answering errors
+// as {"code", "detail"}.
+func (a *API) Routes() map[string]http.HandlerFunc {
+	out := map[string]http.HandlerFunc{}
+	for p, h := range a.Handlers() {
+		out[p] = a.wrap(h)
+	}
+	return out
 }
 
 // ServeHTTP serves the routes on a ServeMux of their own.

@@ -7,7 +7,8 @@ import (
 )
 
 func TestOpenAPI(t *testing.T) {
-	e := newEnv(t, backends[0].open)
+	// With the routes scrip serve mounts besides the built-in ones.
+	e := newEnv(t, backends[0].open, withEventAPI())
 	r := e.get("/openapi.json", "")
 	e.expect(r, 200, "")
 	var doc map[string]any

@@ -58,6 +58,10 @@ type Config struct {
 	// ServeMux pattern, such as payment webhooks that verify their own
 	// signatures.
 	Public map[string]http.Handler
+	// Routes mounts extra endpoints behind authentication, each with the
+	// scope it needs, such as the outbox's admin API. They are listed by
+	// Server.Routes with the built-in ones.
+	Routes []Route
 }
 
 // Server is the HTTP API. It is an http.Handler.
@@ -118,6 +122,11 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("httpapi: metrics: %w", err)
 	}
 	s.routes = s.routeTable()
+	extra, err := extraRoutes(s.routes, cfg.Routes)
+	if err != nil {
+		return nil, err
+	}
+	s.routes = append(s.routes, extra...)
 	s.mux = http.NewServeMux()
 	for _, rt := range s.routes {
 		s.mux.Handle(rt.pattern, s.wrap(rt))

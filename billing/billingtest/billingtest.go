@@ -47,6 +47,7 @@ func Run(t *testing.T, open Open) {
 		{"CancelAndResume", testCancel},
 		{"RolloverCaps", testRollover},
 		{"PastDue", testPastDue},
+		{"PaidByProvider", testPaidByProvider},
 		{"Quotas", testQuotas},
 		{"SignupGrant", testSignup},
 		{"RestartMidRenewal", testRestart},
@@ -698,6 +699,68 @@ func testPastDue(t *testing.T, open Open) {
 	}
 	_, err = e.svc.MarkPaid(e.ctx, "a")
 	wantCode(t, err, scrip.EConflict)
+	e.verify()
+}
+
+// A payment provider subscribes with its own key and renews with one per
+// invoice: the checkout and the first invoice subscribe under the same key
+// and grant one allowance; each paid renewal applies once, and a late
+// replay of an earlier payment does not clear a later failure.
+func testPaidByProvider(t *testing.T, open Open) {
+	t0 := date(2025, 7, 1, 0)
+	e := start(t, open, t0, billing.Options{Grace: 20 * 24 * time.Hour})
+	e.account("a")
+	var first billing.Subscription
+	for i, at := range []time.Time{t0, t0.Add(3 * time.Second)} {
+		sub, err := e.svc.Subscribe(e.ctx, billing.SubscribeRequest{AccountID: "a", PlanCode: "basic",
+			Key: "stripe:subscription:sub_1", Start: at, ExternalID: "sub_1"})
+		if err != nil {
+			t.Fatalf("subscribe #%d: %v", i+1, err)
+		}
+		if i == 0 {
+			first = sub
+		} else if sub.ID != first.ID || !sub.Anchor.Equal(first.Anchor) {
+			t.Fatalf("second subscribe with the same key: %+v, want %+v", sub, first)
+		}
+	}
+	e.wantAvailable("a", 1500)
+	// Without a scheduler: the paid renewal brings the subscription up to
+	// date, once however often it is delivered.
+	e.clock.Set(date(2025, 8, 1, 1))
+	for range 2 {
+		s, err := e.svc.Renew(e.ctx, billing.RenewRequest{AccountID: "a", Key: "stripe:invoice:in_2"})
+		if err != nil || s.Cycle != 2 || s.Status != billing.StatusActive {
+			t.Fatalf("renew: %v %+v", err, s)
+		}
+	}
+	e.wantAvailable("a", 1500)
+	if n := len(e.allowanceGrants("a", first.ID)); n != 2 {
+		t.Fatalf("%d allowance grants after one renewal, want 2", n)
+	}
+	// The next payment fails; a late copy of the earlier payment changes
+	// nothing; the retried invoice is paid and the withheld allowance is
+	// granted once.
+	e.clock.Set(date(2025, 8, 30, 0))
+	if _, err := e.svc.MarkPastDue(e.ctx, "a"); err != nil {
+		t.Fatal(err)
+	}
+	e.at(date(2025, 9, 1, 1))
+	if s, err := e.svc.Renew(e.ctx, billing.RenewRequest{AccountID: "a", Key: "stripe:invoice:in_2"}); err != nil || s.Status != billing.StatusPastDue {
+		t.Fatalf("late replay of an earlier payment: %v %+v, want still past due", err, s)
+	}
+	e.wantAvailable("a", 0)
+	for range 2 {
+		if s, err := e.svc.Renew(e.ctx, billing.RenewRequest{AccountID: "a", Key: "stripe:invoice:in_3"}); err != nil || s.Status != billing.StatusActive {
+			t.Fatalf("renew after failure: %v %+v", err, s)
+		}
+	}
+	e.tick()
+	e.wantAvailable("a", 1500)
+	if n := len(e.allowanceGrants("a", first.ID)); n != 3 {
+		t.Fatalf("%d allowance grants after two renewals, want 3", n)
+	}
+	_, err := e.svc.Renew(e.ctx, billing.RenewRequest{AccountID: "nobody", Key: "k"})
+	wantCode(t, err, scrip.ENotFound)
 	e.verify()
 }
 

@@ -14,10 +14,12 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/scriphq/scrip/billing"
+	"github.com/scriphq/scrip/event"
 	"github.com/scriphq/scrip/httpapi/auth"
 	"github.com/scriphq/scrip/ledger"
 	"github.com/scriphq/scrip/postgres"
 	"github.com/scriphq/scrip/sqlite"
+	"github.com/scriphq/scrip/stripe"
 )
 
 // Every flag of a command can also come from the environment, as SCRIP_ and
@@ -135,11 +137,14 @@ func readConfigFile(path string, fs *pflag.FlagSet) (map[string]string, error) {
 	return out, nil
 }
 
-// store is a ledger store that also keeps API keys and subscriptions.
+// store is a ledger store that also keeps API keys, subscriptions, the
+// outbox of events and the record of Stripe's.
 type store interface {
 	ledger.Store
 	auth.KeyStore
 	billing.Store
+	Outbox() event.Store
+	StripeStore() stripe.Store
 	Migrate(ctx context.Context) error
 }
 

@@ -15,18 +15,6 @@ import (
 	"github.com/scriphq/scrip/stripe"
 )
 
-// outboxOf returns the outbox and Stripe record of a store.
-func outboxOf(st store) (event.Store, stripe.Store, error) {
-	s, ok := st.(interface {
-		Outbox() event.Store
-		StripeStore() stripe.Store
-	})
-	if !ok {
-		return nil, nil, errors.New("this store keeps no events")
-	}
-	return s.Outbox(), s.StripeStore(), nil
-}
-
 func newEventsCmd() *cobra.Command {
 	var url string
 	cmd := &cobra.Command{
@@ -37,11 +25,7 @@ func newEventsCmd() *cobra.Command {
 
 	withOutbox := func(cmd *cobra.Command, fn func(ctx context.Context, ob event.Store, ss stripe.Store) error) error {
 		return withStore(cmd, &url, func(ctx context.Context, st store) error {
-			ob, ss, err := outboxOf(st)
-			if err != nil {
-				return err
-			}
-			return fn(ctx, ob, ss)
+			return fn(ctx, st.Outbox(), st.StripeStore())
 		})
 	}
 

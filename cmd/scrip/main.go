@@ -51,5 +51,6 @@ func commands() []*cobra.Command {
 		newVerifyCmd(),
 		newExportCmd(),
 		newBenchCmd(),
+		newEventsCmd(),
 	}
 }

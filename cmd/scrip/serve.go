@@ -4,12 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	stdlog "log"
 	"log/slog"
 	"net"
 	"net/http"
 	"os"
 	"os/signal"
+	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -19,8 +22,12 @@ import (
 
 	"github.com/scriphq/scrip/billing"
 	"github.com/scriphq/scrip/catalog"
+	"github.com/scriphq/scrip/credit"
+	"github.com/scriphq/scrip/event"
 	"github.com/scriphq/scrip/httpapi"
+	"github.com/scriphq/scrip/httpapi/auth"
 	"github.com/scriphq/scrip/ledger"
+	"github.com/scriphq/scrip/stripe"
 )
 
 // Bounds of the HTTP server.
@@ -52,6 +59,17 @@ type serveConfig struct {
 	shutdownTimeout time.Duration
 	billingTick     time.Duration
 	billingTickMax  int
+
+	stripeSecretKey     string
+	stripeWebhookSecret string
+	stripeSuccessURL    string
+	stripeCancelURL     string
+	stripeRefundPolicy  string
+	stripeAPIURL        string
+
+	lowBalanceThreshold string
+	lowBalanceByPlan    map[string]string
+	grantExpiringWithin time.Duration
 }
 
 func newServeCmd() *cobra.Command {
@@ -63,9 +81,15 @@ func newServeCmd() *cobra.Command {
 
 With no flags it listens on 127.0.0.1:8080, keeps everything in ./scrip.db
 (SQLite) and serves the bundled demo catalog (WZRD Studio). Subscriptions
-are renewed by a scheduler in the same process (--billing-tick). SIGHUP
-reloads the catalog; SIGTERM and SIGINT stop the scheduler, then drain
-in-flight requests and the write queue.`,
+are renewed by a scheduler in the same process (--billing-tick). Outgoing
+events are derived from the journal and delivered to the endpoints
+registered with scrip events endpoints. With SCRIP_STRIPE_SECRET_KEY and
+SCRIP_STRIPE_WEBHOOK_SECRET set, packs and plans are sold through Stripe
+Checkout and Stripe's webhooks are applied at /v1/webhooks/stripe.
+
+SIGHUP reloads the catalog; SIGTERM and SIGINT stop the scheduler, the
+event watcher and the dispatcher, then drain in-flight requests and the
+write queue.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := resolveConfig(cmd); err != nil {
@@ -74,6 +98,12 @@ in-flight requests and the write queue.`,
 			return serve(cmd, c)
 		},
 	}
+	addServeFlags(cmd, &c)
+	return cmd
+}
+
+// addServeFlags adds serve's flags to cmd, with their defaults in c.
+func addServeFlags(cmd *cobra.Command, c *serveConfig) {
 	f := cmd.Flags()
 	addConfigFlag(cmd)
 	f.StringVar(&c.addr, "addr", "127.0.0.1:8080", "address to listen on")
@@ -95,7 +125,15 @@ in-flight requests and the write queue.`,
 	f.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 30*time.Second, "how long SIGTERM waits for in-flight requests and the write queue")
 	f.DurationVar(&c.billingTick, "billing-tick", time.Second, "how often the billing scheduler renews due subscriptions and expires credits; 0 runs no scheduler in this process")
 	f.IntVar(&c.billingTickMax, "billing-tick-max", 100, "subscriptions one billing tick works on at most (a full tick is followed at once by another)")
-	return cmd
+	f.StringVar(&c.stripeSecretKey, "stripe-secret-key", "", "Stripe secret key; with --stripe-webhook-secret turns payments on (prefer the environment: SCRIP_STRIPE_SECRET_KEY)")
+	f.StringVar(&c.stripeWebhookSecret, "stripe-webhook-secret", "", "signing secret of the Stripe webhook endpoint (prefer the environment: SCRIP_STRIPE_WEBHOOK_SECRET)")
+	f.StringVar(&c.stripeSuccessURL, "stripe-success-url", "", "where Checkout sends the user after paying when the request names none; {account_id} is replaced")
+	f.StringVar(&c.stripeCancelURL, "stripe-cancel-url", "", "where Checkout sends the user who cancels when the request names none; {account_id} is replaced")
+	f.StringVar(&c.stripeRefundPolicy, "stripe-refund-policy", string(stripe.RefundRevoke), "what a refunded pack takes back: revoke (its unspent credits) or claw_back (also the spent part, from other credits)")
+	f.StringVar(&c.stripeAPIURL, "stripe-api-url", "", "another Stripe API base URL (stripe-mock)")
+	f.StringVar(&c.lowBalanceThreshold, "low-balance-threshold", "0", "balance.low fires when available credits fall below this; 0 for none (an account's metadata low_balance_threshold overrides it)")
+	f.StringToStringVar(&c.lowBalanceByPlan, "low-balance-thresholds", nil, "balance.low thresholds by plan, plan=credits, comma-separated (pro=100,max=500)")
+	f.DurationVar(&c.grantExpiringWithin, "grant-expiring-within", 72*time.Hour, "how long before a grant expires grant.expiring is sent")
 }
 
 func serve(cmd *cobra.Command, c serveConfig) error {
@@ -111,47 +149,26 @@ func serve(cmd *cobra.Command, c serveConfig) error {
 	}
 	defer st.Close()
 
-	bundled := c.catalogFile == ""
-	holder, err := httpapi.NewCatalogHolder(func() (*catalog.Catalog, error) { return loadCatalog(c.catalogFile) })
-	if err != nil {
-		return fmt.Errorf("catalog: %w", err)
-	}
-
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	metrics, err := httpapi.NewMetrics(reg, reg)
 	if err != nil {
 		return err
 	}
-	engine := ledger.NewEngine(st, ledger.Options{
-		HoldTTLDefault: c.holdTTLDefault, HoldTTLMax: c.holdTTLMax, QueueMax: c.queueMax,
-		BatchSizeMax: c.batchSizeMax, Committers: c.committers, Logger: log, Observer: metrics,
-	})
-	// Stop the engine last: it commits everything acknowledged or queued.
-	defer func() {
-		dctx, cancel := context.WithTimeout(context.Background(), c.shutdownTimeout)
-		defer cancel()
-		if err := engine.Close(dctx); err != nil {
-			log.Error("draining the write queue", "err", err)
-		}
-	}()
-
-	svc := billing.New(engine, st, holder.Current, billing.Options{Logger: log})
-	api, err := httpapi.New(ctx, httpapi.Config{
-		Engine: engine, Catalog: holder, Keys: st, Logger: log, Metrics: metrics, Billing: svc,
-		AdminKey: c.adminKey, TokenSecret: []byte(c.tokenSecret), TopUpURL: c.topUpURL,
-		CORSOrigins: c.corsOrigins, RateLimit: c.rateLimit, RateBurst: c.rateBurst,
-	})
+	app, err := newServer(ctx, c, st, log, metrics)
 	if err != nil {
 		return err
 	}
+	// Close the server last: the engine commits everything acknowledged
+	// or queued.
+	defer app.close(c.shutdownTimeout)
 
 	ln, err := net.Listen("tcp", c.addr)
 	if err != nil {
 		return err
 	}
 	srv := &http.Server{
-		Handler:           api,
+		Handler:           app.api,
 		ReadHeaderTimeout: readHeaderTimeout,
 		ReadTimeout:       readTimeout,
 		WriteTimeout:      writeTimeout,
@@ -160,39 +177,36 @@ func serve(cmd *cobra.Command, c serveConfig) error {
 		ErrorLog:          slogErrorLog(log),
 	}
 
-	cat := holder.Current()
+	cat := app.catalog.Current()
 	fmt.Fprintf(out, "scrip is listening on http://%s\n", ln.Addr())
-	fmt.Fprintf(out, "  store:   %s\n", storeDesc)
-	if bundled {
-		fmt.Fprintf(out, "  catalog: %s %s (bundled demo; --catalog FILE to use yours)\n", cat.Name, cat.Version)
+	fmt.Fprintf(out, "  store:    %s\n", storeDesc)
+	if c.catalogFile == "" {
+		fmt.Fprintf(out, "  catalog:  %s %s (bundled demo; --catalog FILE to use yours)\n", cat.Name, cat.Version)
 	} else {
-		fmt.Fprintf(out, "  catalog: %s %s (%s)\n", cat.Name, cat.Version, c.catalogFile)
+		fmt.Fprintf(out, "  catalog:  %s %s (%s)\n", cat.Name, cat.Version, c.catalogFile)
 	}
-	fmt.Fprintf(out, "  API:     http://%s/openapi.json\n", ln.Addr())
+	fmt.Fprintf(out, "  API:      http://%s/openapi.json\n", ln.Addr())
+	if app.payments != nil {
+		fmt.Fprintf(out, "  payments: Stripe Checkout; webhook endpoint http://%s%s\n", ln.Addr(), strings.TrimPrefix(stripe.WebhookPattern, "POST "))
+	} else {
+		fmt.Fprintf(out, "  payments: off (checkout answers 503); set %s and %s to sell packs and plans\n", stripe.EnvSecretKey, stripe.EnvWebhookSecret)
+	}
+	if err := printEventsHint(ctx, out, st); err != nil {
+		return err
+	}
 	if err := printKeyHint(ctx, cmd, st, c); err != nil {
 		return err
 	}
-
-	// The scheduler stops before the engine drains (the deferred Close
-	// above): its work in flight either commits or is redone by the next
-	// process, since the schedule is durable.
-	schedCtx, stopSched := context.WithCancel(ctx)
-	schedDone := make(chan struct{})
-	if c.billingTick > 0 {
-		sched := svc.NewScheduler(billing.SchedulerOptions{Every: c.billingTick, ItemsMax: c.billingTickMax,
-			Observe: metrics.ObserveTick, Logger: log})
-		go func() {
-			defer close(schedDone)
-			sched.Run(schedCtx)
-		}()
-	} else {
-		close(schedDone)
-		fmt.Fprintln(out, "  billing: no scheduler in this process (--billing-tick 0)")
+	if c.billingTick <= 0 {
+		fmt.Fprintln(out, "  billing:  no scheduler in this process (--billing-tick 0)")
 	}
-	defer func() {
-		stopSched()
-		<-schedDone
-	}()
+
+	// The background work stops before the engine drains (the deferred
+	// close above): its work in flight either commits or is redone by the
+	// next process, since the schedule, the journal cursor and the outbox
+	// are durable.
+	stopWork := app.start(ctx)
+	defer stopWork()
 
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
@@ -206,7 +220,7 @@ func serve(cmd *cobra.Command, c serveConfig) error {
 			return err
 		case sig := <-sigs:
 			if sig == syscall.SIGHUP {
-				old, cur, err := holder.Reload()
+				old, cur, err := app.catalog.Reload()
 				if err != nil {
 					log.Error("catalog reload failed; keeping the old catalog", "version", old, "err", err)
 				} else {
@@ -214,9 +228,8 @@ func serve(cmd *cobra.Command, c serveConfig) error {
 				}
 				continue
 			}
-			log.Info("shutting down: stopping the billing scheduler, draining requests and the write queue", "signal", sig.String())
-			stopSched()
-			<-schedDone
+			log.Info("shutting down: stopping background work, draining requests and the write queue", "signal", sig.String())
+			stopWork()
 			sctx, cancel := context.WithTimeout(context.Background(), c.shutdownTimeout)
 			err := srv.Shutdown(sctx)
 			cancel()
@@ -228,10 +241,163 @@ func serve(cmd *cobra.Command, c serveConfig) error {
 	}
 }
 
+// server is what scrip serve runs on an open store: the HTTP API with
+// billing, payments (when configured) and the outbox's admin routes, and
+// the background work: the billing scheduler, the journal watcher and the
+// event dispatcher.
+type server struct {
+	api        *httpapi.Server
+	catalog    *httpapi.CatalogHolder
+	engine     *ledger.Engine
+	billing    *billing.Service
+	payments   *stripe.Service // nil: payments are off
+	scheduler  *billing.Scheduler
+	watcher    *event.Watcher
+	dispatcher *event.Dispatcher
+	log        *slog.Logger
+}
+
+// newServer wires scrip serve on st. Close it to drain the write queue.
+func newServer(ctx context.Context, c serveConfig, st store, log *slog.Logger, metrics *httpapi.Metrics) (*server, error) {
+	thresholds, err := c.thresholds()
+	if err != nil {
+		return nil, err
+	}
+	pay := c.stripeConfig()
+	if !pay.Enabled() && (pay.SecretKey != "" || pay.WebhookSecret != "") {
+		return nil, fmt.Errorf("payments need both %s and %s (or --stripe-secret-key and --stripe-webhook-secret); only one is set",
+			stripe.EnvSecretKey, stripe.EnvWebhookSecret)
+	}
+	holder, err := httpapi.NewCatalogHolder(func() (*catalog.Catalog, error) { return loadCatalog(c.catalogFile) })
+	if err != nil {
+		return nil, fmt.Errorf("catalog: %w", err)
+	}
+	engine := ledger.NewEngine(st, ledger.Options{
+		HoldTTLDefault: c.holdTTLDefault, HoldTTLMax: c.holdTTLMax, QueueMax: c.queueMax,
+		BatchSizeMax: c.batchSizeMax, Committers: c.committers, Logger: log, Observer: metrics,
+	})
+	s := &server{catalog: holder, engine: engine, log: log}
+	s.billing = billing.New(engine, st, holder.Current, billing.Options{Logger: log})
+	thresholds.Plan = s.billing.Plan
+
+	cfg := httpapi.Config{
+		Engine: engine, Catalog: holder, Keys: st, Logger: log, Metrics: metrics, Billing: s.billing,
+		AdminKey: c.adminKey, TokenSecret: []byte(c.tokenSecret), TopUpURL: c.topUpURL,
+		CORSOrigins: c.corsOrigins, RateLimit: c.rateLimit, RateBurst: c.rateBurst,
+	}
+	if pay.Enabled() {
+		s.payments, err = stripe.New(stripe.Options{Config: pay, Engine: engine, Catalog: holder.Current,
+			Subscriptions: stripe.Billing(s.billing), Store: st.StripeStore(), Outbox: st.Outbox(), Logger: log})
+		if err != nil {
+			s.close(c.shutdownTimeout)
+			return nil, err
+		}
+		cfg.Payments = s.payments
+		cfg.Public = map[string]http.Handler{stripe.WebhookPattern: s.payments.Handler()}
+	}
+	for p, h := range (&event.API{Store: st.Outbox()}).Handlers() {
+		cfg.Routes = append(cfg.Routes, httpapi.Route{Pattern: p, Scope: auth.ScopeAdmin, Handle: h})
+	}
+	if s.api, err = httpapi.New(ctx, cfg); err != nil {
+		s.close(c.shutdownTimeout)
+		return nil, err
+	}
+
+	if c.billingTick > 0 {
+		s.scheduler = s.billing.NewScheduler(billing.SchedulerOptions{Every: c.billingTick, ItemsMax: c.billingTickMax,
+			Observe: metrics.ObserveTick, Logger: log})
+	}
+	s.watcher = event.NewWatcher(st.Outbox(), engine, event.WatcherOptions{Thresholds: thresholds,
+		ExpiringWithin: c.grantExpiringWithin, Logger: log})
+	s.dispatcher = event.NewDispatcher(st.Outbox(), event.DispatcherOptions{Logger: log})
+	return s, nil
+}
+
+// start runs the background work until ctx ends or the returned stop is
+// called; stop waits for it to finish and may be called more than once.
+func (s *server) start(ctx context.Context) (stop func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	run := func(name string, fn func(context.Context) error) {
+		wg.Go(func() {
+			if err := fn(ctx); err != nil {
+				s.log.Error("background work stopped", "work", name, "err", err)
+			}
+		})
+	}
+	if s.scheduler != nil {
+		run("billing scheduler", s.scheduler.Run)
+	}
+	run("event watcher", s.watcher.Run)
+	run("event dispatcher", s.dispatcher.Run)
+	return func() {
+		cancel()
+		wg.Wait()
+	}
+}
+
+// close drains the engine's write queue, waiting at most timeout.
+func (s *server) close(timeout time.Duration) {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	if err := s.engine.Close(ctx); err != nil {
+		s.log.Error("draining the write queue", "err", err)
+	}
+}
+
+// printEventsHint says where outgoing events go.
+func printEventsHint(ctx context.Context, out io.Writer, st store) error {
+	eps, err := st.Outbox().Endpoints(ctx)
+	if err != nil {
+		return err
+	}
+	n := 0
+	for _, ep := range eps {
+		if !ep.Disabled {
+			n++
+		}
+	}
+	if n == 0 {
+		fmt.Fprintln(out, "  events:   recorded, no endpoint to deliver to (scrip events endpoints add --url URL)")
+		return nil
+	}
+	fmt.Fprintf(out, "  events:   delivered to %d endpoint(s) (scrip events endpoints list)\n", n)
+	return nil
+}
+
+// stripeConfig is the Stripe side of the configuration.
+func (c *serveConfig) stripeConfig() stripe.Config {
+	return stripe.Config{SecretKey: c.stripeSecretKey, WebhookSecret: c.stripeWebhookSecret,
+		SuccessURL: c.stripeSuccessURL, CancelURL: c.stripeCancelURL, APIURL: c.stripeAPIURL,
+		RefundPolicy: stripe.RefundPolicy(c.stripeRefundPolicy)}
+}
+
+// thresholds reads the balance.low thresholds; plan thresholds follow the
+// account's plan (billing's Plan is set by newServer).
+func (c *serveConfig) thresholds() (event.Thresholds, error) {
+	var t event.Thresholds
+	def, err := credit.Parse(c.lowBalanceThreshold)
+	if err != nil || def < 0 {
+		return t, fmt.Errorf("--low-balance-threshold %q: want credits, 0 or more", c.lowBalanceThreshold)
+	}
+	t.Default = def
+	for plan, v := range c.lowBalanceByPlan {
+		amt, err := credit.Parse(v)
+		if err != nil || amt < 0 {
+			return t, fmt.Errorf("--low-balance-thresholds %s=%q: want credits, 0 or more", plan, v)
+		}
+		if t.ByPlan == nil {
+			t.ByPlan = map[string]credit.Amount{}
+		}
+		t.ByPlan[plan] = amt
+	}
+	return t, nil
+}
+
 // printKeyHint tells the operator how to get an admin key when there is none.
 func printKeyHint(ctx context.Context, cmd *cobra.Command, st store, c serveConfig) error {
 	if c.adminKey != "" {
-		fmt.Fprintln(cmd.OutOrStdout(), "  keys:    SCRIP_ADMIN_KEY is accepted as an admin key")
+		fmt.Fprintln(cmd.OutOrStdout(), "  keys:     SCRIP_ADMIN_KEY is accepted as an admin key")
 		return nil
 	}
 	keys, err := st.Keys(ctx)
@@ -247,7 +413,7 @@ func printKeyHint(ctx context.Context, cmd *cobra.Command, st store, c serveConf
 	if c.databaseURL != "" {
 		db = " --database-url '" + redactURL(c.databaseURL) + "'"
 	}
-	fmt.Fprintf(cmd.OutOrStdout(), "  keys:    none yet; create an admin key with\n             scrip keys create --scope admin --name ops%s\n           (or set SCRIP_ADMIN_KEY before starting)\n", db)
+	fmt.Fprintf(cmd.OutOrStdout(), "  keys:     none yet; create an admin key with\n              scrip keys create --scope admin --name ops%s\n            (or set SCRIP_ADMIN_KEY before starting)\n", db)
 	return nil
 }
 

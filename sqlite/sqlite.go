@@ -17,6 +17,7 @@ import (
 	"net/url"
 	"runtime"
 	"strings"
+	"time"
 
 	"github.com/pressly/goose/v3"
 	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
@@ -53,7 +54,18 @@ type Store struct {
 	reader *sql.DB
 	w      writeStmts
 	r      readStmts
+
+	checkpointer    *sql.DB
+	stopCheckpoints chan struct{}
+	checkpointsDone chan struct{}
 }
+
+// Tuning of the file store.
+const (
+	writerCacheKiB  = 64 << 10
+	mmapBytes       = 256 << 20
+	checkpointEvery = 200 * time.Millisecond
+)
 
 var _ ledger.Store = (*Store)(nil)
 
@@ -90,6 +102,15 @@ func (s *Store) open() error {
 	wq.Add("_pragma", "journal_mode(WAL)")
 	wq.Add("_pragma", "synchronous(FULL)")
 	wq.Set("_txlock", "immediate")
+	if s.path != Memory {
+		// A cache that holds the hot indexes: without it every batch pays
+		// page reads for random index pages.
+		wq.Add("_pragma", fmt.Sprintf("cache_size(-%d)", writerCacheKiB))
+		wq.Add("_pragma", fmt.Sprintf("mmap_size(%d)", mmapBytes))
+		// Checkpoints run on their own connection (see checkpointLoop),
+		// not inside a batch's commit.
+		wq.Add("_pragma", "wal_autocheckpoint(0)")
+	}
 
 	var err error
 	if s.writer, err = sql.Open("sqlite", s.path+"?"+wq.Encode()); err != nil {
@@ -114,6 +135,7 @@ func (s *Store) open() error {
 			rq[k] = append(rq[k], v...)
 		}
 		rq.Add("_pragma", "query_only(1)")
+		rq.Add("_pragma", fmt.Sprintf("mmap_size(%d)", mmapBytes))
 		if s.reader, err = sql.Open("sqlite", s.path+"?"+rq.Encode()); err != nil {
 			return err
 		}
@@ -128,7 +150,42 @@ func (s *Store) open() error {
 	if err := s.w.prepare(ctx, s.writer); err != nil {
 		return err
 	}
-	return s.r.prepare(ctx, s.reader)
+	if err := s.r.prepare(ctx, s.reader); err != nil {
+		return err
+	}
+	if s.path != Memory {
+		ck, err := sql.Open("sqlite", s.path+"?"+common.Encode())
+		if err != nil {
+			return err
+		}
+		ck.SetMaxOpenConns(1)
+		s.checkpointer = ck
+		s.stopCheckpoints = make(chan struct{})
+		s.checkpointsDone = make(chan struct{})
+		go s.checkpointLoop()
+	}
+	return nil
+}
+
+// checkpointLoop copies the write-ahead log back into the database file in
+// the background, so that commits only append to the log. PASSIVE never
+// waits for readers or the writer; the log is reset once a checkpoint has
+// caught up.
+func (s *Store) checkpointLoop() {
+	defer close(s.checkpointsDone)
+	t := time.NewTicker(checkpointEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stopCheckpoints:
+			return
+		case <-t.C:
+			if _, err := s.checkpointer.Exec(`PRAGMA wal_checkpoint(PASSIVE)`); err != nil {
+				// Busy or locked: the next tick tries again.
+				continue
+			}
+		}
+	}
 }
 
 // Migrate applies the embedded migrations not yet applied. It is idempotent.
@@ -150,6 +207,14 @@ func (s *Store) Migrate(ctx context.Context) error {
 // Close closes the store's statements and connections.
 func (s *Store) Close() error {
 	var errs []error
+	if s.checkpointer != nil {
+		close(s.stopCheckpoints)
+		<-s.checkpointsDone
+		// Leave a compact database file behind.
+		_, err := s.checkpointer.Exec(`PRAGMA wal_checkpoint(TRUNCATE)`)
+		errs = append(errs, err, s.checkpointer.Close())
+		s.checkpointer = nil
+	}
 	errs = append(errs, s.w.close(), s.r.close())
 	if s.reader != nil && s.reader != s.writer {
 		errs = append(errs, s.reader.Close())

@@ -39,6 +39,10 @@ type Config struct {
 	// AdminKey is a secret accepted with the admin scope besides the stored
 	// keys (SCRIP_ADMIN_KEY). Empty: none.
 	AdminKey string
+	// KeyCacheAge is how long a verified secret key is trusted without
+	// reading the key store again; a revocation takes at most this long to
+	// reach every process. Zero: every request reads the store.
+	KeyCacheAge time.Duration
 	// TokenSecret signs account tokens. Empty: a secret generated once and
 	// kept in the key store, shared by every process on that store.
 	TokenSecret []byte
@@ -73,6 +77,7 @@ type Server struct {
 	mux         *http.ServeMux
 	tokenSecret []byte
 	limiter     *limiter
+	keys        *keyCache
 	metrics     *Metrics
 	routes      []route
 }
@@ -92,7 +97,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	if cfg.Engine == nil || cfg.Catalog == nil || cfg.Keys == nil {
 		return nil, errors.New("httpapi: Engine, Catalog and Keys are required")
 	}
-	s := &Server{cfg: cfg, engine: cfg.Engine, clock: cfg.Clock, log: cfg.Logger}
+	s := &Server{cfg: cfg, engine: cfg.Engine, clock: cfg.Clock, log: cfg.Logger, keys: newKeyCache(cfg.KeyCacheAge)}
 	if s.clock == nil {
 		s.clock = cfg.Engine.Clock()
 	}
@@ -284,6 +289,10 @@ func (s *Server) authenticate(r *http.Request) (principal, error) {
 	if s.cfg.AdminKey != "" && constantTimeEqual(cred, s.cfg.AdminKey) {
 		return principal{keyID: "admin_key", scopes: []auth.Scope{auth.ScopeAdmin}}, nil
 	}
+	now := s.clock.Now()
+	if k, ok := s.keys.get(cred, now); ok {
+		return principal{keyID: k.ID, scopes: k.Scopes}, nil
+	}
 	id, ok := auth.ParseKeyID(cred)
 	if !ok {
 		return principal{}, scrip.Errorf(scrip.EUnauthorized, "invalid API key")
@@ -295,6 +304,7 @@ func (s *Server) authenticate(r *http.Request) (principal, error) {
 	if err != nil {
 		return principal{}, fmt.Errorf("load key: %w", err)
 	}
+	s.keys.put(cred, k, now)
 	return principal{keyID: k.ID, scopes: k.Scopes}, nil
 }
 

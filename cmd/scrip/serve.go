@@ -49,6 +49,7 @@ type serveConfig struct {
 	topUpURL        string
 	corsOrigins     []string
 	adminKey        string
+	keyCacheAge     time.Duration
 	tokenSecret     string
 	rateLimit       float64
 	rateBurst       int
@@ -114,6 +115,7 @@ func addServeFlags(cmd *cobra.Command, c *serveConfig) {
 	f.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	f.StringVar(&c.topUpURL, "top-up-url", "", "top_up_url sent with insufficient_credits; {account_id} is replaced (default: the catalog's top_up_url)")
 	f.StringSliceVar(&c.corsOrigins, "cors-origins", nil, "origins browsers may call the API from, comma-separated; * for any")
+	f.DurationVar(&c.keyCacheAge, "key-cache-age", 5*time.Second, "how long a verified secret key is trusted before the store is read again (revocations take this long to apply); 0 reads it on every request")
 	f.StringVar(&c.adminKey, "admin-key", "", "a secret accepted as an admin key besides stored keys (prefer the environment: SCRIP_ADMIN_KEY)")
 	f.StringVar(&c.tokenSecret, "token-secret", "", "secret that signs account tokens (default: one generated and kept in the store)")
 	f.Float64Var(&c.rateLimit, "rate-limit", 1000, "requests per second allowed per key or account token; 0 for no limit")
@@ -292,7 +294,7 @@ func newServer(ctx context.Context, c serveConfig, st store, log *slog.Logger, m
 
 	cfg := httpapi.Config{
 		Engine: engine, Catalog: holder, Keys: st, Logger: log, Metrics: metrics, Billing: s.billing,
-		AdminKey: c.adminKey, TokenSecret: []byte(c.tokenSecret), TopUpURL: c.topUpURL,
+		AdminKey: c.adminKey, KeyCacheAge: c.keyCacheAge, TokenSecret: []byte(c.tokenSecret), TopUpURL: c.topUpURL,
 		CORSOrigins: c.corsOrigins, RateLimit: c.rateLimit, RateBurst: c.rateBurst,
 	}
 	if pay.Enabled() {

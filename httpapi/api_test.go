@@ -103,7 +103,7 @@ func testAccountToken(t *testing.T, e *env) {
 	e.expect(e.post("/v1/accounts/u1/tokens", tok, "", nil), 403, "forbidden")
 	e.expect(e.get("/metrics", tok), 403, "forbidden")
 	// Expired.
-	e.clock.Add(61 * time.Second)
+	e.clock.Advance(61 * time.Second)
 	e.expect(e.get("/v1/accounts/u1/balance", tok), 401, "token_expired")
 	e.expect(e.post("/v1/accounts/u1/tokens", e.read, "", map[string]any{"ttl_seconds": 999999}), 400, "invalid_param")
 }

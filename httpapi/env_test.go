@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
@@ -50,23 +49,6 @@ var backends = []struct {
 	}},
 }
 
-// clock is a settable test clock.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Add(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
 
 // env is a running server on a fresh store with one key per scope.
 type env struct {
@@ -75,7 +57,7 @@ type env struct {
 	api     *httpapi.Server
 	engine  *ledger.Engine
 	store   store
-	clock   *clock
+	clock   *ledger.ManualClock
 	catFile string
 	metrics *httpapi.Metrics
 	// billing is set by withBilling.
@@ -97,7 +79,7 @@ func withBilling() envOption {
 func newEnv(t *testing.T, open func(t *testing.T) store, opts ...envOption) *env {
 	t.Helper()
 	st := open(t)
-	clk := &clock{t: time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)}
+	clk := ledger.NewManualClock(time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC))
 	metrics, err := httpapi.NewMetrics(nil, nil)
 	if err != nil {
 		t.Fatal(err)

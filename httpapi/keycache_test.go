@@ -25,7 +25,7 @@ func TestKeyCache(t *testing.T) {
 			// Still trusted from the cache...
 			e.expect(e.get("/v1/accounts/u1/balance", e.read), http.StatusOK, "")
 			// ... until the entry is as old as the cache's age.
-			e.clock.Add(5 * time.Second)
+			e.clock.Advance(5 * time.Second)
 			e.expect(e.get("/v1/accounts/u1/balance", e.read), http.StatusUnauthorized, "unauthorized")
 			// A wrong secret with a known id is never served from the cache.
 			e.expect(e.get("/v1/accounts/u1/balance", e.admin+"x"), http.StatusUnauthorized, "unauthorized")

@@ -225,7 +225,7 @@ func testSchedulerMetrics(t *testing.T, e *env) {
 	e.account("u1", 0)
 	e.expect(e.post("/v1/accounts/u1/subscription", e.admin, "s1", map[string]any{"plan": "basic"}), 200, "")
 	sched := e.billing.NewScheduler(billing.SchedulerOptions{Observe: e.metrics.ObserveTick})
-	e.clock.Add(31 * 24 * time.Hour)
+	e.clock.Advance(31 * 24 * time.Hour)
 	if _, err := sched.Tick(context.Background()); err != nil {
 		t.Fatal(err)
 	}

@@ -49,7 +49,6 @@ var backends = []struct {
 	}},
 }
 
-
 // env is a running server on a fresh store with one key per scope.
 type env struct {
 	t       *testing.T

@@ -4,11 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -27,6 +25,7 @@ import (
 	"github.com/scriphq/scrip/postgres/pgtest"
 	"github.com/scriphq/scrip/sqlite"
 	"github.com/scriphq/scrip/stripe"
+	"github.com/scriphq/scrip/stripe/stripemock"
 )
 
 const (
@@ -552,56 +551,11 @@ func TestRefundAfterPartialSpend(t *testing.T) {
 
 func ptr[T any](v T) *T { return &v }
 
-// stripeMock starts stripe-mock on loopback and returns its HTTP URL.
-func stripeMock(t *testing.T) string {
-	t.Helper()
-	bin, err := exec.LookPath("stripe-mock")
-	if err != nil {
-		gopath, _ := exec.Command("go", "env", "GOPATH").Output()
-		cand := filepath.Join(strings.TrimSpace(string(gopath)), "bin", "stripe-mock")
-		if _, serr := os.Stat(cand); serr == nil {
-			bin = cand
-		}
-	}
-	if bin == "" {
-		msg := "stripe-mock is not installed: go install github.com/stripe/stripe-mock@v0.203.0"
-		if os.Getenv("CI") != "" {
-			t.Fatal(msg)
-		}
-		t.Skip("SKIPPED: " + msg)
-	}
-	httpAddr, httpsAddr := freeAddr(t), freeAddr(t)
-	cmd := exec.Command(bin, "-http-addr", httpAddr, "-https-addr", httpsAddr)
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start stripe-mock: %v", err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		c, err := net.DialTimeout("tcp", httpAddr, 200*time.Millisecond)
-		if err == nil {
-			c.Close()
-			return "http://" + httpAddr
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("stripe-mock did not listen on %s: %v", httpAddr, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
 func TestCheckout(t *testing.T) {
-	url := stripeMock(t)
+	url := stripemock.URL(t)
+	if url == "" {
+		t.SkipNow()
+	}
 	open := backends(t)[0]
 	f := newFixture(t, open(t), stripe.Config{APIURL: url, SuccessURL: "https://app.example/billing/ok?a={account_id}",
 		CancelURL: "https://app.example/billing"})

@@ -5,11 +5,9 @@ import (
 	"encoding/json"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -20,6 +18,7 @@ import (
 
 	"github.com/scriphq/scrip/httpapi"
 	"github.com/scriphq/scrip/postgres/pgtest"
+	"github.com/scriphq/scrip/stripe/stripemock"
 )
 
 const (
@@ -208,7 +207,7 @@ var databases = []struct {
 // delivered, and a subscription checkout with its first invoice grants
 // one cycle's allowance.
 func TestServePayments(t *testing.T) {
-	mock := stripeMock(t)
+	mock := stripemock.URL(t)
 	for _, db := range databases {
 		t.Run(db.name, func(t *testing.T) {
 			t.Parallel()
@@ -336,54 +335,4 @@ func TestServeRoutesDocumented(t *testing.T) {
 			t.Errorf("route %s is not in openapi.json", rt)
 		}
 	}
-}
-
-// stripeMock starts stripe-mock on loopback and returns its URL, or ""
-// when it is not installed (outside CI).
-func stripeMock(t *testing.T) string {
-	t.Helper()
-	bin, err := exec.LookPath("stripe-mock")
-	if err != nil {
-		gopath, _ := exec.Command("go", "env", "GOPATH").Output()
-		cand := filepath.Join(strings.TrimSpace(string(gopath)), "bin", "stripe-mock")
-		if _, serr := os.Stat(cand); serr == nil {
-			bin = cand
-		}
-	}
-	if bin == "" {
-		msg := "stripe-mock is not installed (go install github.com/stripe/stripe-mock@v0.203.0): checkout is not tested"
-		if os.Getenv("CI") != "" {
-			t.Fatal(msg)
-		}
-		t.Log("SKIPPED: " + msg)
-		return ""
-	}
-	httpAddr, httpsAddr := freeAddr(t), freeAddr(t)
-	cmd := exec.Command(bin, "-http-addr", httpAddr, "-https-addr", httpsAddr)
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start stripe-mock: %v", err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		c, err := net.DialTimeout("tcp", httpAddr, 200*time.Millisecond)
-		if err == nil {
-			c.Close()
-			return "http://" + httpAddr
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("stripe-mock did not listen on %s: %v", httpAddr, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
 }

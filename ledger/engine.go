@@ -250,15 +250,11 @@ func (e *Engine) replayResult(ctx context.Context, t *Transaction) (Result, erro
 		r.Charge = &c
 	}
 	if t.GrantID != "" {
-		gs, err := e.store.Grants(ctx, t.AccountID, true)
+		g, err := e.store.Grant(ctx, t.GrantID)
 		if err != nil {
-			return Result{}, err
+			return Result{}, fmt.Errorf("replay grant %s: %w", t.GrantID, err)
 		}
-		for i := range gs {
-			if gs[i].ID == t.GrantID {
-				r.Grant = &gs[i]
-			}
-		}
+		r.Grant = &g
 	}
 	b, err := e.Balance(ctx, t.AccountID)
 	if err != nil {

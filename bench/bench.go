@@ -221,7 +221,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		if err != nil {
 			return nil, err
 		}
-		res, err := runTarget(ctx, cfg, t)
+		res, err := runTarget(ctx, cfg, db, t)
 		if err != nil {
 			return nil, err
 		}
@@ -236,7 +236,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		if err != nil {
 			return rep, err
 		}
-		res, err := runTarget(ctx, cfg, t)
+		res, err := runTarget(ctx, cfg, db, t)
 		if err != nil {
 			return rep, err
 		}
@@ -256,7 +256,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 
 // runTarget funds the accounts, runs the timed load against t, and
 // verifies the result.
-func runTarget(ctx context.Context, cfg Config, t target) (res *Result, err error) {
+func runTarget(ctx context.Context, cfg Config, db *database, t target) (res *Result, err error) {
 	defer func() {
 		if cerr := t.close(context.WithoutCancel(ctx)); cerr != nil && err == nil {
 			err = cerr
@@ -271,6 +271,9 @@ func runTarget(ctx context.Context, cfg Config, t target) (res *Result, err erro
 	start := time.Now()
 	if err := fund(ctx, t, accounts, run); err != nil {
 		return nil, fmt.Errorf("%s: fund accounts: %w", t.name(), err)
+	}
+	if err := db.analyze(ctx); err != nil {
+		return nil, fmt.Errorf("%s: analyze: %w", t.name(), err)
 	}
 	fmt.Fprintf(cfg.Log, "%s: funded in %s; running %s\n", t.name(), time.Since(start).Round(time.Millisecond), cfg.Workload)
 

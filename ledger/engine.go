@@ -75,6 +75,7 @@ type Engine struct {
 
 	wg        sync.WaitGroup
 	stopSweep chan struct{}
+	owners    *owners
 }
 
 // NewEngine starts an engine on store. Close it to drain the queue.
@@ -111,6 +112,7 @@ func NewEngine(store Store, opt Options) *Engine {
 		opt:       opt,
 		queues:    make([]chan *op, opt.Committers),
 		stopSweep: make(chan struct{}),
+		owners:    newOwners(ownersMaxDefault),
 	}
 	perQueue := max(1, opt.QueueMax/opt.Committers)
 	for i := range e.queues {
@@ -221,6 +223,12 @@ func (e *Engine) submit(ctx context.Context, o *op) (Result, error) {
 	}
 	if o.replayOf != nil {
 		return e.replayResult(ctx, o.replayOf)
+	}
+	if h := o.res.Hold; h != nil {
+		e.owners.put(h.ID, h.AccountID)
+	}
+	if c := o.res.Charge; c != nil {
+		e.owners.put(c.ID, c.AccountID)
 	}
 	return o.res, nil
 }

@@ -139,15 +139,12 @@ func (e *Engine) Refund(ctx context.Context, r RefundRequest) (Result, error) {
 	if err := checkNotNegative("amount", r.Amount); err != nil {
 		return Result{}, err
 	}
-	c, err := e.store.Charge(ctx, r.ChargeID)
-	if errors.Is(err, ErrNotFound) {
-		return Result{}, scrip.Errorf(scrip.EChargeNotFound, "charge %q not found", r.ChargeID)
-	}
+	acct, err := e.chargeAccount(ctx, r.ChargeID)
 	if err != nil {
 		return Result{}, err
 	}
 	h := requestHash("refund", r.ChargeID, r.Amount.String(), r.Reason)
-	return e.submit(ctx, &op{typ: TxRefund, accountID: c.AccountID, key: r.Key, hash: h, req: &r})
+	return e.submit(ctx, &op{typ: TxRefund, accountID: acct, key: r.Key, hash: h, req: &r})
 }
 
 // Adjust applies an admin correction with a reason.
@@ -302,12 +299,30 @@ func (e *Engine) GetCharge(ctx context.Context, id string) (Charge, error) {
 	return c, err
 }
 
+// holdAccount returns the account of a hold, from the owners cache when
+// this engine created the hold.
 func (e *Engine) holdAccount(ctx context.Context, id string) (string, error) {
+	if a, ok := e.owners.get(id); ok {
+		return a, nil
+	}
 	h, err := e.GetHold(ctx, id)
 	if err != nil {
 		return "", err
 	}
 	return h.AccountID, nil
+}
+
+// chargeAccount returns the account of a charge, from the owners cache
+// when this engine created the charge.
+func (e *Engine) chargeAccount(ctx context.Context, id string) (string, error) {
+	if a, ok := e.owners.get(id); ok {
+		return a, nil
+	}
+	c, err := e.GetCharge(ctx, id)
+	if err != nil {
+		return "", err
+	}
+	return c.AccountID, nil
 }
 
 func (e *Engine) grantAccount(ctx context.Context, id string) (string, error) {

@@ -190,6 +190,29 @@ func testTwoEngines(t *testing.T, open Open) {
 			t.Fatalf("available(%s) = %s, want %s", a, got, want)
 		}
 	}
+
+	// A hold or charge made by one engine is settled through the other,
+	// which has to find its account in the store.
+	h, err := e.eng.Hold(e.ctx, ledger.HoldRequest{AccountID: "x", Key: e.key(), Amount: credit.Credits(10)})
+	if err != nil {
+		t.Fatalf("hold: %v", err)
+	}
+	if _, err := other.Capture(e.ctx, ledger.CaptureRequest{HoldID: h.Hold.ID, Key: e.key(), Amount: credit.Credits(4)}); err != nil {
+		t.Fatalf("capture through the other engine: %v", err)
+	}
+	c, err := other.Charge(e.ctx, ledger.ChargeRequest{AccountID: "y", Key: e.key(), Amount: credit.Credits(3)})
+	if err != nil {
+		t.Fatalf("charge: %v", err)
+	}
+	if _, err := e.eng.Refund(e.ctx, ledger.RefundRequest{ChargeID: c.Charge.ID, Key: e.key(), Amount: credit.Credits(3)}); err != nil {
+		t.Fatalf("refund through the other engine: %v", err)
+	}
+	if got, want := e.balance("x").Available, credit.Credits(1000-4)-charged["x"]; got != want {
+		t.Fatalf("available(x) after capture = %s, want %s", got, want)
+	}
+	if got, want := e.balance("y").Available, credit.Credits(1000)-charged["y"]; got != want {
+		t.Fatalf("available(y) after refund = %s, want %s", got, want)
+	}
 	e.verify()
 }
 

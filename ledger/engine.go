@@ -224,11 +224,8 @@ func (e *Engine) submit(ctx context.Context, o *op) (Result, error) {
 	if o.replayOf != nil {
 		return e.replayResult(ctx, o.replayOf)
 	}
-	if h := o.res.Hold; h != nil {
+	if h := o.res.Hold; h != nil && o.typ == TxHold {
 		e.owners.put(h.ID, h.AccountID)
-	}
-	if c := o.res.Charge; c != nil {
-		e.owners.put(c.ID, c.AccountID)
 	}
 	return o.res, nil
 }

@@ -3,7 +3,6 @@ package ledger
 import (
 	"crypto/sha256"
 	"encoding/hex"
-	"hash"
 	"slices"
 	"strconv"
 	"time"
@@ -13,8 +12,8 @@ import (
 // persisted field except Hash itself, in a fixed order with unambiguous
 // separators, so an edited, reordered or deleted row is detected.
 func txHash(t *Transaction) string {
-	h := sha256.New()
-	w := hashWriter{h: h}
+	var buf [512]byte
+	w := hashWriter{b: buf[:0]}
 	w.str(t.PrevHash)
 	w.str(t.ID)
 	w.str(t.AccountID)
@@ -38,23 +37,25 @@ func txHash(t *Transaction) string {
 		w.int(e.Amount.Micros())
 	}
 	w.time(t.CreatedAt)
-	return hex.EncodeToString(h.Sum(nil))
+	sum := sha256.Sum256(w.b)
+	return hex.EncodeToString(sum[:])
 }
 
+// hashWriter lays out the fields of a hashed record: each string preceded
+// by its length, each number in decimal, each followed by a NUL. The
+// record is built in one buffer and hashed at once.
 type hashWriter struct {
-	h   hash.Hash
-	buf [32]byte
+	b []byte
 }
 
 func (w *hashWriter) str(s string) {
 	w.int(int64(len(s)))
-	w.h.Write([]byte(s))
+	w.b = append(w.b, s...)
 }
 
 func (w *hashWriter) int(n int64) {
-	b := strconv.AppendInt(w.buf[:0], n, 10)
-	b = append(b, 0)
-	w.h.Write(b)
+	w.b = strconv.AppendInt(w.b, n, 10)
+	w.b = append(w.b, 0)
 }
 
 func (w *hashWriter) time(t time.Time) { w.int(t.UnixMicro()) }
@@ -74,12 +75,20 @@ func (w *hashWriter) strMap(m map[string]string) {
 
 // requestHash identifies a request's parameters for idempotency checks.
 func requestHash(parts ...string) string {
-	h := sha256.New()
-	w := hashWriter{h: h}
+	var buf [256]byte
+	w := hashWriter{b: buf[:0]}
 	for _, p := range parts {
 		w.str(p)
 	}
-	return hex.EncodeToString(h.Sum(nil)[:16])
+	sum := sha256.Sum256(w.b)
+	return hex.EncodeToString(sum[:16])
 }
 
-func newDigest() hash.Hash { return sha256.New() }
+// mapHash is the hash of a string map, in the layout of hashWriter.
+func mapHash(m map[string]string) string {
+	var buf [256]byte
+	w := hashWriter{b: buf[:0]}
+	w.strMap(m)
+	sum := sha256.Sum256(w.b)
+	return string(sum[:])
+}

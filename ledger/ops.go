@@ -139,10 +139,11 @@ func (e *Engine) Refund(ctx context.Context, r RefundRequest) (Result, error) {
 	if err := checkNotNegative("amount", r.Amount); err != nil {
 		return Result{}, err
 	}
-	acct, err := e.chargeAccount(ctx, r.ChargeID)
+	c, err := e.GetCharge(ctx, r.ChargeID)
 	if err != nil {
 		return Result{}, err
 	}
+	acct := c.AccountID
 	h := requestHash("refund", r.ChargeID, r.Amount.String(), r.Reason)
 	return e.submit(ctx, &op{typ: TxRefund, accountID: acct, key: r.Key, hash: h, req: &r})
 }
@@ -312,19 +313,6 @@ func (e *Engine) holdAccount(ctx context.Context, id string) (string, error) {
 	return h.AccountID, nil
 }
 
-// chargeAccount returns the account of a charge, from the owners cache
-// when this engine created the charge.
-func (e *Engine) chargeAccount(ctx context.Context, id string) (string, error) {
-	if a, ok := e.owners.get(id); ok {
-		return a, nil
-	}
-	c, err := e.GetCharge(ctx, id)
-	if err != nil {
-		return "", err
-	}
-	return c.AccountID, nil
-}
-
 func (e *Engine) grantAccount(ctx context.Context, id string) (string, error) {
 	g, err := e.store.Grant(ctx, id)
 	if errors.Is(err, ErrNotFound) {
@@ -363,11 +351,7 @@ func mapString(m map[string]string) string {
 	if len(m) == 0 {
 		return ""
 	}
-	var w hashWriter
-	h := newDigest()
-	w.h = h
-	w.strMap(m)
-	return string(h.Sum(nil))
+	return mapHash(m)
 }
 
 func refString(r Ref) string { return r.Action + "\x00" + r.Job + "\x00" + mapString(r.Metadata) }

@@ -5,10 +5,10 @@ import "sync"
 // ownersMaxDefault bounds each generation of the owners cache.
 const ownersMaxDefault = 1 << 16
 
-// owners remembers the account of the holds and charges this engine
-// created, so that a capture, release or refund is routed to its
-// account's committer without first reading the hold or charge from the
-// store. An id's account never changes, so an entry is never stale; a miss
+// owners remembers the account of the holds this engine created, so that
+// a capture or release is routed to its account's committer without first
+// reading the hold from the store. (Charges are not kept: most are never
+// refunded, and a refund reads its charge.) An id's account never changes, so an entry is never stale; a miss
 // (an older id, or one created by another process) reads the store.
 //
 // Two generations bound the memory: when the current one is full it

@@ -97,6 +97,7 @@ write queue.`,
 			if err := resolveConfig(cmd); err != nil {
 				return err
 			}
+			tuneGC()
 			return serve(cmd, c)
 		},
 	}

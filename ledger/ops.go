@@ -143,9 +143,8 @@ func (e *Engine) Refund(ctx context.Context, r RefundRequest) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
-	acct := c.AccountID
 	h := requestHash("refund", r.ChargeID, r.Amount.String(), r.Reason)
-	return e.submit(ctx, &op{typ: TxRefund, accountID: acct, key: r.Key, hash: h, req: &r})
+	return e.submit(ctx, &op{typ: TxRefund, accountID: c.AccountID, key: r.Key, hash: h, req: &r})
 }
 
 // Adjust applies an admin correction with a reason.

@@ -42,7 +42,6 @@ run (exit code 3).`,
   scrip bench --http http://127.0.0.1:8080 --api-key $SCRIP_ADMIN_KEY --concurrency 64 --duration 10s`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			tuneGC()
 			if cfg.APIKey == "" {
 				cfg.APIKey = os.Getenv("SCRIP_API_KEY")
 			}

@@ -5,8 +5,8 @@ import (
 	"runtime/debug"
 )
 
-// Garbage collector settings for the long-running commands, used unless
-// GOGC or GOMEMLIMIT is set in the environment.
+// Garbage collector settings for scrip serve, used unless GOGC or
+// GOMEMLIMIT is set in the environment.
 //
 // scrip's live heap is a few megabytes, so at Go's default (GOGC=100) the
 // collector runs whenever 4 MB have been allocated: about a hundred times a

@@ -98,9 +98,10 @@ func (db *database) withPoolSize(n int) string {
 // analyze gathers PostgreSQL's planner statistics for the tables of the
 // run's schema, as autovacuum would have on a database in service. Without
 // them the planner takes the freshly funded tables for empty and prices
-// every batch query as a sequential scan.
+// every batch query as a sequential scan. A schema the run did not create
+// (--reuse) is left to autovacuum.
 func (db *database) analyze(ctx context.Context) error {
-	if db.kind != "postgres" {
+	if db.kind != "postgres" || db.schema == "" {
 		return nil
 	}
 	return pgExec(ctx, db.url, `DO $$

@@ -41,8 +41,8 @@ func txHash(t *Transaction) string {
 	return hex.EncodeToString(sum[:])
 }
 
-// hashWriter lays out the fields of a hashed record: each string preceded
-// by its length, each number in decimal, each followed by a NUL. The
+// hashWriter lays out the fields of a hashed record: a number in decimal
+// followed by a NUL; a string as its length (a number) then its bytes. The
 // record is built in one buffer and hashed at once.
 type hashWriter struct {
 	b []byte

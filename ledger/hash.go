@@ -84,8 +84,12 @@ func requestHash(parts ...string) string {
 	return hex.EncodeToString(sum[:16])
 }
 
-// mapHash is the hash of a string map, in the layout of hashWriter.
-func mapHash(m map[string]string) string {
+// mapString stands for a string map in a request hash: empty for no
+// entries, else the map's hash in the layout of hashWriter.
+func mapString(m map[string]string) string {
+	if len(m) == 0 {
+		return ""
+	}
 	var buf [256]byte
 	w := hashWriter{b: buf[:0]}
 	w.strMap(m)

@@ -346,13 +346,6 @@ func stamp(t time.Time) string {
 	return strconv.FormatInt(t.UnixMicro(), 10)
 }
 
-func mapString(m map[string]string) string {
-	if len(m) == 0 {
-		return ""
-	}
-	return mapHash(m)
-}
-
 func refString(r Ref) string { return r.Action + "\x00" + r.Job + "\x00" + mapString(r.Metadata) }
 
 // orFingerprint returns the caller's fingerprint when there is one, else the

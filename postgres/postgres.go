@@ -52,20 +52,18 @@ func Open(ctx context.Context, url string) (*Store, error) {
 	if !strings.Contains(url, "pool_max_conns") {
 		cfg.MaxConns = poolConnsDefault
 	}
-	// The batch queries take arrays whose length varies from 1 to hundreds;
-	// a cached generic plan for one size can be a sequential scan for
-	// another. Planning each execution keeps index scans.
-	//
 	// The batches touch a few hundred rows by key in tables of thousands.
 	// At the default random_page_cost of 4 the planner prices that as a
 	// sequential scan and a hash of the whole table, two to three times the
 	// CPU of index probes on pages that are in memory anyway. 1.1 is the
-	// usual figure for SSDs and cached data; either can be overridden in
-	// the URL.
-	for k, v := range map[string]string{"plan_cache_mode": "force_custom_plan", "random_page_cost": "1.1"} {
-		if _, ok := cfg.ConnConfig.RuntimeParams[k]; !ok {
-			cfg.ConnConfig.RuntimeParams[k] = v
-		}
+	// usual figure for SSDs and cached data; the URL may set another.
+	//
+	// Plans are left to PostgreSQL's default (plan_cache_mode=auto): the
+	// batch statements are prepared once per connection and their generic
+	// plans are the same index probes for 1 row or 500, so after five
+	// executions they are no longer planned at all.
+	if _, ok := cfg.ConnConfig.RuntimeParams["random_page_cost"]; !ok {
+		cfg.ConnConfig.RuntimeParams["random_page_cost"] = "1.1"
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {

@@ -95,6 +95,13 @@ func TestOpenPragmasAndMigrate(t *testing.T) {
 	if mode != "wal" || sync != 2 || fk != 1 {
 		t.Errorf("journal_mode %s, synchronous %d, foreign_keys %d; want wal, 2 (FULL), 1", mode, sync, fk)
 	}
+	var autoCheckpoint int
+	if err := s.writer.QueryRowContext(ctx, "PRAGMA wal_autocheckpoint").Scan(&autoCheckpoint); err != nil {
+		t.Fatal(err)
+	}
+	if autoCheckpoint != walFramesMax {
+		t.Errorf("wal_autocheckpoint %d; want %d", autoCheckpoint, walFramesMax)
+	}
 	if _, err := s.reader.ExecContext(ctx, "CREATE TABLE x (y INTEGER)"); err == nil {
 		t.Error("read pool accepted a write")
 	}

@@ -10,7 +10,7 @@ import (
 
 // Phases of a batch's store transaction, in the order the committer runs
 // them.
-var phaseNames = []string{"begin", "lock_accounts", "load_holds", "load_charges", "load_grants", "load_keyed", "write", "commit", "rollback"}
+var phaseNames = []string{"begin", "load", "lock_accounts", "load_holds", "load_charges", "load_grants", "load_keyed", "write", "commit", "rollback"}
 
 // phaseStore wraps a ledger.Store and times each step of every batch's
 // transaction, so a report shows where a batch's time goes: round trips,
@@ -71,12 +71,28 @@ func (s *phaseStore) Begin(ctx context.Context) (ledger.Tx, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &phaseTx{Tx: tx, s: s}, nil
+	pt := &phaseTx{Tx: tx, s: s}
+	if l, ok := tx.(ledger.Loader); ok {
+		return phaseLoaderTx{phaseTx: pt, loader: l}, nil
+	}
+	return pt, nil
 }
 
 type phaseTx struct {
 	ledger.Tx
 	s *phaseStore
+}
+
+// phaseLoaderTx is a phaseTx on a Tx that makes a batch's reads in one round
+// trip ("load").
+type phaseLoaderTx struct {
+	*phaseTx
+	loader ledger.Loader
+}
+
+func (t phaseLoaderTx) Load(ctx context.Context, r ledger.LoadRequest) (ledger.Loaded, error) {
+	defer t.s.add("load", time.Now())
+	return t.loader.Load(ctx, r)
 }
 
 func (t *phaseTx) LockAccounts(ctx context.Context, ids []string) ([]ledger.Account, error) {

@@ -67,7 +67,13 @@ func (e *Engine) apply(ctx context.Context, ops []*op) (err error) {
 			}
 		}
 	}
-	accountIDs = sortedUnique(accountIDs)
+	req := LoadRequest{
+		Accounts: sortedUnique(accountIDs),
+		Holds:    sortedUnique(holdIDs),
+		Charges:  sortedUnique(chargeIDs),
+		Grants:   sortedUnique(grantIDs),
+		Keys:     keys,
+	}
 
 	tx, err := e.store.Begin(ctx)
 	if err != nil {
@@ -82,15 +88,15 @@ func (e *Engine) apply(ctx context.Context, ops []*op) (err error) {
 		}
 	}()
 
-	accounts, err := tx.LockAccounts(ctx, accountIDs)
+	loaded, err := load(ctx, tx, req)
 	if err != nil {
-		return fmt.Errorf("lock accounts: %w", err)
+		return err
 	}
 	b := &batch{
 		now:           now,
-		accounts:      make(map[string]*Account, len(accounts)),
+		accounts:      make(map[string]*Account, len(loaded.Accounts)),
 		grants:        map[string]*Grant{},
-		sorted:        make(map[string][]*Grant, len(accounts)),
+		sorted:        make(map[string][]*Grant, len(loaded.Accounts)),
 		holds:         map[string]*Hold{},
 		charges:       map[string]*Charge{},
 		keyed:         make(map[TxKey]*Transaction, len(ops)),
@@ -100,62 +106,32 @@ func (e *Engine) apply(ctx context.Context, ops []*op) (err error) {
 		dirtyCharges:  map[string]*Charge{},
 		isNew:         map[string]bool{},
 	}
-	existing := make([]string, 0, len(accounts))
-	for i := range accounts {
-		a := accounts[i]
-		b.accounts[a.ID] = &a
-		existing = append(existing, a.ID)
+	for i := range loaded.Accounts {
+		a := &loaded.Accounts[i]
+		b.accounts[a.ID] = a
 	}
-	if len(holdIDs) > 0 {
-		hs, err := tx.LoadHolds(ctx, sortedUnique(holdIDs))
-		if err != nil {
-			return fmt.Errorf("load holds: %w", err)
-		}
-		for i := range hs {
-			h := hs[i]
-			b.holds[h.ID] = &h
-			for _, a := range h.Allocations {
-				grantIDs = append(grantIDs, a.GrantID)
-			}
-		}
+	for i := range loaded.Holds {
+		h := &loaded.Holds[i]
+		b.holds[h.ID] = h
 	}
-	if len(chargeIDs) > 0 {
-		cs, err := tx.LoadCharges(ctx, sortedUnique(chargeIDs))
-		if err != nil {
-			return fmt.Errorf("load charges: %w", err)
-		}
-		for i := range cs {
-			c := cs[i]
-			b.charges[c.ID] = &c
-			for _, a := range c.Allocations {
-				grantIDs = append(grantIDs, a.GrantID)
-			}
-		}
+	for i := range loaded.Charges {
+		c := &loaded.Charges[i]
+		b.charges[c.ID] = c
 	}
-	if len(existing) > 0 {
-		gs, err := tx.LoadGrants(ctx, existing, sortedUnique(grantIDs))
-		if err != nil {
-			return fmt.Errorf("load grants: %w", err)
+	for i := range loaded.Grants {
+		g := &loaded.Grants[i]
+		if _, ok := b.accounts[g.AccountID]; !ok {
+			continue
 		}
-		for i := range gs {
-			g := gs[i]
-			if _, ok := b.accounts[g.AccountID]; !ok {
-				continue
-			}
-			b.grants[g.ID] = &g
-			b.sorted[g.AccountID] = append(b.sorted[g.AccountID], &g)
-		}
-		for _, gs := range b.sorted {
-			SortGrants(gs)
-		}
-		ts, err := tx.LoadKeyed(ctx, keys)
-		if err != nil {
-			return fmt.Errorf("load idempotency keys: %w", err)
-		}
-		for i := range ts {
-			t := ts[i]
-			b.keyed[TxKey{AccountID: t.AccountID, Key: t.IdempotencyKey}] = &t
-		}
+		b.grants[g.ID] = g
+		b.sorted[g.AccountID] = append(b.sorted[g.AccountID], g)
+	}
+	for _, gs := range b.sorted {
+		SortGrants(gs)
+	}
+	for i := range loaded.Keyed {
+		t := &loaded.Keyed[i]
+		b.keyed[TxKey{AccountID: t.AccountID, Key: t.IdempotencyKey}] = t
 	}
 
 	for _, o := range ops {
@@ -174,6 +150,85 @@ func (e *Engine) apply(ctx context.Context, ops []*op) (err error) {
 	}
 	committed = true
 	return nil
+}
+
+// load locks the batch's accounts and reads what its operations need: in one
+// round trip when tx is a Loader, otherwise one call at a time.
+func load(ctx context.Context, tx Tx, r LoadRequest) (Loaded, error) {
+	if l, ok := tx.(Loader); ok {
+		out, err := l.Load(ctx, r)
+		if err != nil {
+			return out, fmt.Errorf("load batch: %w", err)
+		}
+		have := make(map[string]bool, len(out.Grants))
+		for _, g := range out.Grants {
+			have[g.ID] = true
+		}
+		var missing []string
+		for _, id := range allocatedGrants(&out) {
+			if !have[id] {
+				missing = append(missing, id)
+			}
+		}
+		if len(missing) > 0 {
+			gs, err := tx.LoadGrants(ctx, nil, sortedUnique(missing))
+			if err != nil {
+				return out, fmt.Errorf("load grants: %w", err)
+			}
+			out.Grants = append(out.Grants, gs...)
+		}
+		return out, nil
+	}
+
+	var (
+		out Loaded
+		err error
+	)
+	if out.Accounts, err = tx.LockAccounts(ctx, r.Accounts); err != nil {
+		return out, fmt.Errorf("lock accounts: %w", err)
+	}
+	if len(r.Holds) > 0 {
+		if out.Holds, err = tx.LoadHolds(ctx, r.Holds); err != nil {
+			return out, fmt.Errorf("load holds: %w", err)
+		}
+	}
+	if len(r.Charges) > 0 {
+		if out.Charges, err = tx.LoadCharges(ctx, r.Charges); err != nil {
+			return out, fmt.Errorf("load charges: %w", err)
+		}
+	}
+	if len(out.Accounts) == 0 {
+		return out, nil
+	}
+	existing := make([]string, len(out.Accounts))
+	for i, a := range out.Accounts {
+		existing[i] = a.ID
+	}
+	grantIDs := sortedUnique(append(slices.Clone(r.Grants), allocatedGrants(&out)...))
+	if out.Grants, err = tx.LoadGrants(ctx, existing, grantIDs); err != nil {
+		return out, fmt.Errorf("load grants: %w", err)
+	}
+	if out.Keyed, err = tx.LoadKeyed(ctx, r.Keys); err != nil {
+		return out, fmt.Errorf("load idempotency keys: %w", err)
+	}
+	return out, nil
+}
+
+// allocatedGrants returns the grants that the loaded holds and charges
+// hold credits of.
+func allocatedGrants(l *Loaded) []string {
+	var ids []string
+	for _, h := range l.Holds {
+		for _, a := range h.Allocations {
+			ids = append(ids, a.GrantID)
+		}
+	}
+	for _, c := range l.Charges {
+		for _, a := range c.Allocations {
+			ids = append(ids, a.GrantID)
+		}
+	}
+	return ids
 }
 
 func sortedUnique(s []string) []string {

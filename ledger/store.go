@@ -72,6 +72,39 @@ type Tx interface {
 	Rollback(ctx context.Context) error
 }
 
+// Loader is a Tx that can lock a batch's accounts and make all of the
+// batch's reads in one round trip, in this order: LockAccounts(Accounts),
+// LoadHolds(Holds), LoadCharges(Charges), LoadGrants(Accounts, Grants),
+// LoadKeyed(Keys); an empty list skips its read, except that the grants of
+// Accounts are always read. The engine reads afterwards, with LoadGrants,
+// only the grants named by the loaded holds and charges that Load did not
+// return.
+type Loader interface {
+	Load(ctx context.Context, r LoadRequest) (Loaded, error)
+}
+
+// LoadRequest is what a batch reads once its accounts are locked. Accounts
+// are in ascending order, without duplicates, as LockAccounts takes them.
+type LoadRequest struct {
+	Accounts []string
+	Holds    []string
+	Charges  []string
+	// Grants are read whatever their state, besides the live grants of
+	// Accounts.
+	Grants []string
+	Keys   []TxKey
+}
+
+// Loaded is what a LoadRequest read; each part is as the Tx method that
+// reads it returns it.
+type Loaded struct {
+	Accounts []Account
+	Holds    []Hold
+	Charges  []Charge
+	Grants   []Grant
+	Keyed    []Transaction
+}
+
 // TxKey names a transaction by its account and idempotency key; keys are
 // scoped to the account.
 type TxKey struct {

@@ -389,6 +389,69 @@ func TestLoadKeyed(t *testing.T) {
 	}
 }
 
+// Load makes the same reads as the separate calls, in one round trip.
+func TestLoadMatchesSeparateReads(t *testing.T) {
+	t.Parallel()
+	s := openStore(t)
+	ctx := context.Background()
+	createAccounts(t, s, "a", "b")
+	closed := grant("a-closed", "a", 0, time.Time{}, t0)
+	closed.Closed = true
+	write(t, s, &ledger.Writes{
+		NewGrants: []ledger.Grant{
+			grant("a-live", "a", 5, time.Time{}, t0.Add(time.Second)),
+			closed,
+			grant("b-live", "b", 5, time.Time{}, t0),
+		},
+		NewHolds:   []ledger.Hold{hold("h-a", "a", t0.Add(time.Hour)), hold("h-b", "b", t0.Add(time.Hour))},
+		NewCharges: []ledger.Charge{{ID: "c-a", AccountID: "a", Amount: credit.Credits(2), CreatedAt: t0}},
+		Transactions: []ledger.Transaction{
+			txn("a", 1, ledger.TxCharge, "k1", t0),
+			txn("b", 1, ledger.TxCharge, "k1", t0),
+		},
+	})
+	for _, r := range []ledger.LoadRequest{
+		{
+			Accounts: []string{"a", "b", "missing"},
+			Holds:    []string{"h-a", "h-nope"},
+			Charges:  []string{"c-a"},
+			Grants:   []string{"a-closed"},
+			Keys:     []ledger.TxKey{{AccountID: "a", Key: "k1"}, {AccountID: "b", Key: "k2"}, {AccountID: "b", Key: ""}},
+		},
+		{Accounts: []string{"b"}, Keys: []ledger.TxKey{{AccountID: "b", Key: "k1"}}},
+		{Accounts: []string{"missing"}},
+	} {
+		tx, err := s.Begin(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var want ledger.Loaded
+		if want.Accounts, err = tx.LockAccounts(ctx, r.Accounts); err != nil {
+			t.Fatal(err)
+		}
+		if want.Holds, err = tx.LoadHolds(ctx, r.Holds); err != nil {
+			t.Fatal(err)
+		}
+		if want.Charges, err = tx.LoadCharges(ctx, r.Charges); err != nil {
+			t.Fatal(err)
+		}
+		if want.Grants, err = tx.LoadGrants(ctx, r.Accounts, r.Grants); err != nil {
+			t.Fatal(err)
+		}
+		if want.Keyed, err = tx.LoadKeyed(ctx, r.Keys); err != nil {
+			t.Fatal(err)
+		}
+		got, err := tx.(ledger.Loader).Load(ctx, r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		equal(t, fmt.Sprintf("Load(%+v)", r), got, want)
+		if err := tx.Rollback(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 func TestDue(t *testing.T) {
 	t.Parallel()
 	s := openStore(t)

@@ -215,6 +215,11 @@ type querier interface {
 // collect runs a query and scans every row with scan.
 func collect[T any](ctx context.Context, q querier, scan func(scanner) (T, error), sql string, args ...any) ([]T, error) {
 	rows, err := q.Query(ctx, sql, args...)
+	return scanRows(rows, err, scan)
+}
+
+// scanRows scans every row of a query that returned err, and closes rows.
+func scanRows[T any](rows pgx.Rows, err error, scan func(scanner) (T, error)) ([]T, error) {
 	if err != nil {
 		return nil, err
 	}

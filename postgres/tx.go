@@ -20,7 +20,32 @@ type Tx struct {
 	tx pgx.Tx
 }
 
-var _ ledger.Tx = (*Tx)(nil)
+var (
+	_ ledger.Tx     = (*Tx)(nil)
+	_ ledger.Loader = (*Tx)(nil)
+)
+
+// The batch's reads. Each is one query whatever the number of rows.
+const (
+	lockAccountsSQL = `SELECT ` + accountColumns + ` FROM accounts WHERE id = ANY($1) ORDER BY id FOR UPDATE`
+	// Two index scans rather than one OR, which the planner may turn into a
+	// sequential scan of a table that churns with every debit.
+	loadGrantsSQL = `SELECT ` + grantColumns + ` FROM grants
+		WHERE account_id = ANY($1) AND NOT closed AND remaining > 0
+		UNION ALL
+		SELECT ` + grantColumns + ` FROM grants
+		WHERE id = ANY($2) AND NOT (account_id = ANY($1) AND NOT closed AND remaining > 0)`
+	loadHoldsSQL   = `SELECT ` + holdColumns + ` FROM holds WHERE id = ANY($1) ORDER BY id`
+	loadChargesSQL = `SELECT ` + chargeColumns + ` FROM charges WHERE id = ANY($1) ORDER BY id`
+	// LIMIT 1 keeps the subquery from being flattened into a join, so each
+	// key is one probe of transactions_account_key whatever the statistics.
+	loadKeyedSQL = `SELECT ` + transactionColumns + `
+		FROM unnest($1::text[], $2::text[]) AS k(acct, key),
+		LATERAL (SELECT * FROM transactions t
+			WHERE t.account_id = k.acct AND t.idempotency_key = k.key AND t.idempotency_key <> ''
+			LIMIT 1) t
+		ORDER BY account_id, seq`
+)
 
 // LockAccounts locks the accounts, given in ascending id order, in one
 // query and returns those that exist. Every batch locks in the same order,
@@ -29,8 +54,7 @@ func (t *Tx) LockAccounts(ctx context.Context, ids []string) ([]ledger.Account, 
 	if len(ids) == 0 {
 		return nil, nil
 	}
-	as, err := collect(ctx, t.tx, scanAccount,
-		`SELECT `+accountColumns+` FROM accounts WHERE id = ANY($1) ORDER BY id FOR UPDATE`, ids)
+	as, err := collect(ctx, t.tx, scanAccount, lockAccountsSQL, ids)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: lock accounts: %w", err)
 	}
@@ -43,28 +67,27 @@ func (t *Tx) LoadGrants(ctx context.Context, accountIDs, grantIDs []string) ([]l
 	if len(accountIDs) == 0 && len(grantIDs) == 0 {
 		return nil, nil
 	}
-	// Two index scans rather than one OR, which the planner may turn into a
-	// sequential scan of a table that churns with every debit.
-	gs, err := collect(ctx, t.tx, scanGrant, `SELECT `+grantColumns+` FROM grants
-		WHERE account_id = ANY($1) AND NOT closed AND remaining > 0
-		UNION ALL
-		SELECT `+grantColumns+` FROM grants
-		WHERE id = ANY($2) AND NOT (account_id = ANY($1) AND NOT closed AND remaining > 0)`,
-		nonNil(accountIDs), nonNil(grantIDs))
+	gs, err := collect(ctx, t.tx, scanGrant, loadGrantsSQL, nonNil(accountIDs), nonNil(grantIDs))
 	if err != nil {
 		return nil, fmt.Errorf("postgres: load grants: %w", err)
 	}
+	sortGrants(gs)
+	return gs, nil
+}
+
+// sortGrants puts grants in the order LoadGrants returns them: by account,
+// then creation.
+func sortGrants(gs []ledger.Grant) {
 	slices.SortFunc(gs, func(a, b ledger.Grant) int {
 		return cmp.Or(strings.Compare(a.AccountID, b.AccountID), a.CreatedAt.Compare(b.CreatedAt), strings.Compare(a.ID, b.ID))
 	})
-	return gs, nil
 }
 
 func (t *Tx) LoadHolds(ctx context.Context, ids []string) ([]ledger.Hold, error) {
 	if len(ids) == 0 {
 		return nil, nil
 	}
-	hs, err := collect(ctx, t.tx, scanHold, `SELECT `+holdColumns+` FROM holds WHERE id = ANY($1) ORDER BY id`, ids)
+	hs, err := collect(ctx, t.tx, scanHold, loadHoldsSQL, ids)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: load holds: %w", err)
 	}
@@ -75,7 +98,7 @@ func (t *Tx) LoadCharges(ctx context.Context, ids []string) ([]ledger.Charge, er
 	if len(ids) == 0 {
 		return nil, nil
 	}
-	cs, err := collect(ctx, t.tx, scanCharge, `SELECT `+chargeColumns+` FROM charges WHERE id = ANY($1) ORDER BY id`, ids)
+	cs, err := collect(ctx, t.tx, scanCharge, loadChargesSQL, ids)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: load charges: %w", err)
 	}
@@ -85,8 +108,21 @@ func (t *Tx) LoadCharges(ctx context.Context, ids []string) ([]ledger.Charge, er
 // LoadKeyed returns the transactions recorded under the idempotency keys.
 // Empty keys name nothing.
 func (t *Tx) LoadKeyed(ctx context.Context, keys []ledger.TxKey) ([]ledger.Transaction, error) {
-	accounts := make([]string, 0, len(keys))
-	ks := make([]string, 0, len(keys))
+	accounts, ks := keyedArgs(keys)
+	if len(ks) == 0 {
+		return nil, nil
+	}
+	ts, err := collect(ctx, t.tx, scanTransaction, loadKeyedSQL, accounts, ks)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: load keyed transactions: %w", err)
+	}
+	return ts, nil
+}
+
+// keyedArgs splits the non-empty keys into the two arrays loadKeyedSQL takes.
+func keyedArgs(keys []ledger.TxKey) (accounts, ks []string) {
+	accounts = make([]string, 0, len(keys))
+	ks = make([]string, 0, len(keys))
 	for _, k := range keys {
 		if k.Key == "" {
 			continue
@@ -94,21 +130,69 @@ func (t *Tx) LoadKeyed(ctx context.Context, keys []ledger.TxKey) ([]ledger.Trans
 		accounts = append(accounts, k.AccountID)
 		ks = append(ks, k.Key)
 	}
-	if len(ks) == 0 {
-		return nil, nil
+	return accounts, ks
+}
+
+// Load locks the batch's accounts and makes all of its reads in one
+// pipelined round trip (ledger.Loader): the same queries as LockAccounts and
+// the Load methods, run by the server one after the other, the lock first.
+func (t *Tx) Load(ctx context.Context, r ledger.LoadRequest) (ledger.Loaded, error) {
+	var (
+		out ledger.Loaded
+		b   pgx.Batch
+	)
+	b.Queue(lockAccountsSQL, nonNil(r.Accounts))
+	if len(r.Holds) > 0 {
+		b.Queue(loadHoldsSQL, r.Holds)
 	}
-	// LIMIT 1 keeps the subquery from being flattened into a join, so each
-	// key is one probe of transactions_account_key whatever the statistics.
-	ts, err := collect(ctx, t.tx, scanTransaction, `SELECT `+transactionColumns+`
-		FROM unnest($1::text[], $2::text[]) AS k(acct, key),
-		LATERAL (SELECT * FROM transactions t
-			WHERE t.account_id = k.acct AND t.idempotency_key = k.key AND t.idempotency_key <> ''
-			LIMIT 1) t
-		ORDER BY account_id, seq`, accounts, ks)
+	if len(r.Charges) > 0 {
+		b.Queue(loadChargesSQL, r.Charges)
+	}
+	b.Queue(loadGrantsSQL, nonNil(r.Accounts), nonNil(r.Grants))
+	accounts, keys := keyedArgs(r.Keys)
+	if len(keys) > 0 {
+		b.Queue(loadKeyedSQL, accounts, keys)
+	}
+
+	br := t.tx.SendBatch(ctx, &b)
+	err := func() error {
+		var err error
+		rows, qerr := br.Query()
+		if out.Accounts, err = scanRows(rows, qerr, scanAccount); err != nil {
+			return fmt.Errorf("lock accounts: %w", err)
+		}
+		if len(r.Holds) > 0 {
+			rows, qerr := br.Query()
+			if out.Holds, err = scanRows(rows, qerr, scanHold); err != nil {
+				return fmt.Errorf("load holds: %w", err)
+			}
+		}
+		if len(r.Charges) > 0 {
+			rows, qerr := br.Query()
+			if out.Charges, err = scanRows(rows, qerr, scanCharge); err != nil {
+				return fmt.Errorf("load charges: %w", err)
+			}
+		}
+		rows, qerr = br.Query()
+		if out.Grants, err = scanRows(rows, qerr, scanGrant); err != nil {
+			return fmt.Errorf("load grants: %w", err)
+		}
+		sortGrants(out.Grants)
+		if len(keys) > 0 {
+			rows, qerr := br.Query()
+			if out.Keyed, err = scanRows(rows, qerr, scanTransaction); err != nil {
+				return fmt.Errorf("load keyed transactions: %w", err)
+			}
+		}
+		return nil
+	}()
+	if cerr := br.Close(); err == nil && cerr != nil {
+		err = cerr
+	}
 	if err != nil {
-		return nil, fmt.Errorf("postgres: load keyed transactions: %w", err)
+		return ledger.Loaded{}, fmt.Errorf("postgres: %w", err)
 	}
-	return ts, nil
+	return out, nil
 }
 
 func (t *Tx) Commit(ctx context.Context) error {

@@ -732,6 +732,17 @@ func TestDuplicateKeyFails(t *testing.T) {
 	if !errors.As(err, &pgErr) || pgErr.Code != "23505" || pgErr.ConstraintName != "transactions_account_key" {
 		t.Fatalf("duplicate key: got %v, want a unique violation of transactions_account_key", err)
 	}
+	// Committing the failed transaction is an error, not a silent rollback.
+	if err := tx.Commit(ctx); err == nil {
+		t.Fatal("commit after a failed write succeeded")
+	}
+	txs, err := s.Transactions(ctx, ledger.HistoryQuery{AccountID: "a", Limit: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(txs) != 1 {
+		t.Fatalf("%d transactions after the failed batch, want 1", len(txs))
+	}
 }
 
 func TestWriteMissingRowFails(t *testing.T) {

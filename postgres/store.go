@@ -18,13 +18,14 @@ const journalPageRows = 1000
 
 // Reads use the pool directly and take no locks.
 
-// Begin opens the write transaction of one batch.
+// Begin opens the write transaction of one batch on a connection of its own;
+// BEGIN goes out with the batch's first statements.
 func (s *Store) Begin(ctx context.Context) (ledger.Tx, error) {
-	tx, err := s.pool.Begin(ctx)
+	conn, err := s.pool.Acquire(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: begin: %w", err)
 	}
-	return &Tx{tx: tx}, nil
+	return &Tx{conn: conn}, nil
 }
 
 // CreateAccount inserts the account unless one with its id exists.

@@ -10,20 +10,70 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgtype"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/scriphq/scrip/ledger"
 )
 
-// Tx is the write transaction of one batch.
+// Tx is the write transaction of one batch, on a connection held for it.
+// BEGIN is not a round trip of its own: it goes out in front of the batch's
+// first statements.
 type Tx struct {
-	tx pgx.Tx
+	conn  *pgxpool.Conn
+	begun bool
 }
 
 var (
 	_ ledger.Tx     = (*Tx)(nil)
 	_ ledger.Loader = (*Tx)(nil)
 )
+
+var errTxEnded = errors.New("the transaction has ended")
+
+// db returns the connection for one statement, beginning the transaction
+// first if no statement has.
+func (t *Tx) db(ctx context.Context) (querier, error) {
+	if t.conn == nil {
+		return nil, errTxEnded
+	}
+	if !t.begun {
+		t.begun = true
+		if _, err := t.conn.Exec(ctx, "BEGIN"); err != nil {
+			return nil, err
+		}
+	}
+	return t.conn, nil
+}
+
+// collectTx is collect on the batch's transaction.
+func collectTx[T any](ctx context.Context, t *Tx, scan func(scanner) (T, error), sql string, args ...any) ([]T, error) {
+	q, err := t.db(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return collect(ctx, q, scan, sql, args...)
+}
+
+// send sends b as one pipeline, with BEGIN in front if no statement has begun
+// the transaction, and returns its results with BEGIN's already read.
+func (t *Tx) send(ctx context.Context, b *pgx.Batch) (pgx.BatchResults, error) {
+	if t.conn == nil {
+		return nil, errTxEnded
+	}
+	if t.begun {
+		return t.conn.SendBatch(ctx, b), nil
+	}
+	t.begun = true
+	b.QueuedQueries = append([]*pgx.QueuedQuery{{SQL: "BEGIN"}}, b.QueuedQueries...)
+	br := t.conn.SendBatch(ctx, b)
+	if _, err := br.Exec(); err != nil {
+		br.Close()
+		return nil, fmt.Errorf("begin: %w", err)
+	}
+	return br, nil
+}
 
 // The batch's reads. Each is one query whatever the number of rows.
 const (
@@ -54,7 +104,7 @@ func (t *Tx) LockAccounts(ctx context.Context, ids []string) ([]ledger.Account, 
 	if len(ids) == 0 {
 		return nil, nil
 	}
-	as, err := collect(ctx, t.tx, scanAccount, lockAccountsSQL, ids)
+	as, err := collectTx(ctx, t, scanAccount, lockAccountsSQL, ids)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: lock accounts: %w", err)
 	}
@@ -67,7 +117,7 @@ func (t *Tx) LoadGrants(ctx context.Context, accountIDs, grantIDs []string) ([]l
 	if len(accountIDs) == 0 && len(grantIDs) == 0 {
 		return nil, nil
 	}
-	gs, err := collect(ctx, t.tx, scanGrant, loadGrantsSQL, nonNil(accountIDs), nonNil(grantIDs))
+	gs, err := collectTx(ctx, t, scanGrant, loadGrantsSQL, nonNil(accountIDs), nonNil(grantIDs))
 	if err != nil {
 		return nil, fmt.Errorf("postgres: load grants: %w", err)
 	}
@@ -87,7 +137,7 @@ func (t *Tx) LoadHolds(ctx context.Context, ids []string) ([]ledger.Hold, error)
 	if len(ids) == 0 {
 		return nil, nil
 	}
-	hs, err := collect(ctx, t.tx, scanHold, loadHoldsSQL, ids)
+	hs, err := collectTx(ctx, t, scanHold, loadHoldsSQL, ids)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: load holds: %w", err)
 	}
@@ -98,7 +148,7 @@ func (t *Tx) LoadCharges(ctx context.Context, ids []string) ([]ledger.Charge, er
 	if len(ids) == 0 {
 		return nil, nil
 	}
-	cs, err := collect(ctx, t.tx, scanCharge, loadChargesSQL, ids)
+	cs, err := collectTx(ctx, t, scanCharge, loadChargesSQL, ids)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: load charges: %w", err)
 	}
@@ -112,7 +162,7 @@ func (t *Tx) LoadKeyed(ctx context.Context, keys []ledger.TxKey) ([]ledger.Trans
 	if len(ks) == 0 {
 		return nil, nil
 	}
-	ts, err := collect(ctx, t.tx, scanTransaction, loadKeyedSQL, accounts, ks)
+	ts, err := collectTx(ctx, t, scanTransaction, loadKeyedSQL, accounts, ks)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: load keyed transactions: %w", err)
 	}
@@ -154,8 +204,11 @@ func (t *Tx) Load(ctx context.Context, r ledger.LoadRequest) (ledger.Loaded, err
 		b.Queue(loadKeyedSQL, accounts, keys)
 	}
 
-	br := t.tx.SendBatch(ctx, &b)
-	err := func() error {
+	br, err := t.send(ctx, &b)
+	if err != nil {
+		return ledger.Loaded{}, fmt.Errorf("postgres: load: %w", err)
+	}
+	err = func() error {
 		var err error
 		rows, qerr := br.Query()
 		if out.Accounts, err = scanRows(rows, qerr, scanAccount); err != nil {
@@ -195,8 +248,23 @@ func (t *Tx) Load(ctx context.Context, r ledger.LoadRequest) (ledger.Loaded, err
 	return out, nil
 }
 
+// Commit commits the transaction and gives the connection back.
 func (t *Tx) Commit(ctx context.Context) error {
-	if err := t.tx.Commit(ctx); err != nil {
+	if t.conn == nil {
+		return fmt.Errorf("postgres: commit: %w", errTxEnded)
+	}
+	var err error
+	if t.begun {
+		var tag pgconn.CommandTag
+		tag, err = t.conn.Exec(ctx, "COMMIT")
+		// COMMIT of a transaction that failed rolls it back without an
+		// error.
+		if err == nil && tag.String() == "ROLLBACK" {
+			err = errors.New("the transaction had failed and was rolled back")
+		}
+	}
+	t.release()
+	if err != nil {
 		return fmt.Errorf("postgres: commit: %w", err)
 	}
 	return nil
@@ -204,10 +272,25 @@ func (t *Tx) Commit(ctx context.Context) error {
 
 // Rollback aborts the transaction; after Commit it does nothing.
 func (t *Tx) Rollback(ctx context.Context) error {
-	if err := t.tx.Rollback(ctx); err != nil && !errors.Is(err, pgx.ErrTxClosed) {
+	if t.conn == nil {
+		return nil
+	}
+	var err error
+	if t.begun {
+		_, err = t.conn.Exec(ctx, "ROLLBACK")
+	}
+	t.release()
+	if err != nil {
 		return fmt.Errorf("postgres: rollback: %w", err)
 	}
 	return nil
+}
+
+// release gives the connection back to the pool, which closes it rather than
+// reuse it if it is still inside a transaction.
+func (t *Tx) release() {
+	t.conn.Release()
+	t.conn = nil
 }
 
 // Write persists a batch in one pipelined round trip: one set-based
@@ -246,7 +329,10 @@ func (t *Tx) Write(ctx context.Context, w *ledger.Writes) error {
 		return err
 	}
 
-	br := t.tx.SendBatch(ctx, &b)
+	br, err := t.send(ctx, &b)
+	if err != nil {
+		return fmt.Errorf("postgres: write: %w", err)
+	}
 	for _, s := range steps {
 		tag, err := br.Exec()
 		if err != nil {

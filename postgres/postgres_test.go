@@ -754,7 +754,7 @@ func TestWriteMissingRowFails(t *testing.T) {
 		"grant":   {Grants: []ledger.Grant{grant("nope", "a", 1, time.Time{}, t0)}},
 		"hold":    {Holds: []ledger.Hold{hold("nope", "a", t0)}},
 		"charge":  {Charges: []ledger.Charge{{ID: "nope"}}},
-		"account": {Accounts: []ledger.Account{{ID: "a"}, {ID: "nope"}}},
+		"account": {Accounts: []ledger.Account{{ID: "a", Seq: 5, Hash: "x"}, {ID: "nope"}}},
 	} {
 		tx, err := s.Begin(ctx)
 		if err != nil {
@@ -763,7 +763,14 @@ func TestWriteMissingRowFails(t *testing.T) {
 		if err := tx.Write(ctx, w); err == nil {
 			t.Errorf("%s: update of a missing row succeeded", name)
 		}
-		tx.Rollback(ctx)
+		// The statement changed the rows that exist; committing must not
+		// keep them.
+		if err := tx.Commit(ctx); err == nil {
+			t.Errorf("%s: commit after a failed write succeeded", name)
+		}
+		if a, err := s.Account(ctx, "a"); err != nil || a.Seq != 0 || a.Hash != "" {
+			t.Errorf("%s: account after the failed batch = %+v, %v; want it unchanged", name, a, err)
+		}
 	}
 }
 

@@ -23,6 +23,9 @@ import (
 type Tx struct {
 	conn  *pgxpool.Conn
 	begun bool
+	// failed is set by any statement that failed: Commit then rolls back
+	// and reports it, whatever the server would make of COMMIT.
+	failed bool
 }
 
 var (
@@ -30,7 +33,10 @@ var (
 	_ ledger.Loader = (*Tx)(nil)
 )
 
-var errTxEnded = errors.New("the transaction has ended")
+var (
+	errTxEnded  = errors.New("the transaction has ended")
+	errTxFailed = errors.New("a statement of the transaction failed")
+)
 
 // db returns the connection for one statement, beginning the transaction
 // first if no statement has.
@@ -41,6 +47,7 @@ func (t *Tx) db(ctx context.Context) (querier, error) {
 	if !t.begun {
 		t.begun = true
 		if _, err := t.conn.Exec(ctx, "BEGIN"); err != nil {
+			t.failed = true
 			return nil, err
 		}
 	}
@@ -53,7 +60,11 @@ func collectTx[T any](ctx context.Context, t *Tx, scan func(scanner) (T, error),
 	if err != nil {
 		return nil, err
 	}
-	return collect(ctx, q, scan, sql, args...)
+	out, err := collect(ctx, q, scan, sql, args...)
+	if err != nil {
+		t.failed = true
+	}
+	return out, err
 }
 
 // send sends b as one pipeline, with BEGIN in front if no statement has begun
@@ -70,6 +81,7 @@ func (t *Tx) send(ctx context.Context, b *pgx.Batch) (pgx.BatchResults, error) {
 	br := t.conn.SendBatch(ctx, b)
 	if _, err := br.Exec(); err != nil {
 		br.Close()
+		t.failed = true
 		return nil, fmt.Errorf("begin: %w", err)
 	}
 	return br, nil
@@ -243,6 +255,7 @@ func (t *Tx) Load(ctx context.Context, r ledger.LoadRequest) (ledger.Loaded, err
 		err = cerr
 	}
 	if err != nil {
+		t.failed = true
 		return ledger.Loaded{}, fmt.Errorf("postgres: %w", err)
 	}
 	return out, nil
@@ -253,6 +266,9 @@ func (t *Tx) Commit(ctx context.Context) error {
 	if t.conn == nil {
 		return fmt.Errorf("postgres: commit: %w", errTxEnded)
 	}
+	if t.failed {
+		return errors.Join(fmt.Errorf("postgres: commit: %w", errTxFailed), t.Rollback(ctx))
+	}
 	var err error
 	if t.begun {
 		var tag pgconn.CommandTag
@@ -260,7 +276,7 @@ func (t *Tx) Commit(ctx context.Context) error {
 		// COMMIT of a transaction that failed rolls it back without an
 		// error.
 		if err == nil && tag.String() == "ROLLBACK" {
-			err = errors.New("the transaction had failed and was rolled back")
+			err = pgx.ErrTxCommitRollback
 		}
 	}
 	t.release()
@@ -297,8 +313,16 @@ func (t *Tx) release() {
 // statement per table and kind of change, inserts before updates so a row
 // created and changed in the same batch ends in its final state. Each
 // update must hit exactly the rows it names, all loaded in this Tx; anything
-// else is a bug and fails the batch.
+// else is a bug and fails the batch: after a failed Write, Commit rolls back.
 func (t *Tx) Write(ctx context.Context, w *ledger.Writes) error {
+	err := t.write(ctx, w)
+	if err != nil {
+		t.failed = true
+	}
+	return err
+}
+
+func (t *Tx) write(ctx context.Context, w *ledger.Writes) error {
 	if w.Empty() {
 		return nil
 	}

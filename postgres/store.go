@@ -219,6 +219,12 @@ func collect[T any](ctx context.Context, q querier, scan func(scanner) (T, error
 	return scanRows(rows, err, scan)
 }
 
+// batchRows scans every row of the next query of a pipeline.
+func batchRows[T any](br pgx.BatchResults, scan func(scanner) (T, error)) ([]T, error) {
+	rows, err := br.Query()
+	return scanRows(rows, err, scan)
+}
+
 // scanRows scans every row of a query that returned err, and closes rows.
 func scanRows[T any](rows pgx.Rows, err error, scan func(scanner) (T, error)) ([]T, error) {
 	if err != nil {

@@ -222,30 +222,25 @@ func (t *Tx) Load(ctx context.Context, r ledger.LoadRequest) (ledger.Loaded, err
 	}
 	err = func() error {
 		var err error
-		rows, qerr := br.Query()
-		if out.Accounts, err = scanRows(rows, qerr, scanAccount); err != nil {
+		if out.Accounts, err = batchRows(br, scanAccount); err != nil {
 			return fmt.Errorf("lock accounts: %w", err)
 		}
 		if len(r.Holds) > 0 {
-			rows, qerr := br.Query()
-			if out.Holds, err = scanRows(rows, qerr, scanHold); err != nil {
+			if out.Holds, err = batchRows(br, scanHold); err != nil {
 				return fmt.Errorf("load holds: %w", err)
 			}
 		}
 		if len(r.Charges) > 0 {
-			rows, qerr := br.Query()
-			if out.Charges, err = scanRows(rows, qerr, scanCharge); err != nil {
+			if out.Charges, err = batchRows(br, scanCharge); err != nil {
 				return fmt.Errorf("load charges: %w", err)
 			}
 		}
-		rows, qerr = br.Query()
-		if out.Grants, err = scanRows(rows, qerr, scanGrant); err != nil {
+		if out.Grants, err = batchRows(br, scanGrant); err != nil {
 			return fmt.Errorf("load grants: %w", err)
 		}
 		sortGrants(out.Grants)
 		if len(keys) > 0 {
-			rows, qerr := br.Query()
-			if out.Keyed, err = scanRows(rows, qerr, scanTransaction); err != nil {
+			if out.Keyed, err = batchRows(br, scanTransaction); err != nil {
 				return fmt.Errorf("load keyed transactions: %w", err)
 			}
 		}

@@ -67,16 +67,45 @@ func newLoad(cfg Config, t target, accounts []string, run string) *load {
 	return l
 }
 
-// worker is one client's state; only its goroutine touches it.
+// worker is one client's state; only its goroutine touches it, but for
+// lat, which it shares with other clients.
 type worker struct {
 	id      int
 	rng     *rand.Rand
 	seq     int64
-	hist    *hdrhistogram.Histogram
-	kinds   map[string]*hdrhistogram.Histogram
+	lat     *latencies
 	errors  map[string]int64
 	calls   int64
 	charges []recentCharge
+}
+
+// latencies records the latencies of a share of the clients. A histogram is
+// a few hundred KiB: one per client would be hundreds of MiB at a thousand
+// clients.
+type latencies struct {
+	mu    sync.Mutex
+	all   *hdrhistogram.Histogram
+	kinds map[string]*hdrhistogram.Histogram
+}
+
+// latencyShards is how many recorders the clients share.
+const latencyShards = 16
+
+func newLatencies() *latencies {
+	return &latencies{all: newHistogram(), kinds: map[string]*hdrhistogram.Histogram{}}
+}
+
+func (l *latencies) record(kind string, micros int64) {
+	v := min(micros, latencyMax.Microseconds())
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.all.RecordValue(v)
+	h := l.kinds[kind]
+	if h == nil {
+		h = newHistogram()
+		l.kinds[kind] = h
+	}
+	h.RecordValue(v)
 }
 
 type recentCharge struct {
@@ -102,10 +131,14 @@ func (l *load) run(ctx context.Context) *Result {
 		deadline = start.Add(l.cfg.Duration)
 	}
 	workers := make([]*worker, l.cfg.Concurrency)
+	shards := make([]*latencies, min(latencyShards, len(workers)))
+	for i := range shards {
+		shards[i] = newLatencies()
+	}
 	var wg sync.WaitGroup
 	for i := range workers {
-		w := &worker{id: i, rng: rand.New(rand.NewPCG(l.cfg.Seed, uint64(i))), hist: newHistogram(),
-			kinds: map[string]*hdrhistogram.Histogram{}, errors: map[string]int64{}}
+		w := &worker{id: i, rng: rand.New(rand.NewPCG(l.cfg.Seed, uint64(i))), lat: shards[i%len(shards)],
+			errors: map[string]int64{}}
 		workers[i] = w
 		wg.Add(1)
 		go func() {
@@ -129,14 +162,16 @@ func (l *load) run(ctx context.Context) *Result {
 	res := &Result{Target: l.t.name(), Errors: map[string]int64{}, Kinds: map[string]KindStats{}}
 	all := newHistogram()
 	kinds := map[string]*hdrhistogram.Histogram{}
-	for _, w := range workers {
-		all.Merge(w.hist)
-		for k, h := range w.kinds {
+	for _, sh := range shards {
+		all.Merge(sh.all)
+		for k, h := range sh.kinds {
 			if kinds[k] == nil {
 				kinds[k] = newHistogram()
 			}
 			kinds[k].Merge(h)
 		}
+	}
+	for _, w := range workers {
 		for c, n := range w.errors {
 			res.Errors[c] += n
 			res.ErrorCount += n
@@ -217,13 +252,7 @@ func (l *load) iterate(ctx context.Context, w *worker) {
 		w.errors[errorCode(err)]++
 		l.failed.Add(1)
 	}
-	w.hist.RecordValue(min(d, latencyMax.Microseconds()))
-	h := w.kinds[kind]
-	if h == nil {
-		h = newHistogram()
-		w.kinds[kind] = h
-	}
-	h.RecordValue(min(d, latencyMax.Microseconds()))
+	w.lat.record(kind, d)
 	l.done.Add(1)
 }
 

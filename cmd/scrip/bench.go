@@ -63,6 +63,9 @@ run (exit code 3).`,
 				defer f.Close()
 				cfg.CPUProfile = f
 			}
+			// At engine level the engine runs in this process: with the
+			// collector settings scrip serve runs it with.
+			tuneGC()
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			rep, err := bench.Run(ctx, cfg)

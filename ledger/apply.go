@@ -37,19 +37,41 @@ type batch struct {
 	txns          []Transaction
 }
 
-// apply runs one batch in one store transaction.
-func (e *Engine) apply(ctx context.Context, ops []*op) (err error) {
+// apply runs one batch in one store transaction. It reads the idempotency
+// keys the engine may have committed (keys.go); if the journal holds one
+// it did not read, it runs the batch again reading them all.
+func (e *Engine) apply(ctx context.Context, ops []*op) error {
+	keys := make([]TxKey, len(ops))
+	for i, o := range ops {
+		keys[i] = TxKey{AccountID: o.accountID, Key: o.key}
+	}
+	err := e.applyReading(ctx, ops, e.keys.filter(keys))
+	if errors.Is(err, ErrKeyExists) {
+		e.keys.conflict()
+		for _, o := range ops {
+			o.res, o.err, o.replayOf = Result{}, nil, nil
+		}
+		err = e.applyReading(ctx, ops, keys)
+	}
+	if err != nil {
+		return err
+	}
+	e.keys.add(keys)
+	return nil
+}
+
+// applyReading runs one batch in one store transaction, reading the
+// transactions recorded under keys.
+func (e *Engine) applyReading(ctx context.Context, ops []*op, keys []TxKey) (err error) {
 	now := e.now()
 	var (
 		accountIDs []string
 		holdIDs    []string
 		chargeIDs  []string
 		grantIDs   []string
-		keys       = make([]TxKey, 0, len(ops))
 	)
 	for _, o := range ops {
 		accountIDs = append(accountIDs, o.accountID)
-		keys = append(keys, TxKey{AccountID: o.accountID, Key: o.key})
 		switch r := o.req.(type) {
 		case *CaptureRequest:
 			holdIDs = append(holdIDs, r.HoldID)

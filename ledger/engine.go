@@ -76,6 +76,7 @@ type Engine struct {
 	wg        sync.WaitGroup
 	stopSweep chan struct{}
 	owners    *owners
+	keys      *seenKeys
 }
 
 // NewEngine starts an engine on store. Close it to drain the queue.
@@ -113,6 +114,7 @@ func NewEngine(store Store, opt Options) *Engine {
 		queues:    make([]chan *op, opt.Committers),
 		stopSweep: make(chan struct{}),
 		owners:    newOwners(ownersMaxDefault),
+		keys:      newSeenKeys(),
 	}
 	perQueue := max(1, opt.QueueMax/opt.Committers)
 	for i := range e.queues {

@@ -10,6 +10,11 @@ import (
 // turns it into the right application error (account_not_found, ...).
 var ErrNotFound = errors.New("not found")
 
+// ErrKeyExists is wrapped by a Tx's Write when the journal already holds a
+// transaction under one of the written transactions' account and
+// idempotency key: its unique index refused the batch.
+var ErrKeyExists = errors.New("idempotency key already recorded")
+
 // Store persists the ledger. It only loads and persists: every rule lives in
 // the engine, so the same rules hold on every store.
 //

@@ -732,6 +732,9 @@ func TestDuplicateKeyFails(t *testing.T) {
 	if !errors.As(err, &pgErr) || pgErr.Code != "23505" || pgErr.ConstraintName != "transactions_account_key" {
 		t.Fatalf("duplicate key: got %v, want a unique violation of transactions_account_key", err)
 	}
+	if !errors.Is(err, ledger.ErrKeyExists) {
+		t.Fatalf("duplicate key: %v does not wrap ledger.ErrKeyExists", err)
+	}
 	// Committing the failed transaction is an error, not a silent rollback.
 	if err := tx.Commit(ctx); err == nil {
 		t.Fatal("commit after a failed write succeeded")
@@ -742,6 +745,18 @@ func TestDuplicateKeyFails(t *testing.T) {
 	}
 	if len(txs) != 1 {
 		t.Fatalf("%d transactions after the failed batch, want 1", len(txs))
+	}
+
+	// A repeated sequence number is another unique violation, not a key
+	// already recorded.
+	tx, err = s.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	err = tx.Write(ctx, &ledger.Writes{Transactions: []ledger.Transaction{txn("a", 1, ledger.TxCharge, "other", t0)}})
+	if err == nil || errors.Is(err, ledger.ErrKeyExists) {
+		t.Fatalf("repeated seq: got %v, want a unique violation that is not ErrKeyExists", err)
 	}
 }
 

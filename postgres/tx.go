@@ -356,6 +356,9 @@ func (t *Tx) write(ctx context.Context, w *ledger.Writes) error {
 		tag, err := br.Exec()
 		if err != nil {
 			br.Close()
+			if isKeyTaken(err) {
+				return fmt.Errorf("postgres: write %s: %w: %w", s.name, ledger.ErrKeyExists, err)
+			}
 			return fmt.Errorf("postgres: write %s: %w", s.name, err)
 		}
 		if tag.RowsAffected() != s.rows {
@@ -367,6 +370,13 @@ func (t *Tx) write(ctx context.Context, w *ledger.Writes) error {
 		return fmt.Errorf("postgres: write: %w", err)
 	}
 	return nil
+}
+
+// isKeyTaken reports whether err is the journal's unique index on account
+// and idempotency key refusing a row.
+func isKeyTaken(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && pgErr.Code == "23505" && pgErr.ConstraintName == "transactions_account_key"
 }
 
 type step struct {

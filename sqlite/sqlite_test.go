@@ -405,16 +405,22 @@ func TestUniqueSeqAndKey(t *testing.T) {
 	s := openTest(t)
 	createAccounts(t, s, "a", "b")
 	write(t, s, fixture())
-	for name, x := range map[string]ledger.Transaction{
-		"same seq": {ID: "x1", AccountID: "a", Seq: 2, Type: ledger.TxGrant, CreatedAt: t0, Hash: "x"},
-		"same key": {ID: "x2", AccountID: "a", Seq: 3, Type: ledger.TxGrant, IdempotencyKey: "k1", CreatedAt: t0, Hash: "x"},
+	for name, c := range map[string]struct {
+		x         ledger.Transaction
+		keyExists bool
+	}{
+		"same seq": {ledger.Transaction{ID: "x1", AccountID: "a", Seq: 2, Type: ledger.TxGrant, CreatedAt: t0, Hash: "x"}, false},
+		"same key": {ledger.Transaction{ID: "x2", AccountID: "a", Seq: 3, Type: ledger.TxGrant, IdempotencyKey: "k1", CreatedAt: t0, Hash: "x"}, true},
 	} {
 		tx, err := s.Begin(ctx)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := tx.Write(ctx, &ledger.Writes{Transactions: []ledger.Transaction{x}}); err == nil {
+		err = tx.Write(ctx, &ledger.Writes{Transactions: []ledger.Transaction{c.x}})
+		if err == nil {
 			t.Errorf("%s: write succeeded", name)
+		} else if got := errors.Is(err, ledger.ErrKeyExists); got != c.keyExists {
+			t.Errorf("%s: errors.Is(%v, ErrKeyExists) = %v, want %v", name, err, got, c.keyExists)
 		}
 		tx.Rollback(ctx)
 	}

@@ -7,6 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"math/bits"
+	"strings"
+
+	"modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
 
 	"github.com/scriphq/scrip/ledger"
 )
@@ -169,9 +173,20 @@ func (t *Tx) write(ctx context.Context, w *ledger.Writes) error {
 		}
 	}
 	if err := insert(t, ctx, &s.transactions, w.Transactions, transactionArgs); err != nil {
+		if isKeyTaken(err) {
+			return fmt.Errorf("insert transactions: %w: %w", ledger.ErrKeyExists, err)
+		}
 		return fmt.Errorf("insert transactions: %w", err)
 	}
 	return nil
+}
+
+// isKeyTaken reports whether err is the journal's unique index on account
+// and idempotency key refusing a row.
+func isKeyTaken(err error) bool {
+	var e *sqlite.Error
+	return errors.As(err, &e) && e.Code() == sqlite3.SQLITE_CONSTRAINT_UNIQUE &&
+		strings.Contains(e.Error(), "transactions.idempotency_key")
 }
 
 // update runs an UPDATE of one row, which must exist: the batch loaded it.

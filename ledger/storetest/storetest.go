@@ -39,6 +39,7 @@ func Run(t *testing.T, open Open) {
 		{"FutureGrant", testFutureGrant},
 		{"AdjustAndRevoke", testAdjustAndRevoke},
 		{"Idempotency", testIdempotency},
+		{"KeyOnlyInJournal", testKeyOnlyInJournal},
 		{"InsufficientLeavesNoTrace", testInsufficientLeavesNoTrace},
 		{"History", testHistory},
 		{"FractionalCredits", testFractionalCredits},
@@ -606,6 +607,66 @@ func testIdempotency(t *testing.T, open Open) {
 	e.wantAvailable("u", "5")
 	_, err = e.eng.Charge(e.ctx, ledger.ChargeRequest{AccountID: "u", Amount: amt("1")})
 	wantCode(t, err, scrip.EInvalid)
+	e.verify()
+}
+
+// testKeyOnlyInJournal replays keys through engines that did not commit
+// them (another process, or this one before a restart): only the journal
+// knows them, and the replays must still return the first results.
+func testKeyOnlyInJournal(t *testing.T, open Open) {
+	e := newEnv(t, open)
+	e.account("u")
+	e.grant("u", ledger.KindTopUp, "10", time.Time{})
+	first, err := e.eng.Charge(e.ctx, ledger.ChargeRequest{AccountID: "u", Key: "job-1", Amount: amt("4")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fresh := func() *ledger.Engine {
+		eng := ledger.NewEngine(e.store, ledger.Options{Clock: e.clock, SweepEvery: -1})
+		t.Cleanup(func() { eng.Close(context.Background()) })
+		return eng
+	}
+
+	again, err := fresh().Charge(e.ctx, ledger.ChargeRequest{AccountID: "u", Key: "job-1", Amount: amt("4")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !again.Replayed || again.Transaction.ID != first.Transaction.ID || again.Charge.ID != first.Charge.ID {
+		t.Fatalf("replay through another engine = %+v, want the first result", again)
+	}
+	_, err = fresh().Charge(e.ctx, ledger.ChargeRequest{AccountID: "u", Key: "job-1", Amount: amt("5")})
+	wantCode(t, err, scrip.EIdempotencyConflict)
+
+	// The replay among new operations, in whatever batches they fall: each
+	// new one applies once, the replay applies nothing.
+	eng := fresh()
+	const n = 8
+	errs := make(chan error, n+1)
+	replayed := make(chan bool, n+1)
+	for i := range n + 1 {
+		go func() {
+			key, amount := fmt.Sprintf("new-%d", i), "0.5"
+			if i == n {
+				key, amount = "job-1", "4"
+			}
+			r, err := eng.Charge(e.ctx, ledger.ChargeRequest{AccountID: "u", Key: key, Amount: amt(amount)})
+			errs <- err
+			replayed <- r.Replayed
+		}()
+	}
+	replays := 0
+	for range n + 1 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+		if <-replayed {
+			replays++
+		}
+	}
+	if replays != 1 {
+		t.Fatalf("%d replays, want 1", replays)
+	}
+	e.wantAvailable("u", "2")
 	e.verify()
 }
 

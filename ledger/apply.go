@@ -40,6 +40,12 @@ type batch struct {
 // apply runs one batch in one store transaction. It reads the idempotency
 // keys the engine may have committed (keys.go); if the journal holds one
 // it did not read, it runs the batch again reading them all.
+//
+// The journal shows such a key in one of two ways: the operation succeeded
+// again and its write breaks the unique index, or it failed (a settled hold,
+// credits since spent, another request under the key) and writes nothing;
+// so applyReading reads the unread keys of failed operations before it
+// commits.
 func (e *Engine) apply(ctx context.Context, ops []*op) error {
 	keys := make([]TxKey, len(ops))
 	for i, o := range ops {
@@ -61,7 +67,9 @@ func (e *Engine) apply(ctx context.Context, ops []*op) error {
 }
 
 // applyReading runs one batch in one store transaction, reading the
-// transactions recorded under keys.
+// transactions recorded under keys, one key per operation at most. It
+// returns an error wrapping ErrKeyExists when the journal holds an unread
+// key of one of ops.
 func (e *Engine) applyReading(ctx context.Context, ops []*op, keys []TxKey) (err error) {
 	now := e.now()
 	var (
@@ -159,6 +167,15 @@ func (e *Engine) applyReading(ctx context.Context, ops []*op, keys []TxKey) (err
 	for _, o := range ops {
 		b.run(o)
 	}
+	if unread := unreadFailed(ops, keys); len(unread) > 0 {
+		found, err := tx.LoadKeyed(ctx, unread)
+		if err != nil {
+			return fmt.Errorf("load idempotency keys: %w", err)
+		}
+		if len(found) > 0 {
+			return fmt.Errorf("a failed operation's key %q: %w", found[0].IdempotencyKey, ErrKeyExists)
+		}
+	}
 
 	w := b.writes()
 	if w.Empty() {
@@ -172,6 +189,33 @@ func (e *Engine) applyReading(ctx context.Context, ops []*op, keys []TxKey) (err
 	}
 	committed = true
 	return nil
+}
+
+// unreadFailed returns the keys of the failed operations among ops that
+// were not among the keys read.
+func unreadFailed(ops []*op, read []TxKey) []TxKey {
+	if len(read) == len(ops) {
+		return nil
+	}
+	var (
+		out     []TxKey
+		wasRead map[TxKey]bool
+	)
+	for _, o := range ops {
+		if o.err == nil {
+			continue
+		}
+		if wasRead == nil {
+			wasRead = make(map[TxKey]bool, len(read))
+			for _, k := range read {
+				wasRead[k] = true
+			}
+		}
+		if k := (TxKey{AccountID: o.accountID, Key: o.key}); !wasRead[k] {
+			out = append(out, k)
+		}
+	}
+	return out
 }
 
 // load locks the batch's accounts and reads what its operations need: in one

@@ -9,10 +9,13 @@ import (
 // A batch reads from the journal only the idempotency keys it may find
 // there. Every operation carries a key and almost every key is new, so
 // reading them all would cost each operation one probe of the journal's
-// largest index for nothing. The journal's unique index on (account, key)
-// stays the check: when a key the batch did not read is there, the write
-// fails with ErrKeyExists and the batch runs again reading all of its keys,
-// which gives the same results as reading them all the first time.
+// largest index for nothing. The journal stays the check: when a key the
+// batch did not read is there, either its operation succeeded again and the
+// unique index on (account, key) refuses the write with ErrKeyExists, or it
+// failed and the batch reads the keys of its failed operations before it
+// commits (Engine.apply). Either way the batch runs again reading all of
+// its keys, which gives the same results as reading them all the first
+// time.
 
 // Bounds of the keys filter.
 const (
@@ -20,8 +23,9 @@ const (
 	// filter; with two generations it remembers at least the last that
 	// many keys and at most twice as many.
 	keysPerGeneration = 1 << 20
-	// keyBitsPerKey sizes a generation: 16 bits a key and 4 probes claim
-	// about one key in 400 that it never saw (which costs a needless read).
+	// keyBitsPerKey sizes a generation: with 16 bits a key and 4 probes
+	// a full generation claims about one key in 400 that it never saw, and
+	// the two together one in 200 at most (each costs a needless read).
 	keyBitsPerKey = 16
 	keyProbes     = 4
 	// keysReadAllAfterConflict is how long the engine reads every key after

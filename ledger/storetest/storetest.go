@@ -612,61 +612,90 @@ func testIdempotency(t *testing.T, open Open) {
 
 // testKeyOnlyInJournal replays keys through engines that did not commit
 // them (another process, or this one before a restart): only the journal
-// knows them, and the replays must still return the first results.
+// knows them, and the replays must still return the first results, whether
+// the operation would succeed again or now fail.
 func testKeyOnlyInJournal(t *testing.T, open Open) {
 	e := newEnv(t, open)
 	e.account("u")
 	e.grant("u", ledger.KindTopUp, "10", time.Time{})
-	first, err := e.eng.Charge(e.ctx, ledger.ChargeRequest{AccountID: "u", Key: "job-1", Amount: amt("4")})
-	if err != nil {
-		t.Fatal(err)
-	}
+	// Each replay on an engine of its own, which knows none of the keys.
 	fresh := func() *ledger.Engine {
 		eng := ledger.NewEngine(e.store, ledger.Options{Clock: e.clock, SweepEvery: -1})
 		t.Cleanup(func() { eng.Close(context.Background()) })
 		return eng
 	}
+	wantReplay := func(what string, r ledger.Result, err error, first ledger.Result) {
+		t.Helper()
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		if !r.Replayed || r.Transaction.ID != first.Transaction.ID {
+			t.Fatalf("%s = %+v, want a replay of %s", what, r, first.Transaction.ID)
+		}
+	}
 
-	again, err := fresh().Charge(e.ctx, ledger.ChargeRequest{AccountID: "u", Key: "job-1", Amount: amt("4")})
+	// Run again, the charge would succeed: the journal's unique index
+	// refuses it.
+	charge, err := e.eng.Charge(e.ctx, ledger.ChargeRequest{AccountID: "u", Key: "job-1", Amount: amt("4")})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !again.Replayed || again.Transaction.ID != first.Transaction.ID || again.Charge.ID != first.Charge.ID {
-		t.Fatalf("replay through another engine = %+v, want the first result", again)
+	r, err := fresh().Charge(e.ctx, ledger.ChargeRequest{AccountID: "u", Key: "job-1", Amount: amt("4")})
+	wantReplay("charge replayed", r, err, charge)
+	_, err = fresh().Charge(e.ctx, ledger.ChargeRequest{AccountID: "u", Key: "job-1", Amount: amt("0.5")})
+	wantCode(t, err, scrip.EIdempotencyConflict)
+
+	// Run again, these would fail: the hold is settled, the credits spent.
+	h, err := e.eng.Hold(e.ctx, ledger.HoldRequest{AccountID: "u", Key: "job-2", Amount: amt("2")})
+	if err != nil {
+		t.Fatal(err)
 	}
+	capture, err := e.eng.Capture(e.ctx, ledger.CaptureRequest{HoldID: h.Hold.ID, Key: "job-2:capture", Amount: amt("2")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	spend, err := e.eng.Charge(e.ctx, ledger.ChargeRequest{AccountID: "u", Key: "job-3", Amount: amt("3")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.wantAvailable("u", "1")
+	r, err = fresh().Capture(e.ctx, ledger.CaptureRequest{HoldID: h.Hold.ID, Key: "job-2:capture", Amount: amt("2")})
+	wantReplay("capture of a settled hold replayed", r, err, capture)
+	r, err = fresh().Charge(e.ctx, ledger.ChargeRequest{AccountID: "u", Key: "job-3", Amount: amt("3")})
+	wantReplay("charge beyond the balance replayed", r, err, spend)
 	_, err = fresh().Charge(e.ctx, ledger.ChargeRequest{AccountID: "u", Key: "job-1", Amount: amt("5")})
 	wantCode(t, err, scrip.EIdempotencyConflict)
 
-	// The replay among new operations, in whatever batches they fall: each
-	// new one applies once, the replay applies nothing.
+	// A replay in one batch with new operations (the engine's first batch
+	// takes whatever is queued): each new one applies once.
 	eng := fresh()
-	const n = 8
+	const n = 4
 	errs := make(chan error, n+1)
-	replayed := make(chan bool, n+1)
+	replays := make(chan bool, n+1)
 	for i := range n + 1 {
 		go func() {
-			key, amount := fmt.Sprintf("new-%d", i), "0.5"
+			req := ledger.ChargeRequest{AccountID: "u", Key: fmt.Sprintf("new-%d", i), Amount: amt("0.25")}
 			if i == n {
-				key, amount = "job-1", "4"
+				req = ledger.ChargeRequest{AccountID: "u", Key: "job-1", Amount: amt("4")}
 			}
-			r, err := eng.Charge(e.ctx, ledger.ChargeRequest{AccountID: "u", Key: key, Amount: amt(amount)})
+			r, err := eng.Charge(e.ctx, req)
 			errs <- err
-			replayed <- r.Replayed
+			replays <- r.Replayed
 		}()
 	}
-	replays := 0
+	replayed := 0
 	for range n + 1 {
 		if err := <-errs; err != nil {
 			t.Fatal(err)
 		}
-		if <-replayed {
-			replays++
+		if <-replays {
+			replayed++
 		}
 	}
-	if replays != 1 {
-		t.Fatalf("%d replays, want 1", replays)
+	if replayed != 1 {
+		t.Fatalf("%d replays, want 1", replayed)
 	}
-	e.wantAvailable("u", "2")
+	e.wantAvailable("u", "0")
 	e.verify()
 }
 

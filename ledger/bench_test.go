@@ -152,7 +152,7 @@ func BenchmarkApplyCharges(b *testing.B) {
 	for _, tc := range []struct{ batch, accounts int }{{1, 1}, {64, 64}, {512, 512}, {512, 10}} {
 		b.Run(fmt.Sprintf("batch=%d/accounts=%d", tc.batch, tc.accounts), func(b *testing.B) {
 			s, ids := newBenchStore(tc.accounts)
-			e := &Engine{store: s, opt: Options{Clock: SystemClock{}}}
+			e := &Engine{store: s, opt: Options{Clock: SystemClock{}}, keys: newSeenKeys()}
 			ops := make([]*op, tc.batch)
 			for i := range ops {
 				acct := ids[i%len(ids)]

@@ -100,12 +100,25 @@ func (l *latencies) record(kind string, micros int64) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.all.RecordValue(v)
-	h := l.kinds[kind]
+	l.kind(kind).RecordValue(v)
+}
+
+// kind returns the histogram of one kind of work, creating it if need be.
+func (l *latencies) kind(k string) *hdrhistogram.Histogram {
+	h := l.kinds[k]
 	if h == nil {
 		h = newHistogram()
-		l.kinds[kind] = h
+		l.kinds[k] = h
 	}
-	h.RecordValue(v)
+	return h
+}
+
+// merge adds what o recorded; o must no longer be recording.
+func (l *latencies) merge(o *latencies) {
+	l.all.Merge(o.all)
+	for k, h := range o.kinds {
+		l.kind(k).Merge(h)
+	}
 }
 
 type recentCharge struct {
@@ -160,17 +173,11 @@ func (l *load) run(ctx context.Context) *Result {
 	stopProgress()
 
 	res := &Result{Target: l.t.name(), Errors: map[string]int64{}, Kinds: map[string]KindStats{}}
-	all := newHistogram()
-	kinds := map[string]*hdrhistogram.Histogram{}
+	total := newLatencies()
 	for _, sh := range shards {
-		all.Merge(sh.all)
-		for k, h := range sh.kinds {
-			if kinds[k] == nil {
-				kinds[k] = newHistogram()
-			}
-			kinds[k].Merge(h)
-		}
+		total.merge(sh)
 	}
+	all := total.all
 	for _, w := range workers {
 		for c, n := range w.errors {
 			res.Errors[c] += n
@@ -184,7 +191,7 @@ func (l *load) run(ctx context.Context) *Result {
 	res.CallsPerSec = round2(float64(res.Calls) / elapsed.Seconds())
 	res.P50Ms, res.P90Ms, res.P99Ms = ms(all.ValueAtQuantile(50)), ms(all.ValueAtQuantile(90)), ms(all.ValueAtQuantile(99))
 	res.MaxMs, res.MeanMs = ms(all.Max()), round3(all.Mean()/1000)
-	for k, h := range kinds {
+	for k, h := range total.kinds {
 		res.Kinds[k] = KindStats{Ops: h.TotalCount(), P50Ms: ms(h.ValueAtQuantile(50)), P99Ms: ms(h.ValueAtQuantile(99))}
 	}
 	res.Batches = l.t.batches()

@@ -68,7 +68,8 @@ func (s *seenKeys) filter(keys []TxKey) []TxKey {
 	return out
 }
 
-// add records committed keys.
+// add records the keys of a committed batch. Those of its failed
+// operations go in too: they cost a needless read at worst.
 func (s *seenKeys) add(keys []TxKey) {
 	s.mu.Lock()
 	defer s.mu.Unlock()

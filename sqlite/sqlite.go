@@ -294,7 +294,9 @@ type writeStmts struct {
 	stmtSet
 	createAccount, accountW, lockAccounts                *sql.Stmt
 	loadGrants, loadHolds, loadCharges, loadKeyed        *sql.Stmt
+	loadLiveGrants                                       *sql.Stmt
 	updateAccount, updateGrant, updateHold, updateCharge *sql.Stmt
+	spendGrant                                           *sql.Stmt
 	grants, holds, charges, transactions                 inserter
 }
 
@@ -304,6 +306,11 @@ func (w *writeStmts) prepare(ctx context.Context, db *sql.DB) error {
 	w.accountW = w.prep(ctx, db, `SELECT `+accountCols+` FROM accounts WHERE id = ?`)
 	w.lockAccounts = w.prep(ctx, db, `SELECT `+accountCols+` FROM accounts
 		WHERE id IN (SELECT value FROM json_each(?)) ORDER BY id`)
+	// Most batches name no grant by id; without the UNION, SQLite reads
+	// grants_live in order and neither sorts nor removes duplicates.
+	w.loadLiveGrants = w.prep(ctx, db, `SELECT `+grantCols+` FROM grants
+		WHERE account_id IN (SELECT value FROM json_each(?)) AND closed = 0 AND remaining > 0
+		ORDER BY account_id, created_at, id`)
 	w.loadGrants = w.prep(ctx, db, `SELECT `+grantCols+` FROM grants
 		WHERE account_id IN (SELECT value FROM json_each(?1)) AND closed = 0 AND remaining > 0
 		UNION
@@ -322,6 +329,10 @@ func (w *writeStmts) prepare(ctx context.Context, db *sql.DB) error {
 		ORDER BY t.account_id, t.seq`)
 	w.updateAccount = w.prep(ctx, db, `UPDATE accounts SET seq = ?, hash = ? WHERE id = ?`)
 	w.updateGrant = w.prep(ctx, db, `UPDATE grants SET remaining = ?, closed = ? WHERE id = ?`)
+	// closed is in the WHERE clause of grants_live and grants_due: SQLite
+	// rewrites the entries of both whenever an UPDATE names it, even with
+	// the same value. A grant that stays open changes remaining alone.
+	w.spendGrant = w.prep(ctx, db, `UPDATE grants SET remaining = ? WHERE id = ?`)
 	w.updateHold = w.prep(ctx, db, `UPDATE holds SET status = ?, settled_at = ?, captured = ?, charge_id = ?
 		WHERE id = ?`)
 	w.updateCharge = w.prep(ctx, db, `UPDATE charges SET refunded = ?, allocations = ? WHERE id = ?`)

@@ -57,7 +57,15 @@ func (t *Tx) LockAccounts(ctx context.Context, ids []string) ([]ledger.Account, 
 // LoadGrants returns the live grants of the accounts and the grants named by
 // id, each once, by account then creation order.
 func (t *Tx) LoadGrants(ctx context.Context, accountIDs, grantIDs []string) ([]ledger.Grant, error) {
-	rows, err := t.stmt(ctx, t.s.w.loadGrants).QueryContext(ctx, encodeIDs(accountIDs), encodeIDs(grantIDs))
+	var (
+		rows *sql.Rows
+		err  error
+	)
+	if len(grantIDs) == 0 {
+		rows, err = t.stmt(ctx, t.s.w.loadLiveGrants).QueryContext(ctx, encodeIDs(accountIDs))
+	} else {
+		rows, err = t.stmt(ctx, t.s.w.loadGrants).QueryContext(ctx, encodeIDs(accountIDs), encodeIDs(grantIDs))
+	}
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: load grants: %w", err)
 	}
@@ -143,7 +151,13 @@ func (t *Tx) write(ctx context.Context, w *ledger.Writes) error {
 	}
 	for i := range w.Grants {
 		g := &w.Grants[i]
-		err := t.update(ctx, s.updateGrant, "grant", g.ID, g.Remaining.Micros(), boolInt(g.Closed), g.ID)
+		var err error
+		if g.Closed {
+			err = t.update(ctx, s.updateGrant, "grant", g.ID, g.Remaining.Micros(), 1, g.ID)
+		} else {
+			// A grant is never reopened: open here, open in the file.
+			err = t.update(ctx, s.spendGrant, "grant", g.ID, g.Remaining.Micros(), g.ID)
+		}
 		if err != nil {
 			return err
 		}

@@ -27,6 +27,9 @@ type httpTarget struct {
 	base   string
 	key    string
 	client *http.Client
+	// wire carries the operations to a plain http:// server; nil over https.
+	wire   *wire
+	prefix string // the base URL's path, in front of every request's
 	action string
 	// before is the server's batch-size histogram when the timed run
 	// started; batches reports the difference.
@@ -51,6 +54,14 @@ func newHTTPTarget(ctx context.Context, cfg Config) (*httpTarget, error) {
 		key:    cfg.APIKey,
 		client: &http.Client{Transport: tr, Timeout: opTimeout},
 		action: quoteAction,
+	}
+	if u.Scheme == "http" {
+		host := u.Host
+		if u.Port() == "" {
+			host += ":80"
+		}
+		t.wire = &wire{addr: host, host: u.Host}
+		t.prefix = strings.TrimSuffix(u.Path, "/")
 	}
 	// Quote an action the server's catalog has.
 	var list struct {
@@ -81,13 +92,32 @@ func hasAction(list []struct {
 // do sends one request and decodes the response into out (when not nil).
 // An error response becomes a *scrip.Error with the server's code.
 func (t *httpTarget) do(ctx context.Context, method, path, key string, body, out any) error {
-	var rd io.Reader
+	var data []byte
 	if body != nil {
-		b, err := json.Marshal(body)
-		if err != nil {
+		var err error
+		if data, err = json.Marshal(body); err != nil {
 			return err
 		}
-		rd = bytes.NewReader(b)
+	}
+	if t.wire != nil {
+		var h [3][2]string
+		h[0] = [2]string{"Authorization", "Bearer " + t.key}
+		n := 1
+		if body != nil {
+			h[n] = [2]string{"Content-Type", "application/json"}
+			n++
+		}
+		if key != "" {
+			h[n] = [2]string{"Idempotency-Key", key}
+			n++
+		}
+		return t.wire.do(ctx, method, t.prefix+path, h[:n], data, func(r wireResponse) error {
+			return decode(method, path, r.status, r.reason, r.body, out)
+		})
+	}
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(data)
 	}
 	req, err := http.NewRequestWithContext(ctx, method, t.base+path, rd)
 	if err != nil {
@@ -105,17 +135,23 @@ func (t *httpTarget) do(ctx context.Context, method, path, key string, body, out
 		return err
 	}
 	defer resp.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(resp.Body, responseBytesMax))
+	b, err := io.ReadAll(io.LimitReader(resp.Body, responseBytesMax))
 	if err != nil {
 		return err
 	}
-	if resp.StatusCode >= 300 {
+	return decode(method, path, resp.StatusCode, resp.Status, b, out)
+}
+
+// decode turns a response into out (when not nil) or, for an error status,
+// a *scrip.Error with the server's code.
+func decode(method, path string, code int, status string, data []byte, out any) error {
+	if code >= 300 {
 		var p struct {
 			Code   string `json:"code"`
 			Detail string `json:"detail"`
 		}
 		if json.Unmarshal(data, &p) != nil || p.Code == "" {
-			return fmt.Errorf("%s %s: %s", method, path, resp.Status)
+			return fmt.Errorf("%s %s: %s", method, path, status)
 		}
 		return &scrip.Error{Code: p.Code, Message: fmt.Sprintf("%s %s: %s", method, path, p.Detail)}
 	}
@@ -298,5 +334,8 @@ func (t *httpTarget) scrapeBatches(ctx context.Context) (map[string]float64, err
 
 func (t *httpTarget) close(context.Context) error {
 	t.client.CloseIdleConnections()
+	if t.wire != nil {
+		t.wire.close()
+	}
 	return nil
 }

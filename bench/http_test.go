@@ -1,0 +1,104 @@
+package bench_test
+
+import (
+	"context"
+	"net/http/httptest"
+	"path/filepath"
+	"testing"
+
+	"github.com/scriphq/scrip/bench"
+	"github.com/scriphq/scrip/catalog"
+	"github.com/scriphq/scrip/examples/catalogs"
+	"github.com/scriphq/scrip/httpapi"
+	"github.com/scriphq/scrip/httpapi/auth"
+	"github.com/scriphq/scrip/ledger"
+	"github.com/scriphq/scrip/postgres"
+	"github.com/scriphq/scrip/postgres/pgtest"
+	"github.com/scriphq/scrip/sqlite"
+)
+
+const adminKey = "sk_bench_test_admin_key_0123456789"
+
+type serverStore interface {
+	ledger.Store
+	auth.KeyStore
+	Close() error
+}
+
+// serve runs scrip's API on st, as scrip serve does, and returns its URL.
+func serve(t *testing.T, st serverStore) string {
+	t.Helper()
+	metrics, err := httpapi.NewMetrics(nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	eng := ledger.NewEngine(st, ledger.Options{Observer: metrics})
+	holder, err := httpapi.NewCatalogHolder(func() (*catalog.Catalog, error) {
+		data, err := catalogs.FS.ReadFile(catalogs.Demo)
+		if err != nil {
+			return nil, err
+		}
+		return catalog.Parse(data, catalogs.Demo)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	api, err := httpapi.New(context.Background(), httpapi.Config{Engine: eng, Catalog: holder, Keys: st, AdminKey: adminKey, Metrics: metrics})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(api)
+	t.Cleanup(func() {
+		srv.Close()
+		eng.Close(context.Background())
+		st.Close()
+	})
+	return srv.URL
+}
+
+func TestRunHTTPSQLite(t *testing.T) {
+	t.Parallel()
+	st, err := sqlite.Open(filepath.Join(t.TempDir(), "scrip.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	runHTTP(t, serve(t, st))
+}
+
+func TestRunHTTPPostgres(t *testing.T) {
+	st, err := postgres.Open(context.Background(), pgtest.URL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	runHTTP(t, serve(t, st))
+}
+
+// runHTTP runs every workload end to end against the server at url.
+func runHTTP(t *testing.T, url string) {
+	t.Helper()
+	for _, w := range bench.Workloads {
+		t.Run(w, func(t *testing.T) {
+			cfg := bench.Config{
+				HTTP: url, APIKey: adminKey,
+				Workload: w, Accounts: 20, Concurrency: 8, Ops: 400, Seed: 4,
+			}
+			rep := run(t, cfg)
+			if rep.Level != "http" {
+				t.Errorf("level %q, want http", rep.Level)
+			}
+		})
+	}
+}
+
+func TestRunHTTPRefusesBadKey(t *testing.T) {
+	t.Parallel()
+	st, err := sqlite.Open(filepath.Join(t.TempDir(), "scrip.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	url := serve(t, st)
+	cfg := bench.Config{HTTP: url, APIKey: "sk_wrong", Workload: bench.WorkloadCharge, Accounts: 2, Concurrency: 1, Ops: 1}
+	if _, err := bench.Run(context.Background(), cfg); err == nil {
+		t.Fatal("Run succeeded with a key the server does not know")
+	}
+}

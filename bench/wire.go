@@ -1,0 +1,297 @@
+package bench
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strconv"
+	"sync"
+	"time"
+)
+
+// wire is the load generator's HTTP/1.1 client for plain http:// servers:
+// keep-alive connections, each request written from one reused buffer and
+// each response read straight off the connection. It does on the client's
+// side what a server is measured doing on its own, without the per-request
+// goroutines and allocations of net/http's client, so that on one machine
+// the load generator leaves the cores to the server. Over https the
+// load generator uses net/http.
+type wire struct {
+	addr string // host:port to dial
+	host string // Host header
+	mu   sync.Mutex
+	idle []*wireConn
+}
+
+type wireConn struct {
+	c   net.Conn
+	r   *bufio.Reader
+	req []byte // the request being written
+	buf []byte // the last response's body
+}
+
+// wireResponse is one response: its status and body. The body is valid
+// until the connection serves another request, so do decodes it before
+// handing the connection back.
+type wireResponse struct {
+	status int
+	reason string
+	body   []byte
+}
+
+// do sends one request and hands the response to read.
+func (w *wire) do(ctx context.Context, method, path string, header [][2]string, body []byte, read func(wireResponse) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	wc, err := w.conn(ctx)
+	if err != nil {
+		return err
+	}
+	deadline := time.Now().Add(opTimeout)
+	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+		deadline = d
+	}
+	if err := wc.c.SetDeadline(deadline); err != nil {
+		wc.c.Close()
+		return err
+	}
+	resp, keep, err := wc.roundTrip(w.host, method, path, header, body)
+	if err != nil {
+		wc.c.Close()
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if d, ok := ctx.Deadline(); ok && !time.Now().Before(d) {
+			return context.DeadlineExceeded
+		}
+		return fmt.Errorf("%s %s: %w", method, path, err)
+	}
+	err = read(resp)
+	if keep {
+		w.put(wc)
+	} else {
+		wc.c.Close()
+	}
+	return err
+}
+
+func (w *wire) conn(ctx context.Context) (*wireConn, error) {
+	w.mu.Lock()
+	if n := len(w.idle); n > 0 {
+		wc := w.idle[n-1]
+		w.idle = w.idle[:n-1]
+		w.mu.Unlock()
+		return wc, nil
+	}
+	w.mu.Unlock()
+	d := net.Dialer{Timeout: opTimeout, KeepAlive: 30 * time.Second}
+	c, err := d.DialContext(ctx, "tcp", w.addr)
+	if err != nil {
+		return nil, err
+	}
+	return &wireConn{c: c, r: bufio.NewReaderSize(c, 16<<10)}, nil
+}
+
+func (w *wire) put(wc *wireConn) {
+	w.mu.Lock()
+	w.idle = append(w.idle, wc)
+	w.mu.Unlock()
+}
+
+func (w *wire) close() {
+	w.mu.Lock()
+	for _, wc := range w.idle {
+		wc.c.Close()
+	}
+	w.idle = nil
+	w.mu.Unlock()
+}
+
+var errMalformed = errors.New("malformed response")
+
+// roundTrip writes a request and reads its response; keep reports whether
+// the connection may carry another request.
+func (wc *wireConn) roundTrip(host, method, path string, header [][2]string, body []byte) (resp wireResponse, keep bool, err error) {
+	b := append(wc.req[:0], method...)
+	b = append(b, ' ')
+	b = append(b, path...)
+	b = append(b, " HTTP/1.1\r\nHost: "...)
+	b = append(b, host...)
+	b = append(b, "\r\n"...)
+	for _, h := range header {
+		b = append(b, h[0]...)
+		b = append(b, ": "...)
+		b = append(b, h[1]...)
+		b = append(b, "\r\n"...)
+	}
+	if body != nil || method == "POST" {
+		b = append(b, "Content-Length: "...)
+		b = strconv.AppendInt(b, int64(len(body)), 10)
+		b = append(b, "\r\n"...)
+	}
+	b = append(b, "\r\n"...)
+	b = append(b, body...)
+	wc.req = b
+	if _, err := wc.c.Write(b); err != nil {
+		return resp, false, err
+	}
+
+	line, err := wc.line()
+	if err != nil {
+		return resp, false, err
+	}
+	// HTTP/1.1 200 OK
+	proto, rest, ok := bytes.Cut(line, []byte{' '})
+	if !ok || !bytes.HasPrefix(proto, []byte("HTTP/1.")) || len(rest) < 3 {
+		return resp, false, errMalformed
+	}
+	code, err := strconv.Atoi(string(rest[:3]))
+	if err != nil {
+		return resp, false, errMalformed
+	}
+	resp.status = code
+	resp.reason = string(bytes.TrimSpace(rest))
+	keep = string(proto) == "HTTP/1.1"
+	length, chunked := int64(-1), false
+	for {
+		line, err := wc.line()
+		if err != nil {
+			return resp, false, err
+		}
+		if len(line) == 0 {
+			break
+		}
+		name, value, ok := bytes.Cut(line, []byte{':'})
+		if !ok {
+			return resp, false, errMalformed
+		}
+		value = bytes.TrimSpace(value)
+		switch {
+		case asciiEqualFold(name, "Content-Length"):
+			if length, err = strconv.ParseInt(string(value), 10, 64); err != nil || length < 0 {
+				return resp, false, errMalformed
+			}
+		case asciiEqualFold(name, "Transfer-Encoding"):
+			chunked = asciiEqualFold(value, "chunked")
+			if !chunked {
+				return resp, false, fmt.Errorf("transfer encoding %q", value)
+			}
+		case asciiEqualFold(name, "Connection"):
+			if asciiEqualFold(value, "close") {
+				keep = false
+			}
+		}
+	}
+	switch {
+	case method == "HEAD" || code == 204 || code == 304 || code < 200:
+		wc.buf = wc.buf[:0]
+	case chunked:
+		err = wc.readChunked()
+	case length >= 0:
+		err = wc.readN(length)
+	default: // the body runs to the end of the connection
+		wc.buf, err = readAllMax(wc.buf[:0], wc.r)
+		keep = false
+	}
+	if err != nil {
+		return resp, false, err
+	}
+	resp.body = wc.buf
+	return resp, keep, nil
+}
+
+// line reads one header line without its CRLF.
+func (wc *wireConn) line() ([]byte, error) {
+	line, err := wc.r.ReadSlice('\n')
+	if err != nil {
+		if errors.Is(err, bufio.ErrBufferFull) {
+			return nil, errMalformed
+		}
+		return nil, err
+	}
+	return bytes.TrimRight(line, "\r\n"), nil
+}
+
+func (wc *wireConn) readN(n int64) error {
+	if n > responseBytesMax {
+		return fmt.Errorf("response of %d bytes; at most %d", n, responseBytesMax)
+	}
+	if int64(cap(wc.buf)) < n {
+		wc.buf = make([]byte, n)
+	}
+	wc.buf = wc.buf[:n]
+	_, err := io.ReadFull(wc.r, wc.buf)
+	return err
+}
+
+func (wc *wireConn) readChunked() error {
+	wc.buf = wc.buf[:0]
+	for {
+		line, err := wc.line()
+		if err != nil {
+			return err
+		}
+		size, _, _ := bytes.Cut(line, []byte{';'})
+		n, err := strconv.ParseInt(string(bytes.TrimSpace(size)), 16, 64)
+		if err != nil || n < 0 {
+			return errMalformed
+		}
+		if n == 0 {
+			// Trailers, then the empty line.
+			for {
+				line, err := wc.line()
+				if err != nil {
+					return err
+				}
+				if len(line) == 0 {
+					return nil
+				}
+			}
+		}
+		if int64(len(wc.buf))+n > responseBytesMax {
+			return fmt.Errorf("response over %d bytes", responseBytesMax)
+		}
+		start := len(wc.buf)
+		wc.buf = append(wc.buf, make([]byte, n)...)
+		if _, err := io.ReadFull(wc.r, wc.buf[start:]); err != nil {
+			return err
+		}
+		if line, err := wc.line(); err != nil || len(line) != 0 {
+			return errMalformed
+		}
+	}
+}
+
+func readAllMax(dst []byte, r io.Reader) ([]byte, error) {
+	var b bytes.Buffer
+	b.Write(dst)
+	_, err := b.ReadFrom(io.LimitReader(r, responseBytesMax+1))
+	if b.Len() > responseBytesMax {
+		return nil, fmt.Errorf("response over %d bytes", responseBytesMax)
+	}
+	return b.Bytes(), err
+}
+
+func asciiEqualFold[S string | []byte](a S, b string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range len(b) {
+		x, y := a[i], b[i]
+		if 'A' <= x && x <= 'Z' {
+			x += 'a' - 'A'
+		}
+		if 'A' <= y && y <= 'Z' {
+			y += 'a' - 'A'
+		}
+		if x != y {
+			return false
+		}
+	}
+	return true
+}

@@ -10,6 +10,7 @@ import (
 	"net"
 	"strconv"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -48,19 +49,25 @@ func (w *wire) do(ctx context.Context, method, path string, header [][2]string, 
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	wc, err := w.conn(ctx)
-	if err != nil {
-		return err
-	}
 	deadline := time.Now().Add(opTimeout)
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
 		deadline = d
 	}
-	if err := wc.c.SetDeadline(deadline); err != nil {
-		wc.c.Close()
+	wc, reused, err := w.conn(ctx)
+	if err != nil {
 		return err
 	}
-	resp, keep, err := wc.roundTrip(w.host, method, path, header, body)
+	resp, keep, err := wc.roundTrip(deadline, w.host, method, path, header, body)
+	if err != nil && reused && errors.Is(err, errStale) {
+		// The server closed a connection that sat idle (its idle timeout, a
+		// proxy's) before it read the request: send it on a new one. Every
+		// request here may be sent twice: writes carry an idempotency key.
+		wc.c.Close()
+		if wc, _, err = w.dial(ctx); err != nil {
+			return err
+		}
+		resp, keep, err = wc.roundTrip(deadline, w.host, method, path, header, body)
+	}
 	if err != nil {
 		wc.c.Close()
 		if ctx.Err() != nil {
@@ -80,21 +87,26 @@ func (w *wire) do(ctx context.Context, method, path string, header [][2]string, 
 	return err
 }
 
-func (w *wire) conn(ctx context.Context) (*wireConn, error) {
+// conn returns an idle connection (reused) or a new one.
+func (w *wire) conn(ctx context.Context) (wc *wireConn, reused bool, err error) {
 	w.mu.Lock()
 	if n := len(w.idle); n > 0 {
 		wc := w.idle[n-1]
 		w.idle = w.idle[:n-1]
 		w.mu.Unlock()
-		return wc, nil
+		return wc, true, nil
 	}
 	w.mu.Unlock()
+	return w.dial(ctx)
+}
+
+func (w *wire) dial(ctx context.Context) (*wireConn, bool, error) {
 	d := net.Dialer{Timeout: opTimeout, KeepAlive: 30 * time.Second}
 	c, err := d.DialContext(ctx, "tcp", w.addr)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
-	return &wireConn{c: c, r: bufio.NewReaderSize(c, 16<<10)}, nil
+	return &wireConn{c: c, r: bufio.NewReaderSize(c, 16<<10)}, false, nil
 }
 
 func (w *wire) put(wc *wireConn) {
@@ -112,11 +124,19 @@ func (w *wire) close() {
 	w.mu.Unlock()
 }
 
-var errMalformed = errors.New("malformed response")
+var (
+	errMalformed = errors.New("malformed response")
+	// errStale marks a connection that failed before the server answered
+	// anything: the request was not read.
+	errStale = errors.New("connection closed before the response")
+)
 
 // roundTrip writes a request and reads its response; keep reports whether
 // the connection may carry another request.
-func (wc *wireConn) roundTrip(host, method, path string, header [][2]string, body []byte) (resp wireResponse, keep bool, err error) {
+func (wc *wireConn) roundTrip(deadline time.Time, host, method, path string, header [][2]string, body []byte) (resp wireResponse, keep bool, err error) {
+	if err := wc.c.SetDeadline(deadline); err != nil {
+		return resp, false, err
+	}
 	b := append(wc.req[:0], method...)
 	b = append(b, ' ')
 	b = append(b, path...)
@@ -138,11 +158,17 @@ func (wc *wireConn) roundTrip(host, method, path string, header [][2]string, bod
 	b = append(b, body...)
 	wc.req = b
 	if _, err := wc.c.Write(b); err != nil {
+		if isClosed(err) {
+			err = fmt.Errorf("%w: %w", errStale, err)
+		}
 		return resp, false, err
 	}
 
 	line, err := wc.line()
 	if err != nil {
+		if isClosed(err) && len(line) == 0 {
+			err = fmt.Errorf("%w: %w", errStale, err)
+		}
 		return resp, false, err
 	}
 	// HTTP/1.1 200 OK
@@ -205,14 +231,15 @@ func (wc *wireConn) roundTrip(host, method, path string, header [][2]string, bod
 	return resp, keep, nil
 }
 
-// line reads one header line without its CRLF.
+// line reads one header line without its CRLF. On an error it returns
+// what it read of the line.
 func (wc *wireConn) line() ([]byte, error) {
 	line, err := wc.r.ReadSlice('\n')
 	if err != nil {
 		if errors.Is(err, bufio.ErrBufferFull) {
-			return nil, errMalformed
+			return line, errMalformed
 		}
-		return nil, err
+		return line, err
 	}
 	return bytes.TrimRight(line, "\r\n"), nil
 }
@@ -265,6 +292,11 @@ func (wc *wireConn) readChunked() error {
 			return errMalformed
 		}
 	}
+}
+
+// isClosed reports whether err says the peer closed the connection.
+func isClosed(err error) bool {
+	return errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
 }
 
 func readAllMax(dst []byte, r io.Reader) ([]byte, error) {

@@ -185,3 +185,41 @@ func TestWireErrors(t *testing.T) {
 		}
 	})
 }
+
+// A server may close a kept-alive connection while it sits idle; the next
+// request on it goes out again on a new connection.
+func TestWireIdleConnectionClosed(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	closed := make(chan struct{}, 2)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() { // one request per connection, then close it silently
+				defer func() { c.Close(); closed <- struct{}{} }()
+				if _, err := http.ReadRequest(bufio.NewReader(c)); err != nil {
+					return
+				}
+				io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 12\r\n\r\n{\"id\":\"ch1\"}")
+			}()
+		}
+	}()
+	addr := ln.Addr().String()
+	tg := &httpTarget{key: "k", wire: &wire{addr: addr, host: addr}}
+	for i := range 2 {
+		var out idJSON
+		if err := tg.do(context.Background(), "POST", "/c", "key", map[string]int{}, &out); err != nil {
+			t.Fatalf("request %d: %v", i, err)
+		}
+		if out.ID != "ch1" {
+			t.Fatalf("request %d: id %q", i, out.ID)
+		}
+		<-closed
+	}
+}

@@ -70,6 +70,7 @@ func newHTTPTarget(ctx context.Context, cfg Config) (*httpTarget, error) {
 		} `json:"data"`
 	}
 	if err := t.do(ctx, http.MethodGet, "/v1/catalog/actions", "", nil, &list); err != nil {
+		t.close(ctx)
 		return nil, fmt.Errorf("list the server's actions: %w", err)
 	}
 	if len(list.Data) > 0 && !hasAction(list.Data, quoteAction) {

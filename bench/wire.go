@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
+	"slices"
 	"strconv"
 	"sync"
 	"syscall"
@@ -22,10 +24,11 @@ import (
 // the load generator leaves the cores to the server. Over https the
 // load generator uses net/http.
 type wire struct {
-	addr string // host:port to dial
-	host string // Host header
-	mu   sync.Mutex
-	idle []*wireConn
+	addr    string        // host:port to dial
+	host    string        // Host header
+	timeout time.Duration // bounds one request; 0: opTimeout
+	mu      sync.Mutex
+	idle    []*wireConn
 }
 
 type wireConn struct {
@@ -49,32 +52,22 @@ func (w *wire) do(ctx context.Context, method, path string, header [][2]string, 
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	deadline := time.Now().Add(opTimeout)
+	timeout := w.timeout
+	if timeout <= 0 {
+		timeout = opTimeout
+	}
+	deadline := time.Now().Add(timeout)
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
 		deadline = d
 	}
-	wc, reused, err := w.conn(ctx)
+	resp, wc, keep, err := w.roundTrip(ctx, deadline, method, path, header, body)
 	if err != nil {
-		return err
-	}
-	resp, keep, err := wc.roundTrip(deadline, w.host, method, path, header, body)
-	if err != nil && reused && errors.Is(err, errStale) {
-		// The server closed a connection that sat idle (its idle timeout, a
-		// proxy's) before it read the request: send it on a new one. Every
-		// request here may be sent twice: writes carry an idempotency key.
-		wc.c.Close()
-		if wc, _, err = w.dial(ctx); err != nil {
-			return err
-		}
-		resp, keep, err = wc.roundTrip(deadline, w.host, method, path, header, body)
-	}
-	if err != nil {
-		wc.c.Close()
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		if d, ok := ctx.Deadline(); ok && !time.Now().Before(d) {
-			return context.DeadlineExceeded
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			// Counted as a time-out, like net/http's client's.
+			err = fmt.Errorf("%w: %w", context.DeadlineExceeded, err)
 		}
 		return fmt.Errorf("%s %s: %w", method, path, err)
 	}
@@ -85,6 +78,33 @@ func (w *wire) do(ctx context.Context, method, path string, header [][2]string, 
 		wc.c.Close()
 	}
 	return err
+}
+
+// roundTrip sends the request on an idle connection or a new one and reads
+// the response; on an error the connection is closed.
+func (w *wire) roundTrip(ctx context.Context, deadline time.Time, method, path string, header [][2]string, body []byte) (wireResponse, *wireConn, bool, error) {
+	wc, reused, err := w.conn(ctx)
+	if err != nil {
+		return wireResponse{}, nil, false, err
+	}
+	resp, keep, err := wc.exchange(ctx, deadline, w.host, method, path, header, body)
+	if err != nil && reused && errors.Is(err, errStale) {
+		// The server closed a connection that sat idle (its idle timeout, a
+		// proxy's) before it read the request: send it on a new one. What
+		// the load generator sends may arrive twice: its writes carry an
+		// idempotency key, and creating an account that exists or asking
+		// for a quote changes nothing.
+		wc.c.Close()
+		if wc, _, err = w.dial(ctx); err != nil {
+			return wireResponse{}, nil, false, err
+		}
+		resp, keep, err = wc.exchange(ctx, deadline, w.host, method, path, header, body)
+	}
+	if err != nil {
+		wc.c.Close()
+		return wireResponse{}, nil, false, err
+	}
+	return resp, wc, keep, nil
 }
 
 // conn returns an idle connection (reused) or a new one.
@@ -131,11 +151,21 @@ var (
 	errStale = errors.New("connection closed before the response")
 )
 
-// roundTrip writes a request and reads its response; keep reports whether
-// the connection may carry another request.
-func (wc *wireConn) roundTrip(deadline time.Time, host, method, path string, header [][2]string, body []byte) (resp wireResponse, keep bool, err error) {
+// exchange writes a request and reads its response, until the deadline or
+// the end of ctx; keep reports whether the connection may carry another
+// request.
+func (wc *wireConn) exchange(ctx context.Context, deadline time.Time, host, method, path string, header [][2]string, body []byte) (resp wireResponse, keep bool, err error) {
 	if err := wc.c.SetDeadline(deadline); err != nil {
 		return resp, false, err
+	}
+	if ctx.Done() != nil {
+		// A cancelled run does not wait for the answers in flight.
+		stop := context.AfterFunc(ctx, func() { wc.c.SetDeadline(time.Unix(1, 0)) })
+		defer func() {
+			if !stop() {
+				keep = false // the deadline may move under the next request
+			}
+		}()
 	}
 	b := append(wc.req[:0], method...)
 	b = append(b, ' ')
@@ -164,23 +194,39 @@ func (wc *wireConn) roundTrip(deadline time.Time, host, method, path string, hea
 		return resp, false, err
 	}
 
-	line, err := wc.line()
-	if err != nil {
-		if isClosed(err) && len(line) == 0 {
-			err = fmt.Errorf("%w: %w", errStale, err)
+	first := true
+	for {
+		line, err := wc.line()
+		if err != nil {
+			if first && isClosed(err) && len(line) == 0 {
+				err = fmt.Errorf("%w: %w", errStale, err)
+			}
+			return resp, false, err
 		}
-		return resp, false, err
+		first = false
+		if resp, keep, err = wc.response(method, line); err != nil || resp.status >= 200 {
+			return resp, keep, err
+		}
+		// 1xx: an interim response (100 Continue, 103 Early Hints); the
+		// final one follows.
+		if resp.status == 101 {
+			return resp, false, errors.New("the server switched protocols")
+		}
 	}
+}
+
+// response reads a response's headers and body after its status line.
+func (wc *wireConn) response(method string, line []byte) (resp wireResponse, keep bool, err error) {
 	// HTTP/1.1 200 OK
 	proto, rest, ok := bytes.Cut(line, []byte{' '})
 	if !ok || !bytes.HasPrefix(proto, []byte("HTTP/1.")) || len(rest) < 3 {
 		return resp, false, errMalformed
 	}
-	code, err := strconv.Atoi(string(rest[:3]))
-	if err != nil {
+	code, ok := digits(rest[:3])
+	if !ok || (len(rest) > 3 && rest[3] != ' ') {
 		return resp, false, errMalformed
 	}
-	resp.status = code
+	resp.status = int(code)
 	resp.reason = string(bytes.TrimSpace(rest))
 	keep = string(proto) == "HTTP/1.1"
 	length, chunked := int64(-1), false
@@ -199,21 +245,25 @@ func (wc *wireConn) roundTrip(deadline time.Time, host, method, path string, hea
 		value = bytes.TrimSpace(value)
 		switch {
 		case asciiEqualFold(name, "Content-Length"):
-			if length, err = strconv.ParseInt(string(value), 10, 64); err != nil || length < 0 {
+			n, ok := digits(value)
+			if !ok || (length >= 0 && n != length) {
 				return resp, false, errMalformed
 			}
+			length = n
 		case asciiEqualFold(name, "Transfer-Encoding"):
 			chunked = asciiEqualFold(value, "chunked")
 			if !chunked {
 				return resp, false, fmt.Errorf("transfer encoding %q", value)
 			}
 		case asciiEqualFold(name, "Connection"):
-			if asciiEqualFold(value, "close") {
-				keep = false
+			for tok := range bytes.SplitSeq(value, []byte{','}) {
+				if asciiEqualFold(bytes.TrimSpace(tok), "close") {
+					keep = false
+				}
 			}
 		}
 	}
-	switch {
+	switch code := resp.status; {
 	case method == "HEAD" || code == 204 || code == 304 || code < 200:
 		wc.buf = wc.buf[:0]
 	case chunked:
@@ -264,8 +314,8 @@ func (wc *wireConn) readChunked() error {
 			return err
 		}
 		size, _, _ := bytes.Cut(line, []byte{';'})
-		n, err := strconv.ParseInt(string(bytes.TrimSpace(size)), 16, 64)
-		if err != nil || n < 0 {
+		n, ok := hexDigits(bytes.TrimSpace(size))
+		if !ok {
 			return errMalformed
 		}
 		if n == 0 {
@@ -280,11 +330,11 @@ func (wc *wireConn) readChunked() error {
 				}
 			}
 		}
-		if int64(len(wc.buf))+n > responseBytesMax {
+		if n > responseBytesMax-int64(len(wc.buf)) {
 			return fmt.Errorf("response over %d bytes", responseBytesMax)
 		}
 		start := len(wc.buf)
-		wc.buf = append(wc.buf, make([]byte, n)...)
+		wc.buf = slices.Grow(wc.buf, int(n))[:start+int(n)]
 		if _, err := io.ReadFull(wc.r, wc.buf[start:]); err != nil {
 			return err
 		}
@@ -292,6 +342,44 @@ func (wc *wireConn) readChunked() error {
 			return errMalformed
 		}
 	}
+}
+
+// digits parses a decimal number of at most 18 digits, nothing else.
+func digits(b []byte) (int64, bool) {
+	if len(b) == 0 || len(b) > 18 {
+		return 0, false
+	}
+	var n int64
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = n*10 + int64(c-'0')
+	}
+	return n, true
+}
+
+// hexDigits parses a chunk size: hexadecimal, at most 15 digits.
+func hexDigits(b []byte) (int64, bool) {
+	if len(b) == 0 || len(b) > 15 {
+		return 0, false
+	}
+	var n int64
+	for _, c := range b {
+		var d byte
+		switch {
+		case '0' <= c && c <= '9':
+			d = c - '0'
+		case 'a' <= c && c <= 'f':
+			d = c - 'a' + 10
+		case 'A' <= c && c <= 'F':
+			d = c - 'A' + 10
+		default:
+			return 0, false
+		}
+		n = n<<4 | int64(d)
+	}
+	return n, true
 }
 
 // isClosed reports whether err says the peer closed the connection.

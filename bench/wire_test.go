@@ -104,10 +104,13 @@ func TestWireRequestAndKeepAlive(t *testing.T) {
 }
 
 func TestWireBodies(t *testing.T) {
+	keep := map[string]int{"chunked": 1, "interim": 1} // connections kept for the next request
 	for name, reply := range map[string]string{
-		"chunked":   "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\n{\"id\"\r\n7;ext=1\r\n:\"ch9\"}\r\n0\r\nX-Trailer: 1\r\n\r\n",
-		"close":     "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 12\r\n\r\n{\"id\":\"ch9\"}",
-		"unbounded": "HTTP/1.0 200 OK\r\n\r\n{\"id\":\"ch9\"}",
+		"chunked":     "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\n{\"id\"\r\n7;ext=1\r\n:\"ch9\"}\r\n0\r\nX-Trailer: 1\r\n\r\n",
+		"close":       "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 12\r\n\r\n{\"id\":\"ch9\"}",
+		"unbounded":   "HTTP/1.0 200 OK\r\n\r\n{\"id\":\"ch9\"}",
+		"interim":     "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 12\r\n\r\n{\"id\":\"ch9\"}",
+		"close token": "HTTP/1.1 200 OK\r\nConnection: keep-alive, Close\r\nContent-Length: 12\r\n\r\n{\"id\":\"ch9\"}",
 	} {
 		t.Run(name, func(t *testing.T) {
 			s := newRawServer(t, reply, reply)
@@ -119,6 +122,9 @@ func TestWireBodies(t *testing.T) {
 				}
 				if out.ID != "ch9" {
 					t.Errorf("request %d: id %q, want ch9", i, out.ID)
+				}
+				if idle := len(tg.wire.idle); idle != keep[name] {
+					t.Errorf("request %d: %d idle connections, want %d", i, idle, keep[name])
 				}
 			}
 		})
@@ -151,39 +157,80 @@ func TestWireErrors(t *testing.T) {
 		"too large":        "HTTP/1.1 200 OK\r\nContent-Length: 99999999\r\n\r\n",
 		"closed at once":   "",
 		"undecodable json": "HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\n{x}",
+		"signed length":    "HTTP/1.1 200 OK\r\nContent-Length: +2\r\n\r\n{}",
+		"two lengths":      "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n{}",
+		"signed status":    "HTTP/1.1 +20 OK\r\nContent-Length: 2\r\n\r\n{}",
+		"huge chunk":       "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1\r\n{\r\n7fffffffffffffff\r\n",
+		"switching":        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n",
+		"partial status":   "HTTP/1.1 20",
 	} {
 		t.Run(name, func(t *testing.T) {
 			s := newRawServer(t, reply)
 			var out idJSON
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			defer cancel()
-			if err := s.target(t).do(ctx, "GET", "/c", "", nil, &out); err == nil {
-				t.Fatal("no error")
+			tg := s.target(t)
+			for i := range 2 { // the first on a new connection, the second on a reused one if kept
+				if err := tg.do(ctx, "GET", "/c", "", nil, &out); err == nil {
+					t.Fatalf("request %d: no error", i)
+				}
 			}
 		})
 	}
-	t.Run("deadline", func(t *testing.T) {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer ln.Close()
-		go func() { // accept and never answer
-			c, err := ln.Accept()
-			if err == nil {
-				defer c.Close()
-				io.Copy(io.Discard, c)
-			}
-		}()
-		addr := ln.Addr().String()
-		tg := &httpTarget{key: "k", wire: &wire{addr: addr, host: addr}}
+	t.Run("context deadline", func(t *testing.T) {
+		tg := silentServer(t)
 		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 		defer cancel()
-		err = tg.do(ctx, "GET", "/c", "", nil, nil)
+		err := tg.do(ctx, "GET", "/c", "", nil, nil)
 		if !errors.Is(err, context.DeadlineExceeded) {
 			t.Fatalf("error %v, want the context's deadline", err)
 		}
 	})
+	t.Run("operation time-out", func(t *testing.T) {
+		tg := silentServer(t)
+		tg.wire.timeout = 100 * time.Millisecond
+		err := tg.do(context.Background(), "GET", "/c", "", nil, nil)
+		if code := errorCode(err); code != "timeout" {
+			t.Fatalf("error %v counted as %q, want timeout", err, code)
+		}
+	})
+	t.Run("cancelled", func(t *testing.T) {
+		tg := silentServer(t)
+		ctx, cancel := context.WithCancel(context.Background())
+		time.AfterFunc(50*time.Millisecond, cancel)
+		start := time.Now()
+		err := tg.do(ctx, "GET", "/c", "", nil, nil)
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("error %v, want context.Canceled", err)
+		}
+		if d := time.Since(start); d > 10*time.Second {
+			t.Fatalf("returned after %v: the request in flight was not abandoned", d)
+		}
+	})
+}
+
+// silentServer accepts connections and never answers.
+func silentServer(t *testing.T) *httpTarget {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				io.Copy(io.Discard, c)
+			}()
+		}
+	}()
+	addr := ln.Addr().String()
+	return &httpTarget{key: "k", wire: &wire{addr: addr, host: addr}}
 }
 
 // A server may close a kept-alive connection while it sits idle; the next

@@ -122,7 +122,7 @@ type TxKey struct {
 type Writes struct {
 	Accounts     []Account // new head: Seq and Hash
 	NewGrants    []Grant
-	Grants       []Grant // Remaining and Closed changed
+	Grants       []Grant // Remaining and Closed changed; Closed only ever goes from false to true
 	NewHolds     []Hold
 	Holds        []Hold // Status, SettledAt, Captured, ChargeID changed
 	NewCharges   []Charge

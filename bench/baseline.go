@@ -20,6 +20,7 @@ import (
 	"github.com/scriphq/scrip"
 	"github.com/scriphq/scrip/catalog"
 	"github.com/scriphq/scrip/credit"
+	"github.com/scriphq/scrip/examples/catalogs"
 )
 
 // baselineConnsMax bounds the baseline's PostgreSQL connections: one per
@@ -77,7 +78,7 @@ type querier interface {
 }
 
 func newBaselineTarget(ctx context.Context, db *database, cfg Config) (*baselineTarget, error) {
-	cat, err := demoCatalog()
+	cat, err := catalogs.LoadDemo()
 	if err != nil {
 		return nil, err
 	}

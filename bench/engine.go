@@ -35,7 +35,7 @@ func newEngineTarget(ctx context.Context, db *database, cfg Config) (*engineTarg
 	if err != nil {
 		return nil, err
 	}
-	cat, err := demoCatalog()
+	cat, err := catalogs.LoadDemo()
 	if err != nil {
 		store.Close()
 		return nil, err
@@ -68,14 +68,6 @@ func openStore(ctx context.Context, db *database, conns int) (ledger.Store, erro
 		return s, nil
 	}
 	return nil, fmt.Errorf("no store for %q", db.kind)
-}
-
-func demoCatalog() (*catalog.Catalog, error) {
-	data, err := catalogs.FS.ReadFile(catalogs.Demo)
-	if err != nil {
-		return nil, err
-	}
-	return catalog.Parse(data, catalogs.Demo)
 }
 
 func (t *engineTarget) name() string { return "scrip" }

@@ -7,7 +7,6 @@ import (
 	"testing"
 
 	"github.com/scriphq/scrip/bench"
-	"github.com/scriphq/scrip/catalog"
 	"github.com/scriphq/scrip/examples/catalogs"
 	"github.com/scriphq/scrip/httpapi"
 	"github.com/scriphq/scrip/httpapi/auth"
@@ -33,13 +32,7 @@ func serve(t *testing.T, st serverStore) string {
 		t.Fatal(err)
 	}
 	eng := ledger.NewEngine(st, ledger.Options{Observer: metrics})
-	holder, err := httpapi.NewCatalogHolder(func() (*catalog.Catalog, error) {
-		data, err := catalogs.FS.ReadFile(catalogs.Demo)
-		if err != nil {
-			return nil, err
-		}
-		return catalog.Parse(data, catalogs.Demo)
-	})
+	holder, err := httpapi.NewCatalogHolder(catalogs.LoadDemo)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,7 +10,6 @@ import (
 	"testing"
 
 	"github.com/scriphq/scrip/billing"
-	"github.com/scriphq/scrip/catalog"
 	"github.com/scriphq/scrip/client"
 	"github.com/scriphq/scrip/credit"
 	"github.com/scriphq/scrip/examples/catalogs"
@@ -29,13 +28,7 @@ func server(t *testing.T) (string, string) {
 		t.Fatal(err)
 	}
 	eng := ledger.NewEngine(st, ledger.Options{SweepEvery: -1})
-	holder, err := httpapi.NewCatalogHolder(func() (*catalog.Catalog, error) {
-		b, err := catalogs.FS.ReadFile(catalogs.Demo)
-		if err != nil {
-			return nil, err
-		}
-		return catalog.Parse(b, catalogs.Demo)
-	})
+	holder, err := httpapi.NewCatalogHolder(catalogs.LoadDemo)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -71,11 +71,7 @@ func newCatalogCmd() *cobra.Command {
 // loadCatalog reads file, or the bundled demo catalog when file is "".
 func loadCatalog(file string) (*catalog.Catalog, error) {
 	if file == "" {
-		data, err := catalogs.FS.ReadFile(catalogs.Demo)
-		if err != nil {
-			return nil, err
-		}
-		return catalog.Parse(data, catalogs.Demo)
+		return catalogs.LoadDemo()
 	}
 	return catalog.Load(file)
 }

@@ -2,7 +2,11 @@
 // wzrd-studio.yaml is the bundled demo catalog.
 package catalogs
 
-import "embed"
+import (
+	"embed"
+
+	"github.com/scriphq/scrip/catalog"
+)
 
 // FS holds every example catalog file.
 //
@@ -11,3 +15,12 @@ var FS embed.FS
 
 // Demo is the file name of the bundled demo catalog in FS.
 const Demo = "wzrd-studio.yaml"
+
+// LoadDemo parses the bundled demo catalog.
+func LoadDemo() (*catalog.Catalog, error) {
+	data, err := FS.ReadFile(Demo)
+	if err != nil {
+		return nil, err
+	}
+	return catalog.Parse(data, Demo)
+}

@@ -222,8 +222,8 @@ func (wc *wireConn) response(method string, line []byte) (resp wireResponse, kee
 	if !ok || !bytes.HasPrefix(proto, []byte("HTTP/1.")) || len(rest) < 3 {
 		return resp, false, errMalformed
 	}
-	code, ok := digits(rest[:3])
-	if !ok || (len(rest) > 3 && rest[3] != ' ') {
+	code, err := strconv.ParseUint(string(rest[:3]), 10, 16)
+	if err != nil || (len(rest) > 3 && rest[3] != ' ') {
 		return resp, false, errMalformed
 	}
 	resp.status = int(code)
@@ -244,20 +244,21 @@ func (wc *wireConn) response(method string, line []byte) (resp wireResponse, kee
 		}
 		value = bytes.TrimSpace(value)
 		switch {
-		case asciiEqualFold(name, "Content-Length"):
-			n, ok := digits(value)
-			if !ok || (length >= 0 && n != length) {
+		case bytes.EqualFold(name, []byte("Content-Length")):
+			// ParseUint takes digits alone: no sign, no spaces.
+			n, err := strconv.ParseUint(string(value), 10, 62)
+			if err != nil || (length >= 0 && int64(n) != length) {
 				return resp, false, errMalformed
 			}
-			length = n
-		case asciiEqualFold(name, "Transfer-Encoding"):
-			chunked = asciiEqualFold(value, "chunked")
+			length = int64(n)
+		case bytes.EqualFold(name, []byte("Transfer-Encoding")):
+			chunked = bytes.EqualFold(value, []byte("chunked"))
 			if !chunked {
 				return resp, false, fmt.Errorf("transfer encoding %q", value)
 			}
-		case asciiEqualFold(name, "Connection"):
+		case bytes.EqualFold(name, []byte("Connection")):
 			for tok := range bytes.SplitSeq(value, []byte{','}) {
-				if asciiEqualFold(bytes.TrimSpace(tok), "close") {
+				if bytes.EqualFold(bytes.TrimSpace(tok), []byte("close")) {
 					keep = false
 				}
 			}
@@ -271,7 +272,10 @@ func (wc *wireConn) response(method string, line []byte) (resp wireResponse, kee
 	case length >= 0:
 		err = wc.readN(length)
 	default: // the body runs to the end of the connection
-		wc.buf, err = readAllMax(wc.buf[:0], wc.r)
+		wc.buf, err = io.ReadAll(io.LimitReader(wc.r, responseBytesMax+1))
+		if len(wc.buf) > responseBytesMax {
+			err = fmt.Errorf("response over %d bytes", responseBytesMax)
+		}
 		keep = false
 	}
 	if err != nil {
@@ -298,10 +302,7 @@ func (wc *wireConn) readN(n int64) error {
 	if n > responseBytesMax {
 		return fmt.Errorf("response of %d bytes; at most %d", n, responseBytesMax)
 	}
-	if int64(cap(wc.buf)) < n {
-		wc.buf = make([]byte, n)
-	}
-	wc.buf = wc.buf[:n]
+	wc.buf = slices.Grow(wc.buf[:0], int(n))[:n]
 	_, err := io.ReadFull(wc.r, wc.buf)
 	return err
 }
@@ -314,10 +315,11 @@ func (wc *wireConn) readChunked() error {
 			return err
 		}
 		size, _, _ := bytes.Cut(line, []byte{';'})
-		n, ok := hexDigits(bytes.TrimSpace(size))
-		if !ok {
+		u, err := strconv.ParseUint(string(bytes.TrimSpace(size)), 16, 62)
+		if err != nil {
 			return errMalformed
 		}
+		n := int64(u)
 		if n == 0 {
 			// Trailers, then the empty line.
 			for {
@@ -344,74 +346,7 @@ func (wc *wireConn) readChunked() error {
 	}
 }
 
-// digits parses a decimal number of at most 18 digits, nothing else.
-func digits(b []byte) (int64, bool) {
-	if len(b) == 0 || len(b) > 18 {
-		return 0, false
-	}
-	var n int64
-	for _, c := range b {
-		if c < '0' || c > '9' {
-			return 0, false
-		}
-		n = n*10 + int64(c-'0')
-	}
-	return n, true
-}
-
-// hexDigits parses a chunk size: hexadecimal, at most 15 digits.
-func hexDigits(b []byte) (int64, bool) {
-	if len(b) == 0 || len(b) > 15 {
-		return 0, false
-	}
-	var n int64
-	for _, c := range b {
-		var d byte
-		switch {
-		case '0' <= c && c <= '9':
-			d = c - '0'
-		case 'a' <= c && c <= 'f':
-			d = c - 'a' + 10
-		case 'A' <= c && c <= 'F':
-			d = c - 'A' + 10
-		default:
-			return 0, false
-		}
-		n = n<<4 | int64(d)
-	}
-	return n, true
-}
-
 // isClosed reports whether err says the peer closed the connection.
 func isClosed(err error) bool {
 	return errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
-}
-
-func readAllMax(dst []byte, r io.Reader) ([]byte, error) {
-	var b bytes.Buffer
-	b.Write(dst)
-	_, err := b.ReadFrom(io.LimitReader(r, responseBytesMax+1))
-	if b.Len() > responseBytesMax {
-		return nil, fmt.Errorf("response over %d bytes", responseBytesMax)
-	}
-	return b.Bytes(), err
-}
-
-func asciiEqualFold[S string | []byte](a S, b string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range len(b) {
-		x, y := a[i], b[i]
-		if 'A' <= x && x <= 'Z' {
-			x += 'a' - 'A'
-		}
-		if 'A' <= y && y <= 'Z' {
-			y += 'a' - 'A'
-		}
-		if x != y {
-			return false
-		}
-	}
-	return true
 }

@@ -127,6 +127,11 @@ func (s *Store) open() error {
 		// copied, and the next batch writes the log from its start again,
 		// over blocks already allocated.
 		wq.Add("_pragma", fmt.Sprintf("wal_autocheckpoint(%d)", s.walFrames))
+		// Each commit's log frames in one write (walvfs.go).
+		if err := registerWALVFS(); err != nil {
+			return err
+		}
+		wq.Set("vfs", walVFSName)
 	}
 
 	var err error

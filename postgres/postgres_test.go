@@ -5,10 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/scriphq/scrip/credit"
@@ -283,6 +285,40 @@ func TestMigrateIdempotent(t *testing.T) {
 		})
 	}
 	wg.Wait()
+}
+
+// Listing every grant of an account, closed ones too, must not read the
+// whole table: grants_live holds open grants only. With sequential scans
+// priced out, the planner still chooses one if no index serves the query.
+func TestAllGrantsOfAccountUseAnIndex(t *testing.T) {
+	t.Parallel()
+	url := pgtest.URL(t)
+	ctx := context.Background()
+	s, err := postgres.Open(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, `SET enable_seqscan = off`); err != nil {
+		t.Fatal(err)
+	}
+	rows, err := conn.Query(ctx, `EXPLAIN SELECT id FROM grants WHERE account_id = 'acct-1' ORDER BY created_at, id`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		t.Fatal(err)
+	}
+	plan := strings.Join(lines, "\n")
+	if strings.Contains(plan, "Seq Scan") || !strings.Contains(plan, "grants_account") {
+		t.Fatalf("all grants of an account are not read through grants_account:\n%s", plan)
+	}
 }
 
 func TestLockAccountsMissing(t *testing.T) {

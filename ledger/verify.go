@@ -3,6 +3,8 @@ package ledger
 import (
 	"context"
 	"fmt"
+	"sync"
+	"sync/atomic"
 
 	"github.com/scriphq/scrip/credit"
 )
@@ -10,10 +12,18 @@ import (
 // verifyProblemsMax bounds the report; past it verification stops early.
 const verifyProblemsMax = 1000
 
+// verifyWorkers is how many accounts Verify checks at once. Each check is
+// a few reads, mostly waiting on the store (on PostgreSQL a round trip
+// each), so checking several at once uses the store's connections instead
+// of waiting on one.
+const verifyWorkers = 8
+
 // Verify re-derives every balance from the journal and reports any
 // difference: transactions that do not sum to zero, broken or edited hash
 // chains, gaps in an account's sequence, grants or holds whose stored amount
-// differs from the journal's, and negative balances.
+// differs from the journal's, and negative balances. Accounts are checked
+// several at a time; the report lists problems in account order all the
+// same.
 func (e *Engine) Verify(ctx context.Context) (VerifyReport, error) {
 	r := VerifyReport{Totals: map[string]credit.Amount{}}
 	var userTotal credit.Amount
@@ -23,12 +33,19 @@ func (e *Engine) Verify(ctx context.Context) (VerifyReport, error) {
 		if err != nil {
 			return r, fmt.Errorf("verify: list accounts: %w", err)
 		}
-		for _, id := range ids {
-			sum, err := e.verifyAccount(ctx, id, &r)
-			if err != nil {
-				return r, fmt.Errorf("verify account %s: %w", id, err)
+		checks := e.verifyAccounts(ctx, ids)
+		for i := range checks {
+			c := &checks[i]
+			if c.err != nil {
+				return r, fmt.Errorf("verify account %s: %w", ids[i], c.err)
 			}
-			userTotal += sum
+			r.Accounts += c.report.Accounts
+			r.Transactions += c.report.Transactions
+			r.Problems = append(r.Problems, c.report.Problems...)
+			for k, v := range c.report.Totals {
+				r.Totals[k] += v
+			}
+			userTotal += c.sum
 			if len(r.Problems) >= verifyProblemsMax {
 				r.Problems = append(r.Problems, "too many problems; verification stopped early")
 				return r, nil
@@ -47,6 +64,41 @@ func (e *Engine) Verify(ctx context.Context) (VerifyReport, error) {
 		r.Problems = append(r.Problems, fmt.Sprintf("the journal does not balance: system accounts %s, user accounts %s", system, userTotal))
 	}
 	return r, nil
+}
+
+// accountCheck is the verification of one account: its own report, its
+// total, or the error that stopped it.
+type accountCheck struct {
+	report VerifyReport
+	sum    credit.Amount
+	err    error
+}
+
+// verifyAccounts checks the accounts, verifyWorkers at a time, and returns
+// their checks in the order of ids. An error does not stop the others (a
+// page is bounded), so the first error in order is the account's own, not
+// a cancellation.
+func (e *Engine) verifyAccounts(ctx context.Context, ids []string) []accountCheck {
+	checks := make([]accountCheck, len(ids))
+	var (
+		wg   sync.WaitGroup
+		next atomic.Int64
+	)
+	for range min(verifyWorkers, len(ids)) {
+		wg.Go(func() {
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= len(ids) {
+					return
+				}
+				c := &checks[i]
+				c.report.Totals = map[string]credit.Amount{}
+				c.sum, c.err = e.verifyAccount(ctx, ids[i], &c.report)
+			}
+		})
+	}
+	wg.Wait()
+	return checks
 }
 
 // verifyAccount checks one account's chain and projections and returns the

@@ -7,6 +7,7 @@ import (
 
 	"github.com/scriphq/scrip/credit"
 	"github.com/scriphq/scrip/ledger"
+	"github.com/scriphq/scrip/ledger/storetest"
 	"github.com/scriphq/scrip/postgres/pgtest"
 )
 
@@ -55,6 +56,22 @@ func TestVerifyDetectsTampering(t *testing.T) {
 	}
 	exec(`DELETE FROM transactions WHERE account_id = 'u' AND seq = 3`)
 	wantProblem(t, eng, "missing")
+}
+
+// Verify checks accounts several at a time, on several pool connections;
+// its report must still be in account order.
+func TestVerifyReportsInAccountOrder(t *testing.T) {
+	ctx := context.Background()
+	s, err := Open(ctx, pgtest.URL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	storetest.VerifyInOrder(t, s, func(id string) {
+		if _, err := s.pool.Exec(ctx, `UPDATE grants SET remaining = remaining + 1 WHERE account_id = $1`, id); err != nil {
+			t.Fatal(err)
+		}
+	})
 }
 
 func wantProblem(t *testing.T, eng *ledger.Engine, substr string) {

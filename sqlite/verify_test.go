@@ -9,6 +9,7 @@ import (
 
 	"github.com/scriphq/scrip/credit"
 	"github.com/scriphq/scrip/ledger"
+	"github.com/scriphq/scrip/ledger/storetest"
 )
 
 // TestVerifyDetectsTampering edits, then deletes, journal rows behind the
@@ -60,6 +61,21 @@ func TestVerifyDetectsTampering(t *testing.T) {
 	// A deleted transaction leaves a gap and a broken chain.
 	exec(`DELETE FROM transactions WHERE account_id = 'u' AND seq = 3`)
 	wantProblem(t, eng, "missing")
+}
+
+// Verify checks accounts several at a time; its report must still be in
+// account order.
+func TestVerifyReportsInAccountOrder(t *testing.T) {
+	s, err := Open(filepath.Join(t.TempDir(), "v.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	storetest.VerifyInOrder(t, s, func(id string) {
+		if _, err := s.writer.ExecContext(context.Background(), `UPDATE grants SET remaining = remaining + 1 WHERE account_id = ?`, id); err != nil {
+			t.Fatal(err)
+		}
+	})
 }
 
 func wantProblem(t *testing.T, eng *ledger.Engine, substr string) {

@@ -1,0 +1,58 @@
+package storetest
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/scriphq/scrip/credit"
+	"github.com/scriphq/scrip/ledger"
+)
+
+// VerifyInOrder checks that Verify, which checks accounts several at a
+// time, still counts every account and lists problems in account order,
+// the same on every run. It opens 30 accounts with a 10-credit grant each
+// on store, then calls tamper for three of them; tamper must change the
+// account's stored grant remainders behind the ledger's back.
+func VerifyInOrder(t *testing.T, store ledger.Store, tamper func(accountID string)) {
+	const accounts = 30
+	ctx := context.Background()
+	eng := ledger.NewEngine(store, ledger.Options{SweepEvery: -1})
+	defer eng.Close(ctx)
+	for i := range accounts {
+		id := fmt.Sprintf("acct-%02d", i)
+		if _, _, err := eng.CreateAccount(ctx, id, nil); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := eng.Grant(ctx, ledger.GrantRequest{AccountID: id, Key: "g", Kind: ledger.KindTopUp, Amount: credit.Credits(10)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, id := range []string{"acct-25", "acct-03", "acct-17"} {
+		tamper(id)
+	}
+	want := []string{"acct-03", "acct-17", "acct-25"}
+	for range 5 {
+		r, err := eng.Verify(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Accounts != accounts || r.Transactions != accounts {
+			t.Fatalf("verified %d accounts and %d transactions; want %d of each", r.Accounts, r.Transactions, accounts)
+		}
+		if r.Totals[ledger.SystemIssued] != credit.Credits(-10*accounts) {
+			t.Fatalf("issued total %s; want %s", r.Totals[ledger.SystemIssued], credit.Credits(-10*accounts))
+		}
+		var got []string
+		for _, p := range r.Problems {
+			if id, ok := strings.CutPrefix(p, "account "); ok && strings.Contains(p, "holds") {
+				got = append(got, strings.TrimSuffix(strings.Fields(id)[0], ":"))
+			}
+		}
+		if !slices.Equal(got, want) {
+			t.Fatalf("grant problems of %v; want %v in that order (problems %q)", got, want, r.Problems)
+		}
+	}
+}

@@ -22,9 +22,12 @@ import (
 //
 // The writes of a log file are held in a buffer and written, in order, as
 // one write:
-//   - when a commit frame is complete, so that a commit is in the file
+//   - when the header of a commit frame arrives (with everything before
+//     it), and again when its page does, so that a commit is in the file
 //     before SQLite publishes it to other connections, whatever the
-//     synchronous setting;
+//     synchronous setting; this holds as well when SQLite rewrites the
+//     header of a commit frame already in the log (walRewriteChecksums),
+//     which no page follows;
 //   - before any other call on the file (sync, read, size, truncate, close,
 //     file control), so that SQLite never observes the file without its own
 //     writes;
@@ -32,9 +35,18 @@ import (
 //     walBufferBytesMax.
 //
 // A failed write reports its error to the call that caused it, and the
-// buffer is dropped: SQLite then fails the commit, as it would have with the
-// failure of any single write. Other files (the database, the shared
-// memory) are the system VFS's, untouched.
+// buffer is dropped. A write failing in xWrite fails the commit or the
+// cache spill, as the failure of any single write would. One failing in
+// another call is reported as SQLITE_IOERR_WRITE, whatever the system VFS
+// said: a disk-full error from a read would let SQLite roll back only the
+// statement and keep a transaction whose spilled frames were dropped, while
+// an I/O error rolls back the whole transaction.
+//
+// A log file without powersafe overwrite (SQLite built with
+// SQLITE_POWERSAFE_OVERWRITE=0) is not buffered: SQLite then pads each
+// commit to a sector and syncs part way through it.
+// Other files (the database, the shared memory) are the system VFS's,
+// untouched.
 const (
 	walVFSName = "scrip-wal"
 	// walBufferBytesMax bounds the buffer of one log: about a thousand 4 KiB
@@ -81,7 +93,7 @@ type walFile struct {
 	// off is the file offset of buf[0].
 	off int64
 	// commit: the last write was the header of a commit frame, so the next
-	// one, its page, completes the commit.
+	// one, its page, must reach the file at once.
 	commit bool
 }
 
@@ -129,7 +141,7 @@ func walOpen(tls *libc.TLS, pVfs, zName, pFile uintptr, flags int32, pOutFlags u
 		return rc
 	}
 	methods := methodsOf(pFile)
-	if !useWALIO(tls, *methods) {
+	if !powersafe(tls, pFile, *methods) || !useWALIO(tls, *methods) {
 		return rc
 	}
 	walFilesMu.Lock()
@@ -137,6 +149,14 @@ func walOpen(tls *libc.TLS, pVfs, zName, pFile uintptr, flags int32, pOutFlags u
 	walFilesMu.Unlock()
 	*methods = uintptr(unsafe.Pointer(&walIO))
 	return rc
+}
+
+// powersafe reports whether the file at pFile, with the method table at
+// addr, is on a device with powersafe overwrite.
+func powersafe(tls *libc.TLS, pFile, addr uintptr) bool {
+	io := (*sqlite3.Tsqlite3_io_methods)(unsafe.Add(nil, addr))
+	characteristics := *(*func(*libc.TLS, uintptr) int32)(unsafe.Pointer(&io.FxDeviceCharacteristics))
+	return characteristics(tls, pFile)&sqlite3.SQLITE_IOCAP_POWERSAFE_OVERWRITE != 0
 }
 
 // useWALIO reports whether log files opened with the method table at addr
@@ -212,11 +232,14 @@ func walWrite(tls *libc.TLS, pFile, zBuf uintptr, iAmt int32, iOfst int64) int32
 	}
 	data := mem(zBuf, n)
 	f.buf = append(f.buf, data...)
-	if f.commit {
-		return flush(tls, pFile)
+	commitHeader := n == walFrameHeaderBytes && binary.BigEndian.Uint32(data[4:8]) != 0
+	if !f.commit && !commitHeader {
+		return sqlite3.SQLITE_OK
 	}
-	f.commit = n == walFrameHeaderBytes && binary.BigEndian.Uint32(data[4:8]) != 0
-	return sqlite3.SQLITE_OK
+	// flush clears commit; a commit header sets it again, for its page.
+	rc := flush(tls, pFile)
+	f.commit = commitHeader && rc == sqlite3.SQLITE_OK
+	return rc
 }
 
 func walClose(tls *libc.TLS, pFile uintptr) int32 {
@@ -232,36 +255,36 @@ func walClose(tls *libc.TLS, pFile uintptr) int32 {
 }
 
 func walRead(tls *libc.TLS, pFile, zBuf uintptr, iAmt int32, iOfst int64) int32 {
-	if rc := flush(tls, pFile); rc != sqlite3.SQLITE_OK {
-		return rc
+	if flush(tls, pFile) != sqlite3.SQLITE_OK {
+		return sqlite3.SQLITE_IOERR_WRITE
 	}
 	return (*(*func(*libc.TLS, uintptr, uintptr, int32, int64) int32)(unsafe.Pointer(&baseIO.FxRead)))(tls, pFile, zBuf, iAmt, iOfst)
 }
 
 func walTruncate(tls *libc.TLS, pFile uintptr, size int64) int32 {
-	if rc := flush(tls, pFile); rc != sqlite3.SQLITE_OK {
-		return rc
+	if flush(tls, pFile) != sqlite3.SQLITE_OK {
+		return sqlite3.SQLITE_IOERR_WRITE
 	}
 	return (*(*func(*libc.TLS, uintptr, int64) int32)(unsafe.Pointer(&baseIO.FxTruncate)))(tls, pFile, size)
 }
 
 func walSync(tls *libc.TLS, pFile uintptr, flags int32) int32 {
-	if rc := flush(tls, pFile); rc != sqlite3.SQLITE_OK {
-		return rc
+	if flush(tls, pFile) != sqlite3.SQLITE_OK {
+		return sqlite3.SQLITE_IOERR_WRITE
 	}
 	return (*(*func(*libc.TLS, uintptr, int32) int32)(unsafe.Pointer(&baseIO.FxSync)))(tls, pFile, flags)
 }
 
 func walFileSize(tls *libc.TLS, pFile, pSize uintptr) int32 {
-	if rc := flush(tls, pFile); rc != sqlite3.SQLITE_OK {
-		return rc
+	if flush(tls, pFile) != sqlite3.SQLITE_OK {
+		return sqlite3.SQLITE_IOERR_WRITE
 	}
 	return (*(*func(*libc.TLS, uintptr, uintptr) int32)(unsafe.Pointer(&baseIO.FxFileSize)))(tls, pFile, pSize)
 }
 
 func walFileControl(tls *libc.TLS, pFile uintptr, op int32, pArg uintptr) int32 {
-	if rc := flush(tls, pFile); rc != sqlite3.SQLITE_OK {
-		return rc
+	if flush(tls, pFile) != sqlite3.SQLITE_OK {
+		return sqlite3.SQLITE_IOERR_WRITE
 	}
 	return (*(*func(*libc.TLS, uintptr, int32, uintptr) int32)(unsafe.Pointer(&baseIO.FxFileControl)))(tls, pFile, op, pArg)
 }

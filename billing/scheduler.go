@@ -144,7 +144,15 @@ func (sc *Scheduler) claimOne(ctx context.Context) (claimed, failed bool, err er
 	}
 	defer func() { <-s.locks }()
 	now := s.now()
+	// The plan cache forgets the account once the store has the change.
+	var account string
+	defer func() {
+		if account != "" {
+			s.subs.forget(account)
+		}
+	}()
 	claimed, err = s.store.ClaimDue(ctx, now, func(ctx context.Context, sub Subscription) (*Subscription, error) {
+		account = sub.AccountID
 		_, err := s.settle(ctx, &sub, now, s.catalog(), 1)
 		sub.UpdatedAt = now
 		if err != nil {

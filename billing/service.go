@@ -46,7 +46,13 @@ type Options struct {
 	// application error (a plan missing from the catalog, ...) waits
 	// before it is tried again (default 1 minute).
 	RetryAfter time.Duration
-	Logger     *slog.Logger
+	// PlanCacheAge is how long Plan may answer from a subscription it read
+	// before instead of reading the store again. Changes made through this
+	// Service apply at once; changes made by another process (another
+	// server on the same database, the command line) take up to this long
+	// to reach Plan here. Zero: every call reads the store.
+	PlanCacheAge time.Duration
+	Logger       *slog.Logger
 }
 
 // Service runs subscriptions on the ledger engine.
@@ -56,6 +62,7 @@ type Service struct {
 	catalog func() *catalog.Catalog
 	opt     Options
 	locks   chan struct{}
+	subs    *subCache
 }
 
 // New returns a Service. catalog returns the catalog in force (it may be
@@ -73,7 +80,8 @@ func New(engine *ledger.Engine, store Store, catalog func() *catalog.Catalog, op
 	if opt.Logger == nil {
 		opt.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Service{engine: engine, store: store, catalog: catalog, opt: opt, locks: make(chan struct{}, opt.LocksMax)}
+	return &Service{engine: engine, store: store, catalog: catalog, opt: opt, locks: make(chan struct{}, opt.LocksMax),
+		subs: newSubCache(opt.PlanCacheAge)}
 }
 
 func (s *Service) now() time.Time { return s.opt.Clock.Now().UTC().Truncate(time.Microsecond) }
@@ -116,16 +124,25 @@ func (s *Service) Get(ctx context.Context, accountID string) (Subscription, erro
 // Plan returns the code of the plan the account has now, "" for none: the
 // subscription's plan while it is active, or past due within its grace
 // period, and not past a scheduled cancellation. It satisfies
-// httpapi.Billing; quotes and holds gate actions on it.
+// httpapi.Billing; quotes and holds gate actions on it. With
+// Options.PlanCacheAge it may answer from a subscription read before; the
+// plan is still the one in force now (a period that ended since is taken
+// into account).
 func (s *Service) Plan(ctx context.Context, accountID string) (string, error) {
-	sub, err := s.store.Subscription(ctx, accountID)
-	if errors.Is(err, ErrNotFound) {
+	now := s.now()
+	e, ok, gen := s.subs.get(accountID, now)
+	if !ok {
+		sub, err := s.store.Subscription(ctx, accountID)
+		if err != nil && !errors.Is(err, ErrNotFound) {
+			return "", fmt.Errorf("plan of %s: %w", accountID, err)
+		}
+		e = cachedSub{sub: sub, found: err == nil, at: now}
+		s.subs.put(accountID, e, gen)
+	}
+	if !e.found {
 		return "", nil
 	}
-	if err != nil {
-		return "", fmt.Errorf("plan of %s: %w", accountID, err)
-	}
-	return sub.planAt(s.now()), nil
+	return e.sub.planAt(now), nil
 }
 
 // planAt is the plan in force at now, whether or not the scheduler has run.
@@ -527,6 +544,7 @@ func (s *Service) update(ctx context.Context, accountID string, fn UpdateFunc) e
 		return ctx.Err()
 	}
 	defer func() { <-s.locks }()
+	defer s.subs.forget(accountID)
 	return s.store.UpdateSubscription(ctx, accountID, fn)
 }
 

@@ -52,6 +52,7 @@ func Run(t *testing.T, open Open) {
 		{"SignupGrant", testSignup},
 		{"RestartMidRenewal", testRestart},
 		{"TwoSchedulers", testTwoSchedulers},
+		{"PlanCacheAcrossProcesses", testPlanCache},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, open) })
@@ -145,6 +146,12 @@ func newEnv(t *testing.T, s Store, bs billing.Store, clock *ledger.ManualClock, 
 	t.Cleanup(func() { eng.Close(context.Background()) })
 	if bs == nil {
 		bs = s
+	}
+	if opt.PlanCacheAge == 0 {
+		// Plan answers from its cache in every test, which then checks
+		// that each change made through the service, and each turn of
+		// the clock, reaches Plan at once.
+		opt.PlanCacheAge = 1000 * 24 * time.Hour
 	}
 	svc := billing.New(eng, bs, func() *catalog.Catalog { return c }, opt)
 	return &env{t: t, ctx: context.Background(), clock: clock, store: s, engine: eng, svc: svc,
@@ -1029,4 +1036,47 @@ func testTwoSchedulers(t *testing.T, open Open) {
 		a.wantAvailable(id, want)
 	}
 	a.verify()
+}
+
+// Plan answers from its cache for Options.PlanCacheAge: a change made by
+// this process shows at once, one made by another process once the entry
+// is that old, and an account's first subscription at once in this
+// process even though Plan had cached that it had none.
+func testPlanCache(t *testing.T, open Open) {
+	t0 := date(2025, 3, 1, 12)
+	const age = 5 * time.Second
+	s, another := open(t)
+	clock := ledger.NewManualClock(t0)
+	a := newEnv(t, s, nil, clock, billing.Options{PlanCacheAge: age})
+	b := newEnv(t, another(), nil, clock, billing.Options{PlanCacheAge: age})
+	a.account("u")
+	a.wantPlan("u", "")
+	if _, err := a.svc.Subscribe(a.ctx, billing.SubscribeRequest{AccountID: "u", PlanCode: "basic", Key: "s1"}); err != nil {
+		t.Fatal(err)
+	}
+	a.wantPlan("u", "basic")
+	b.wantPlan("u", "basic")
+
+	// The other process upgrades: this one keeps the plan it read until
+	// the entry is age old; the other sees its own change at once.
+	if _, err := b.svc.ChangePlan(b.ctx, billing.ChangePlanRequest{AccountID: "u", PlanCode: "pro", Key: "c1"}); err != nil {
+		t.Fatal(err)
+	}
+	b.wantPlan("u", "pro")
+	clock.Set(t0.Add(age - time.Second))
+	a.wantPlan("u", "basic")
+	clock.Set(t0.Add(age))
+	a.wantPlan("u", "pro")
+
+	// A cancellation at the period's end, made here, shows at the end
+	// without reading the store again.
+	if _, err := a.svc.Cancel(a.ctx, "u", true); err != nil {
+		t.Fatal(err)
+	}
+	a.wantPlan("u", "pro")
+	end := a.get("u").CurrentPeriodEnd
+	clock.Set(end.Add(-time.Second))
+	a.wantPlan("u", "pro")
+	clock.Set(end)
+	a.wantPlan("u", "")
 }

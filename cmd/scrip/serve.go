@@ -50,6 +50,7 @@ type serveConfig struct {
 	corsOrigins     []string
 	adminKey        string
 	keyCacheAge     time.Duration
+	planCacheAge    time.Duration
 	tokenSecret     string
 	rateLimit       float64
 	rateBurst       int
@@ -117,6 +118,7 @@ func addServeFlags(cmd *cobra.Command, c *serveConfig) {
 	f.StringVar(&c.topUpURL, "top-up-url", "", "top_up_url sent with insufficient_credits; {account_id} is replaced (default: the catalog's top_up_url)")
 	f.StringSliceVar(&c.corsOrigins, "cors-origins", nil, "origins browsers may call the API from, comma-separated; * for any")
 	f.DurationVar(&c.keyCacheAge, "key-cache-age", 5*time.Second, "how long a verified secret key is trusted before the store is read again (revocations take this long to apply); 0 reads it on every request")
+	f.DurationVar(&c.planCacheAge, "plan-cache-age", 5*time.Second, "how long an account's plan, read to price a request, is used before the store is read again (changes made by another process take this long to apply; this process's own apply at once); 0 reads it on every request")
 	f.StringVar(&c.adminKey, "admin-key", "", "a secret accepted as an admin key besides stored keys (prefer the environment: SCRIP_ADMIN_KEY)")
 	f.StringVar(&c.tokenSecret, "token-secret", "", "secret that signs account tokens (default: one generated and kept in the store)")
 	f.Float64Var(&c.rateLimit, "rate-limit", 1000, "requests per second allowed per key or account token; 0 for no limit")
@@ -290,7 +292,7 @@ func newServer(ctx context.Context, c serveConfig, st store, log *slog.Logger, m
 		BatchSizeMax: c.batchSizeMax, Committers: committers, Logger: log, Observer: metrics,
 	})
 	s := &server{catalog: holder, engine: engine, log: log}
-	s.billing = billing.New(engine, st, holder.Current, billing.Options{Logger: log})
+	s.billing = billing.New(engine, st, holder.Current, billing.Options{Logger: log, PlanCacheAge: c.planCacheAge})
 	thresholds.Plan = s.billing.Plan
 
 	cfg := httpapi.Config{

@@ -1,0 +1,78 @@
+package billing
+
+import (
+	"sync"
+	"time"
+)
+
+// subCacheEntriesMax bounds the cache; past it the cache starts empty again.
+const subCacheEntriesMax = 100_000
+
+// subCache keeps the subscriptions Plan read, for Options.PlanCacheAge, so
+// that pricing a request does not read the store each time. Writes through
+// the Service forget the account's entry; a generation number keeps a read
+// that raced a write from putting back what the write replaced.
+type subCache struct {
+	age time.Duration
+	mu  sync.Mutex
+	gen uint64
+	m   map[string]cachedSub
+}
+
+// cachedSub is a subscription as read at at; found false: the account had
+// none.
+type cachedSub struct {
+	sub   Subscription
+	found bool
+	at    time.Time
+}
+
+func newSubCache(age time.Duration) *subCache {
+	if age <= 0 {
+		return nil
+	}
+	return &subCache{age: age, m: map[string]cachedSub{}}
+}
+
+// get returns the entry of the account if it is younger than the cache's
+// age at now, and the generation a read of the store must give put.
+func (c *subCache) get(accountID string, now time.Time) (cachedSub, bool, uint64) {
+	if c == nil {
+		return cachedSub{}, false, 0
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.m[accountID]
+	if !ok || now.Sub(e.at) >= c.age || now.Before(e.at) {
+		return cachedSub{}, false, c.gen
+	}
+	return e, true, c.gen
+}
+
+// put keeps what a read of the store returned, unless a write was
+// forgotten since the generation gen was handed out.
+func (c *subCache) put(accountID string, e cachedSub, gen uint64) {
+	if c == nil {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if gen != c.gen {
+		return
+	}
+	if len(c.m) >= subCacheEntriesMax {
+		c.m = map[string]cachedSub{}
+	}
+	c.m[accountID] = e
+}
+
+// forget drops the account's entry after a write to its subscription.
+func (c *subCache) forget(accountID string) {
+	if c == nil {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.gen++
+	delete(c.m, accountID)
+}

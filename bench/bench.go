@@ -71,6 +71,10 @@ type Config struct {
 	// credits).
 	HTTP   string
 	APIKey string
+	// Priced, over HTTP, charges an action of the server's catalog instead
+	// of explicit credits, so that each charge is priced under the
+	// account's plan as a platform's would be.
+	Priced bool
 
 	Workload string
 	// Accounts is the number of accounts traffic spreads over uniformly;
@@ -132,6 +136,8 @@ func (c *Config) check() error {
 		return errors.New("the baseline runs against a database, not over HTTP")
 	case c.HTTP != "" && c.Baseline && c.DatabaseURL == "":
 		return errors.New("a baseline next to an HTTP run needs the server's database URL")
+	case c.Priced && c.HTTP == "":
+		return errors.New("priced charges are priced by a server's catalog: give --http")
 	}
 	return nil
 }
@@ -190,7 +196,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	rep := &Report{
 		Workload: cfg.Workload, Accounts: cfg.Accounts, Hot: cfg.Hot, Concurrency: cfg.Concurrency,
 		Seed: cfg.Seed, CPUs: runtime.NumCPU(), GoVersion: runtime.Version(),
-		Committers: cfg.Committers, BatchMax: cfg.BatchMax,
+		Committers: cfg.Committers, BatchMax: cfg.BatchMax, Priced: cfg.Priced,
 	}
 	rep.LoadAverage[0] = loadAverage()
 	defer func() { rep.LoadAverage[1] = loadAverage() }()

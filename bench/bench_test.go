@@ -72,6 +72,7 @@ func TestConfigErrors(t *testing.T) {
 		"concurrency": {DatabaseURL: "x.db", Workload: bench.WorkloadCharge, Accounts: 1, Concurrency: 0, Ops: 1},
 		"length":      {DatabaseURL: "x.db", Workload: bench.WorkloadCharge, Accounts: 1, Concurrency: 1},
 		"target":      {Workload: bench.WorkloadCharge, Accounts: 1, Concurrency: 1, Ops: 1},
+		"priced":      {DatabaseURL: "x.db", Priced: true, Workload: bench.WorkloadCharge, Accounts: 1, Concurrency: 1, Ops: 1},
 	} {
 		if _, err := bench.Run(context.Background(), cfg); err == nil {
 			t.Errorf("%s: Run accepted %+v", name, cfg)

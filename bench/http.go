@@ -31,6 +31,9 @@ type httpTarget struct {
 	wire   *wire
 	prefix string // the base URL's path, in front of every request's
 	action string
+	// price is what a charge of action costs when charges are priced;
+	// 0: charges name explicit credits.
+	price credit.Amount
 	// before is the server's batch-size histogram when the timed run
 	// started; batches reports the difference.
 	before map[string]float64
@@ -76,8 +79,24 @@ func newHTTPTarget(ctx context.Context, cfg Config) (*httpTarget, error) {
 	if len(list.Data) > 0 && !hasAction(list.Data, quoteAction) {
 		t.action = list.Data[0].ID
 	}
+	if cfg.Priced {
+		var q struct {
+			Credits credit.Amount `json:"credits"`
+		}
+		err := t.do(ctx, http.MethodPost, "/v1/quotes", "", map[string]any{"action": t.action}, &q)
+		if err == nil && q.Credits <= 0 {
+			err = fmt.Errorf("it costs %s credits; priced charges need an action that costs some", q.Credits)
+		}
+		if err != nil {
+			t.close(ctx)
+			return nil, fmt.Errorf("price the action %s: %w", t.action, err)
+		}
+		t.price = q.Credits
+	}
 	return t, nil
 }
+
+func (t *httpTarget) chargePrice() credit.Amount { return t.price }
 
 func hasAction(list []struct {
 	ID string `json:"id"`
@@ -180,9 +199,12 @@ func (t *httpTarget) fund(ctx context.Context, account, key string, amount credi
 }
 
 func (t *httpTarget) charge(ctx context.Context, account, key string, amount credit.Amount) (string, error) {
+	body := map[string]any{"credits": amount}
+	if t.price > 0 {
+		body = map[string]any{"action": t.action}
+	}
 	var out idJSON
-	err := t.do(ctx, http.MethodPost, "/v1/accounts/"+url.PathEscape(account)+"/charges", key,
-		map[string]any{"credits": amount}, &out)
+	err := t.do(ctx, http.MethodPost, "/v1/accounts/"+url.PathEscape(account)+"/charges", key, body, &out)
 	return out.ID, err
 }
 

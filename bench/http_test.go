@@ -81,6 +81,19 @@ func runHTTP(t *testing.T, url string) {
 			}
 		})
 	}
+	// Priced charges cost the action's 3 credits, not the 1 credit of an
+	// explicit charge: the balances verified after the run show which.
+	for _, w := range []string{bench.WorkloadCharge, bench.WorkloadMixed} {
+		t.Run(w+"-priced", func(t *testing.T) {
+			cfg := bench.Config{
+				HTTP: url, APIKey: adminKey, Priced: true,
+				Workload: w, Accounts: 20, Concurrency: 8, Ops: 400, Seed: 5,
+			}
+			if rep := run(t, cfg); !rep.Priced {
+				t.Error("the report does not say the charges were priced")
+			}
+		})
+	}
 }
 
 func TestRunHTTPRefusesBadKey(t *testing.T) {

@@ -56,11 +56,23 @@ type load struct {
 	// failed without a known outcome.
 	spent     []atomic.Int64
 	uncertain []atomic.Bool
+	// charge is what one charge costs: chargeAmount, or the price of the
+	// action a priced target charges.
+	charge credit.Amount
+}
+
+// pricedTarget is a target whose charges its catalog prices.
+type pricedTarget interface {
+	// chargePrice is what one charge costs; 0 when charges are explicit.
+	chargePrice() credit.Amount
 }
 
 func newLoad(cfg Config, t target, accounts []string, run string) *load {
 	l := &load{cfg: cfg, t: t, accounts: accounts, runID: run, index: make(map[string]int, len(accounts)),
-		spent: make([]atomic.Int64, len(accounts)), uncertain: make([]atomic.Bool, len(accounts))}
+		spent: make([]atomic.Int64, len(accounts)), uncertain: make([]atomic.Bool, len(accounts)), charge: chargeAmount}
+	if p, ok := t.(pricedTarget); ok && p.chargePrice() > 0 {
+		l.charge = p.chargePrice()
+	}
 	for i, a := range accounts {
 		l.index[a] = i
 	}
@@ -275,8 +287,8 @@ func (l *load) do(ctx context.Context, w *worker, kind string, acct int) error {
 		return err
 	case kindCharge:
 		w.calls++
-		id, err := l.t.charge(ctx, account, w.key(l.runID), chargeAmount)
-		if l.settled(acct, err, chargeAmount) && l.cfg.Workload == WorkloadMixed {
+		id, err := l.t.charge(ctx, account, w.key(l.runID), l.charge)
+		if l.settled(acct, err, l.charge) && l.cfg.Workload == WorkloadMixed {
 			if len(w.charges) >= recentChargesMax {
 				w.charges = w.charges[1:]
 			}
@@ -288,8 +300,8 @@ func (l *load) do(ctx context.Context, w *worker, kind string, acct int) error {
 		i := w.rng.IntN(len(w.charges))
 		c := w.charges[i]
 		w.charges = append(w.charges[:i], w.charges[i+1:]...)
-		err := l.t.refund(ctx, c.id, w.key(l.runID), chargeAmount)
-		l.settled(c.account, err, -chargeAmount)
+		err := l.t.refund(ctx, c.id, w.key(l.runID), l.charge)
+		l.settled(c.account, err, -l.charge)
 		return err
 	case kindHoldCapture:
 		w.calls++

@@ -40,11 +40,13 @@ type Report struct {
 	Accounts    int    `json:"accounts"`
 	Hot         int    `json:"hot,omitempty"`
 	Concurrency int    `json:"concurrency"`
-	Seed        uint64 `json:"seed"`
-	Committers  int    `json:"committers,omitempty"`
-	BatchMax    int    `json:"batch_max,omitempty"`
-	CPUs        int    `json:"cpus"`
-	GoVersion   string `json:"go_version"`
+	// Priced: charges named an action of the server's catalog.
+	Priced     bool   `json:"priced,omitempty"`
+	Seed       uint64 `json:"seed"`
+	Committers int    `json:"committers,omitempty"`
+	BatchMax   int    `json:"batch_max,omitempty"`
+	CPUs       int    `json:"cpus"`
+	GoVersion  string `json:"go_version"`
 	// LoadAverage is the machine's 1-minute load average before and after
 	// the run: figures taken while other work ran are not comparable.
 	LoadAverage [2]float64 `json:"load_average"`
@@ -250,6 +252,9 @@ func (r *Report) WriteText(w io.Writer) {
 	fmt.Fprintf(w, "workload %s, %s, %d clients, %s level, store %s", r.Workload, dist, r.Concurrency, r.Level, r.Store)
 	if r.Database != "" {
 		fmt.Fprintf(w, " (%s)", r.Database)
+	}
+	if r.Priced {
+		fmt.Fprint(w, ", charges priced by the catalog")
 	}
 	fmt.Fprintf(w, "\n%d CPUs, %s, seed %d, load average %.2f before, %.2f after", r.CPUs, r.GoVersion, r.Seed, r.LoadAverage[0], r.LoadAverage[1])
 	if r.Committers > 0 || r.BatchMax > 0 {

@@ -96,6 +96,7 @@ run (exit code 3).`,
 	f.Uint64Var(&cfg.Seed, "seed", 0, "random seed (0: a random one, printed in the report)")
 	f.BoolVar(&cfg.Baseline, "baseline", false, "also run the per-operation baseline and report the ratio")
 	f.BoolVar(&cfg.BaselineOnly, "baseline-only", false, "run only the baseline")
+	f.BoolVar(&cfg.Priced, "priced", false, "with --http: charges name an action of the server's catalog, priced under the account's plan, instead of explicit credits")
 	f.IntVar(&cfg.Committers, "committers", 0, "engine: batches in flight at once (0: the engine's default)")
 	f.IntVar(&cfg.BatchMax, "batch-max", 0, "engine: operations per batch at most (0: the engine's default)")
 	f.IntVar(&cfg.QueueMax, "queue-max", 0, "engine: queued operations at most (0: the engine's default)")

@@ -136,28 +136,44 @@ func (s *Service) Plan(ctx context.Context, accountID string) (string, error) {
 		if err != nil && !errors.Is(err, ErrNotFound) {
 			return "", fmt.Errorf("plan of %s: %w", accountID, err)
 		}
-		e = cachedSub{sub: sub, found: err == nil, at: now}
+		e = cachedSub{terms: sub.terms(), found: err == nil, at: now}
 		s.subs.put(accountID, e, gen)
 	}
 	if !e.found {
 		return "", nil
 	}
-	return e.sub.planAt(now), nil
+	return e.terms.planAt(now), nil
 }
 
 // planAt is the plan in force at now, whether or not the scheduler has run.
-func (sub *Subscription) planAt(now time.Time) string {
+func (sub *Subscription) planAt(now time.Time) string { return sub.terms().planAt(now) }
+
+// planTerms are what decides a subscription's plan at a given moment: a
+// fifth of the subscription's size, which is what Plan's cache keeps.
+type planTerms struct {
+	plan, pending        string
+	status               Status
+	periodEnd, graceEnds time.Time
+	cancelAtPeriodEnd    bool
+}
+
+func (sub *Subscription) terms() planTerms {
+	return planTerms{plan: sub.PlanCode, pending: sub.PendingPlanCode, status: sub.Status,
+		periodEnd: sub.CurrentPeriodEnd, graceEnds: sub.GraceEndsAt, cancelAtPeriodEnd: sub.CancelAtPeriodEnd}
+}
+
+func (p planTerms) planAt(now time.Time) string {
 	switch {
-	case sub.Status == StatusCanceled:
+	case p.status == StatusCanceled:
 		return ""
-	case sub.Status == StatusPastDue && !sub.GraceEndsAt.After(now):
+	case p.status == StatusPastDue && !p.graceEnds.After(now):
 		return ""
-	case !sub.CurrentPeriodEnd.After(now) && sub.CancelAtPeriodEnd:
+	case !p.periodEnd.After(now) && p.cancelAtPeriodEnd:
 		return ""
-	case !sub.CurrentPeriodEnd.After(now) && sub.PendingPlanCode != "":
-		return sub.PendingPlanCode
+	case !p.periodEnd.After(now) && p.pending != "":
+		return p.pending
 	}
-	return sub.PlanCode
+	return p.plan
 }
 
 // View is a subscription as the API shows it: with its plan's name and

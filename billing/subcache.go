@@ -5,7 +5,8 @@ import (
 	"time"
 )
 
-// subCacheEntriesMax bounds the cache; past it the cache starts empty again.
+// subCacheEntriesMax bounds the cache (about 150 bytes an entry); past it
+// the cache starts empty again.
 const subCacheEntriesMax = 100_000
 
 // subCache keeps the subscriptions Plan read, for Options.PlanCacheAge, so
@@ -19,10 +20,10 @@ type subCache struct {
 	m   map[string]cachedSub
 }
 
-// cachedSub is a subscription as read at at; found false: the account had
-// none.
+// cachedSub is what decides an account's plan as read at at; found false:
+// the account had no subscription.
 type cachedSub struct {
-	sub   Subscription
+	terms planTerms
 	found bool
 	at    time.Time
 }

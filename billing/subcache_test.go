@@ -16,14 +16,14 @@ func TestSubCacheReadRacingWrite(t *testing.T) {
 	}
 	// The write lands between the read's miss and its put.
 	c.forget("a")
-	c.put("a", cachedSub{sub: Subscription{PlanCode: "old"}, found: true, at: now}, gen)
+	c.put("a", cachedSub{terms: planTerms{plan: "old"}, found: true, at: now}, gen)
 	if _, ok, _ := c.get("a", now); ok {
 		t.Fatal("the cache kept a read older than a write")
 	}
 	// A read after the write is kept, for the cache's age.
 	_, _, gen = c.get("a", now)
-	c.put("a", cachedSub{sub: Subscription{PlanCode: "new"}, found: true, at: now}, gen)
-	if e, ok, _ := c.get("a", now.Add(time.Minute-time.Nanosecond)); !ok || e.sub.PlanCode != "new" {
+	c.put("a", cachedSub{terms: planTerms{plan: "new"}, found: true, at: now}, gen)
+	if e, ok, _ := c.get("a", now.Add(time.Minute-time.Nanosecond)); !ok || e.terms.plan != "new" {
 		t.Fatalf("got %+v, %v; want the plan read after the write", e, ok)
 	}
 	if _, ok, _ := c.get("a", now.Add(time.Minute)); ok {

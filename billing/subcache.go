@@ -5,11 +5,11 @@ import (
 	"time"
 )
 
-// subCacheEntriesMax bounds the cache (about 150 bytes an entry); past it
-// the cache starts empty again.
+// subCacheEntriesMax bounds the cache (an entry is 136 bytes and its key);
+// past it the cache starts empty again.
 const subCacheEntriesMax = 100_000
 
-// subCache keeps the subscriptions Plan read, for Options.PlanCacheAge, so
+// subCache keeps the plan terms of the subscriptions Plan read, for Options.PlanCacheAge, so
 // that pricing a request does not read the store each time. Writes through
 // the Service forget the account's entry; a generation number keeps a read
 // that raced a write from putting back what the write replaced.

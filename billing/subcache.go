@@ -9,10 +9,11 @@ import (
 // past it the cache starts empty again.
 const subCacheEntriesMax = 100_000
 
-// subCache keeps the plan terms of the subscriptions Plan read, for Options.PlanCacheAge, so
-// that pricing a request does not read the store each time. Writes through
-// the Service forget the account's entry; a generation number keeps a read
-// that raced a write from putting back what the write replaced.
+// subCache keeps the plan terms of the subscriptions Plan read, for
+// Options.PlanCacheAge, so that pricing a request does not read the store
+// each time. Writes through the Service forget the account's entry; a
+// generation number keeps a read that raced a write from putting back what
+// the write replaced.
 type subCache struct {
 	age time.Duration
 	mu  sync.Mutex

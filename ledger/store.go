@@ -77,6 +77,24 @@ type Tx interface {
 	Rollback(ctx context.Context) error
 }
 
+// BulkReader is a Store that reads the state of many accounts with one
+// query per table. Verify then checks verifyBulkAccounts accounts with four
+// queries instead of four per account.
+type BulkReader interface {
+	// AccountsOf returns those of the accounts ids that exist, in any
+	// order.
+	AccountsOf(ctx context.Context, ids []string) ([]Account, error)
+	// JournalOf calls fn with every transaction of the accounts ids, each
+	// account's in sequence order; accounts may interleave.
+	JournalOf(ctx context.Context, ids []string, fn func(*Transaction) error) error
+	// GrantsOf returns every grant of the accounts ids, closed ones too,
+	// each account's in creation order.
+	GrantsOf(ctx context.Context, ids []string) ([]Grant, error)
+	// OpenHoldsOf returns the open holds of the accounts ids, each
+	// account's oldest first.
+	OpenHoldsOf(ctx context.Context, ids []string) ([]Hold, error)
+}
+
 // Loader is a Tx that can lock a batch's accounts and make all of the
 // batch's reads in one round trip, in this order: LockAccounts(Accounts),
 // LoadHolds(Holds), LoadCharges(Charges), LoadGrants(Accounts, Grants),

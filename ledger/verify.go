@@ -12,11 +12,15 @@ import (
 // verifyProblemsMax bounds the report; past it verification stops early.
 const verifyProblemsMax = 1000
 
-// verifyWorkers is how many accounts Verify checks at once. Each check is
-// a few reads, mostly waiting on the store (on PostgreSQL a round trip
-// each), so checking several at once uses the store's connections instead
-// of waiting on one.
+// verifyWorkers is how many pieces of a page of accounts Verify checks at
+// once. Each piece is a few reads, mostly waiting on the store (on
+// PostgreSQL a round trip each), so checking several at once uses the
+// store's connections instead of waiting on one.
 const verifyWorkers = 8
+
+// verifyBulkAccounts is how many accounts one piece holds on a BulkReader
+// store; other stores check one account per piece.
+const verifyBulkAccounts = 50
 
 // Verify re-derives every balance from the journal and reports any
 // difference: transactions that do not sum to zero, broken or edited hash
@@ -33,7 +37,7 @@ func (e *Engine) Verify(ctx context.Context) (VerifyReport, error) {
 		if err != nil {
 			return r, fmt.Errorf("verify: list accounts: %w", err)
 		}
-		checks := e.verifyAccounts(ctx, ids)
+		checks := e.verifyPage(ctx, ids)
 		for i := range checks {
 			c := &checks[i]
 			if c.err != nil {
@@ -74,26 +78,35 @@ type accountCheck struct {
 	err    error
 }
 
-// verifyAccounts checks the accounts, verifyWorkers at a time, and returns
-// their checks in the order of ids. An error does not stop the others (a
-// page is bounded), so the first error in order is the account's own, not
-// a cancellation.
-func (e *Engine) verifyAccounts(ctx context.Context, ids []string) []accountCheck {
+// verifyPage checks the accounts ids, verifyWorkers pieces at a time, and
+// returns their checks in the order of ids. An error does not stop the
+// other pieces (a page is bounded), so the first error in order is the
+// account's own, not a cancellation.
+func (e *Engine) verifyPage(ctx context.Context, ids []string) []accountCheck {
 	checks := make([]accountCheck, len(ids))
+	bulk, isBulk := e.store.(BulkReader)
+	size := 1
+	if isBulk {
+		size = verifyBulkAccounts
+	}
+	pieces := (len(ids) + size - 1) / size
 	var (
 		wg   sync.WaitGroup
 		next atomic.Int64
 	)
-	for range min(verifyWorkers, len(ids)) {
+	for range min(verifyWorkers, pieces) {
 		wg.Go(func() {
 			for {
-				i := int(next.Add(1)) - 1
-				if i >= len(ids) {
+				p := int(next.Add(1)) - 1
+				if p >= pieces {
 					return
 				}
-				c := &checks[i]
-				c.report.Totals = map[string]credit.Amount{}
-				c.sum, c.err = e.verifyAccount(ctx, ids[i], &c.report)
+				lo, hi := p*size, min((p+1)*size, len(ids))
+				if isBulk {
+					verifyBulk(ctx, bulk, ids[lo:hi], checks[lo:hi])
+				} else {
+					e.verifyOne(ctx, ids[lo], &checks[lo])
+				}
 			}
 		})
 	}
@@ -101,93 +114,176 @@ func (e *Engine) verifyAccounts(ctx context.Context, ids []string) []accountChec
 	return checks
 }
 
-// verifyAccount checks one account's chain and projections and returns the
-// account's total (grants plus holds) as derived from the journal.
-func (e *Engine) verifyAccount(ctx context.Context, id string, r *VerifyReport) (credit.Amount, error) {
+// verifyOne checks one account with the Store's own reads.
+func (e *Engine) verifyOne(ctx context.Context, id string, c *accountCheck) {
 	acct, err := e.store.Account(ctx, id)
 	if err != nil {
-		return 0, err
+		c.err = err
+		return
 	}
-	problem := func(format string, args ...any) {
-		r.Problems = append(r.Problems, fmt.Sprintf("account %s: ", id)+fmt.Sprintf(format, args...))
-	}
-	r.Accounts++
-	grantSums := map[string]credit.Amount{}
-	holdSums := map[string]credit.Amount{}
-	var total credit.Amount
-	var seq int64
-	prev := ""
-	err = e.store.Journal(ctx, id, func(t *Transaction) error {
-		r.Transactions++
-		seq++
-		if t.Seq != seq {
-			problem("transaction %s has sequence %d, want %d (a transaction is missing or duplicated)", t.ID, t.Seq, seq)
-			seq = t.Seq
-		}
-		if t.PrevHash != prev {
-			problem("transaction %s (seq %d) does not chain to the previous transaction", t.ID, t.Seq)
-		}
-		if h := txHash(t); h != t.Hash {
-			problem("transaction %s (seq %d) was altered: its hash does not match its content", t.ID, t.Seq)
-		}
-		prev = t.Hash
-		var sum credit.Amount
-		for _, en := range t.Entries {
-			sum += en.Amount
-			switch {
-			case en.Account == id && en.Grant != "":
-				grantSums[en.Grant] += en.Amount
-				total += en.Amount
-			case en.Account == id && en.Hold != "":
-				holdSums[en.Hold] += en.Amount
-				total += en.Amount
-			case len(en.Account) > 0 && en.Account[0] == '@':
-				r.Totals[en.Account] += en.Amount
-			default:
-				problem("transaction %s has an entry on unexpected account %q", t.ID, en.Account)
-			}
-		}
-		if sum != 0 {
-			problem("transaction %s (seq %d) does not sum to zero (%s)", t.ID, t.Seq, sum)
-		}
-		return nil
-	})
-	if err != nil {
-		return 0, err
-	}
-	if acct.Seq != seq || acct.Hash != prev {
-		problem("account head (seq %d) does not match its journal (seq %d)", acct.Seq, seq)
+	v := newAccountVerifier(id, c)
+	if err := e.store.Journal(ctx, id, v.add); err != nil {
+		c.err = err
+		return
 	}
 	grants, err := e.store.Grants(ctx, id, true)
 	if err != nil {
-		return 0, err
-	}
-	for _, g := range grants {
-		if g.Remaining < 0 {
-			problem("grant %s is negative: %s", g.ID, g.Remaining)
-		}
-		if want := grantSums[g.ID]; want != g.Remaining {
-			problem("grant %s holds %s but its journal entries sum to %s", g.ID, g.Remaining, want)
-		}
-		delete(grantSums, g.ID)
-	}
-	for gid, s := range grantSums {
-		problem("journal entries of %s on grant %s have no grant row", s, gid)
+		c.err = err
+		return
 	}
 	holds, err := e.store.OpenHolds(ctx, id)
 	if err != nil {
-		return 0, err
+		c.err = err
+		return
+	}
+	v.finish(acct, grants, holds)
+}
+
+// verifyBulk checks the accounts ids, into checks, with one read of each
+// kind for all of them. The reads come in the order verifyOne makes them.
+func verifyBulk(ctx context.Context, b BulkReader, ids []string, checks []accountCheck) {
+	fail := func(err error) {
+		for i := range checks {
+			checks[i].err = err
+		}
+	}
+	accts, err := b.AccountsOf(ctx, ids)
+	if err != nil {
+		fail(err)
+		return
+	}
+	heads := make(map[string]Account, len(accts))
+	for _, a := range accts {
+		heads[a.ID] = a
+	}
+	vs := make(map[string]*accountVerifier, len(ids))
+	for i, id := range ids {
+		if _, ok := heads[id]; !ok {
+			fail(fmt.Errorf("account %q: %w", id, ErrNotFound))
+			return
+		}
+		vs[id] = newAccountVerifier(id, &checks[i])
+	}
+	err = b.JournalOf(ctx, ids, func(t *Transaction) error {
+		v := vs[t.AccountID]
+		if v == nil {
+			return fmt.Errorf("the journal of accounts %s to %s returned transaction %s of account %s", ids[0], ids[len(ids)-1], t.ID, t.AccountID)
+		}
+		return v.add(t)
+	})
+	if err != nil {
+		fail(err)
+		return
+	}
+	grants, err := b.GrantsOf(ctx, ids)
+	if err != nil {
+		fail(err)
+		return
+	}
+	holds, err := b.OpenHoldsOf(ctx, ids)
+	if err != nil {
+		fail(err)
+		return
+	}
+	grantsOf := map[string][]Grant{}
+	for _, g := range grants {
+		grantsOf[g.AccountID] = append(grantsOf[g.AccountID], g)
+	}
+	holdsOf := map[string][]Hold{}
+	for _, h := range holds {
+		holdsOf[h.AccountID] = append(holdsOf[h.AccountID], h)
+	}
+	for _, id := range ids {
+		vs[id].finish(heads[id], grantsOf[id], holdsOf[id])
+	}
+}
+
+// accountVerifier re-derives one account from its journal, fed one
+// transaction at a time in sequence order, and compares the result with
+// the account's stored head, grants and holds.
+type accountVerifier struct {
+	id        string
+	c         *accountCheck
+	grantSums map[string]credit.Amount
+	holdSums  map[string]credit.Amount
+	seq       int64
+	prev      string
+}
+
+func newAccountVerifier(id string, c *accountCheck) *accountVerifier {
+	c.report = VerifyReport{Accounts: 1, Totals: map[string]credit.Amount{}}
+	return &accountVerifier{id: id, c: c, grantSums: map[string]credit.Amount{}, holdSums: map[string]credit.Amount{}}
+}
+
+func (v *accountVerifier) problem(format string, args ...any) {
+	v.c.report.Problems = append(v.c.report.Problems, fmt.Sprintf("account %s: ", v.id)+fmt.Sprintf(format, args...))
+}
+
+// add checks the account's next transaction: its place in the sequence
+// and the hash chain, its hash and its sum, and adds its entries.
+func (v *accountVerifier) add(t *Transaction) error {
+	v.c.report.Transactions++
+	v.seq++
+	if t.Seq != v.seq {
+		v.problem("transaction %s has sequence %d, want %d (a transaction is missing or duplicated)", t.ID, t.Seq, v.seq)
+		v.seq = t.Seq
+	}
+	if t.PrevHash != v.prev {
+		v.problem("transaction %s (seq %d) does not chain to the previous transaction", t.ID, t.Seq)
+	}
+	if h := txHash(t); h != t.Hash {
+		v.problem("transaction %s (seq %d) was altered: its hash does not match its content", t.ID, t.Seq)
+	}
+	v.prev = t.Hash
+	var sum credit.Amount
+	for _, en := range t.Entries {
+		sum += en.Amount
+		switch {
+		case en.Account == v.id && en.Grant != "":
+			v.grantSums[en.Grant] += en.Amount
+			v.c.sum += en.Amount
+		case en.Account == v.id && en.Hold != "":
+			v.holdSums[en.Hold] += en.Amount
+			v.c.sum += en.Amount
+		case len(en.Account) > 0 && en.Account[0] == '@':
+			v.c.report.Totals[en.Account] += en.Amount
+		default:
+			v.problem("transaction %s has an entry on unexpected account %q", t.ID, en.Account)
+		}
+	}
+	if sum != 0 {
+		v.problem("transaction %s (seq %d) does not sum to zero (%s)", t.ID, t.Seq, sum)
+	}
+	return nil
+}
+
+// finish compares what the journal gave with the account's head, all its
+// grants and its open holds.
+func (v *accountVerifier) finish(acct Account, grants []Grant, holds []Hold) {
+	if acct.Seq != v.seq || acct.Hash != v.prev {
+		v.problem("account head (seq %d) does not match its journal (seq %d)", acct.Seq, v.seq)
+	}
+	for _, g := range grants {
+		if g.Remaining < 0 {
+			v.problem("grant %s is negative: %s", g.ID, g.Remaining)
+		}
+		if want := v.grantSums[g.ID]; want != g.Remaining {
+			v.problem("grant %s holds %s but its journal entries sum to %s", g.ID, g.Remaining, want)
+		}
+		delete(v.grantSums, g.ID)
+	}
+	for gid, s := range v.grantSums {
+		v.problem("journal entries of %s on grant %s have no grant row", s, gid)
 	}
 	for _, h := range holds {
-		if want := holdSums[h.ID]; want != h.Amount {
-			problem("open hold %s reserves %s but its journal entries sum to %s", h.ID, h.Amount, want)
+		if want := v.holdSums[h.ID]; want != h.Amount {
+			v.problem("open hold %s reserves %s but its journal entries sum to %s", h.ID, h.Amount, want)
 		}
-		delete(holdSums, h.ID)
+		delete(v.holdSums, h.ID)
 	}
-	for hid, s := range holdSums {
+	for hid, s := range v.holdSums {
 		if s != 0 {
-			problem("hold %s is not open but its journal entries still reserve %s", hid, s)
+			v.problem("hold %s is not open but its journal entries still reserve %s", hid, s)
 		}
 	}
-	return total, nil
 }

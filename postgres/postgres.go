@@ -37,7 +37,10 @@ type Store struct {
 	pool *pgxpool.Pool
 }
 
-var _ ledger.Store = (*Store)(nil)
+var (
+	_ ledger.Store      = (*Store)(nil)
+	_ ledger.BulkReader = (*Store)(nil)
+)
 
 // Open connects to the database at url and applies pending migrations.
 //

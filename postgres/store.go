@@ -208,6 +208,62 @@ func (s *Store) Journal(ctx context.Context, accountID string, fn func(*ledger.T
 	}
 }
 
+// AccountsOf returns those of the accounts ids that exist (ledger.BulkReader).
+func (s *Store) AccountsOf(ctx context.Context, ids []string) ([]ledger.Account, error) {
+	as, err := collect(ctx, s.pool, scanAccount, `SELECT `+accountColumns+` FROM accounts WHERE id = ANY($1)`, ids)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: %d accounts: %w", len(ids), err)
+	}
+	return as, nil
+}
+
+// JournalOf calls fn with every transaction of the accounts ids, account
+// by account in sequence order, as one query whose rows are read as they
+// come (ledger.BulkReader).
+func (s *Store) JournalOf(ctx context.Context, ids []string, fn func(*ledger.Transaction) error) error {
+	rows, err := s.pool.Query(ctx, `SELECT `+transactionColumns+` FROM transactions
+		WHERE account_id = ANY($1) ORDER BY account_id, seq`, ids)
+	if err != nil {
+		return fmt.Errorf("postgres: journal of %d accounts: %w", len(ids), err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		t, err := scanTransaction(rows)
+		if err != nil {
+			return fmt.Errorf("postgres: journal of %d accounts: %w", len(ids), err)
+		}
+		if err := fn(&t); err != nil {
+			return err
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("postgres: journal of %d accounts: %w", len(ids), err)
+	}
+	return nil
+}
+
+// GrantsOf returns every grant of the accounts ids, each account's in
+// creation order (ledger.BulkReader).
+func (s *Store) GrantsOf(ctx context.Context, ids []string) ([]ledger.Grant, error) {
+	gs, err := collect(ctx, s.pool, scanGrant, `SELECT `+grantColumns+` FROM grants
+		WHERE account_id = ANY($1) ORDER BY account_id, created_at, id`, ids)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: grants of %d accounts: %w", len(ids), err)
+	}
+	return gs, nil
+}
+
+// OpenHoldsOf returns the open holds of the accounts ids, each account's
+// oldest first (ledger.BulkReader).
+func (s *Store) OpenHoldsOf(ctx context.Context, ids []string) ([]ledger.Hold, error) {
+	hs, err := collect(ctx, s.pool, scanHold, `SELECT `+holdColumns+` FROM holds
+		WHERE account_id = ANY($1) AND status = 'open' ORDER BY account_id, created_at, id`, ids)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: open holds of %d accounts: %w", len(ids), err)
+	}
+	return hs, nil
+}
+
 // querier is what pgxpool.Pool and pgx.Tx have in common for reading.
 type querier interface {
 	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)

@@ -142,8 +142,9 @@ type VerifyReport struct {
 	Accounts     int      `json:"accounts"`
 	Transactions int64    `json:"transactions"`
 	Problems     []string `json:"problems"`
-	// Totals are the derived balances of the system accounts.
-	Totals map[string]credit.Amount `json:"totals"`
+	// Totals are the derived balances of the system accounts. Over a
+	// ledger's life they may pass what one Amount holds.
+	Totals map[string]credit.Sum `json:"totals"`
 }
 
 // OK reports whether Verify found nothing wrong.

@@ -29,8 +29,8 @@ const verifyBulkAccounts = 50
 // several at a time; the report lists problems in account order all the
 // same.
 func (e *Engine) Verify(ctx context.Context) (VerifyReport, error) {
-	r := VerifyReport{Totals: map[string]credit.Amount{}}
-	var userTotal credit.Amount
+	r := VerifyReport{Totals: map[string]credit.Sum{}}
+	var userTotal credit.Sum
 	after := ""
 	for {
 		ids, err := e.store.AccountIDs(ctx, after, verifyAccountsPerPage)
@@ -47,9 +47,9 @@ func (e *Engine) Verify(ctx context.Context) (VerifyReport, error) {
 			r.Transactions += c.report.Transactions
 			r.Problems = append(r.Problems, c.report.Problems...)
 			for k, v := range c.report.Totals {
-				r.Totals[k] += v
+				r.Totals[k] = r.Totals[k].Plus(v)
 			}
-			userTotal += c.sum
+			userTotal = userTotal.Plus(c.sum)
 			if len(r.Problems) >= verifyProblemsMax {
 				r.Problems = append(r.Problems, "too many problems; verification stopped early")
 				return r, nil
@@ -60,11 +60,11 @@ func (e *Engine) Verify(ctx context.Context) (VerifyReport, error) {
 		}
 		after = ids[len(ids)-1]
 	}
-	var system credit.Amount
+	var system credit.Sum
 	for _, v := range r.Totals {
-		system += v
+		system = system.Plus(v)
 	}
-	if system+userTotal != 0 {
+	if !system.Plus(userTotal).IsZero() {
 		r.Problems = append(r.Problems, fmt.Sprintf("the journal does not balance: system accounts %s, user accounts %s", system, userTotal))
 	}
 	return r, nil
@@ -74,7 +74,7 @@ func (e *Engine) Verify(ctx context.Context) (VerifyReport, error) {
 // total, or the error that stopped it.
 type accountCheck struct {
 	report VerifyReport
-	sum    credit.Amount
+	sum    credit.Sum
 	err    error
 }
 
@@ -211,7 +211,7 @@ type accountVerifier struct {
 }
 
 func newAccountVerifier(id string, c *accountCheck) *accountVerifier {
-	c.report = VerifyReport{Accounts: 1, Totals: map[string]credit.Amount{}}
+	c.report = VerifyReport{Accounts: 1, Totals: map[string]credit.Sum{}}
 	return &accountVerifier{id: id, c: c, grantSums: map[string]credit.Amount{}, holdSums: map[string]credit.Amount{}}
 }
 
@@ -241,12 +241,12 @@ func (v *accountVerifier) add(t *Transaction) error {
 		switch {
 		case en.Account == v.id && en.Grant != "":
 			v.grantSums[en.Grant] += en.Amount
-			v.c.sum += en.Amount
+			v.c.sum = v.c.sum.Add(en.Amount)
 		case en.Account == v.id && en.Hold != "":
 			v.holdSums[en.Hold] += en.Amount
-			v.c.sum += en.Amount
+			v.c.sum = v.c.sum.Add(en.Amount)
 		case len(en.Account) > 0 && en.Account[0] == '@':
-			v.c.report.Totals[en.Account] += en.Amount
+			v.c.report.Totals[en.Account] = v.c.report.Totals[en.Account].Add(en.Amount)
 		default:
 			v.problem("transaction %s has an entry on unexpected account %q", t.ID, en.Account)
 		}

@@ -39,7 +39,7 @@ func TestVerifyDetectsTampering(t *testing.T) {
 	if err != nil || !r.OK() || r.Transactions != 4 {
 		t.Fatalf("clean verify: %+v %v", r, err)
 	}
-	if r.Totals[ledger.SystemSpent] != credit.Credits(3) || r.Totals[ledger.SystemIssued] != credit.Credits(-10) {
+	if r.Totals[ledger.SystemSpent] != credit.SumOf(credit.Credits(3)) || r.Totals[ledger.SystemIssued] != credit.SumOf(credit.Credits(-10)) {
 		t.Fatalf("totals = %v", r.Totals)
 	}
 	exec := func(q string) {

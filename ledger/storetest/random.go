@@ -132,7 +132,7 @@ func testConcurrency(t *testing.T, open Open) {
 	if err != nil || !r.OK() {
 		t.Fatalf("verify: %v %v", err, r.Problems)
 	}
-	if got := r.Totals[ledger.SystemSpent] + r.Totals[ledger.SystemRefunded]; got != spent {
+	if got := r.Totals[ledger.SystemSpent].Plus(r.Totals[ledger.SystemRefunded]); got != credit.SumOf(spent) {
 		t.Fatalf("journal says %s spent net of refunds; callers saw %s", got, spent)
 	}
 	var avail credit.Amount

@@ -49,6 +49,7 @@ func Run(t *testing.T, open Open) {
 		{"RestartExpiresHolds", testRestartExpiresHolds},
 		{"ZeroUsage", testZeroUsage},
 		{"Fingerprint", testFingerprint},
+		{"VerifyTotalsPastAmountMax", testVerifyLargeTotals},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -19,13 +19,7 @@ import (
 // owner access could) and requires verify to notice each time.
 func TestVerifyDetectsTampering(t *testing.T) {
 	ctx := context.Background()
-	s, err := Open(ctx, pgtest.URL(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	eng := ledger.NewEngine(s, ledger.Options{SweepEvery: -1})
-	defer eng.Close(ctx)
+	s, eng := openEngine(t)
 	if _, _, err := eng.CreateAccount(ctx, "u", nil); err != nil {
 		t.Fatal(err)
 	}
@@ -77,6 +71,22 @@ func TestVerifyReportsInAccountOrder(t *testing.T) {
 	})
 }
 
+// openEngine opens a store on a fresh schema and an engine on it; the
+// test's cleanup closes both.
+func openEngine(t *testing.T) (*Store, *ledger.Engine) {
+	t.Helper()
+	s, err := Open(context.Background(), pgtest.URL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	eng := ledger.NewEngine(s, ledger.Options{SweepEvery: -1})
+	t.Cleanup(func() {
+		eng.Close(context.Background())
+		s.Close()
+	})
+	return s, eng
+}
+
 func wantProblem(t *testing.T, eng *ledger.Engine, substr string) {
 	t.Helper()
 	r, err := eng.Verify(context.Background())
@@ -95,13 +105,7 @@ func wantProblem(t *testing.T, eng *ledger.Engine, substr string) {
 // per-account reads return.
 func TestBulkReadsMatchPerAccountReads(t *testing.T) {
 	ctx := context.Background()
-	s, err := Open(ctx, pgtest.URL(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	eng := ledger.NewEngine(s, ledger.Options{SweepEvery: -1})
-	defer eng.Close(ctx)
+	s, eng := openEngine(t)
 	ids := []string{"c", "a", "b"}
 	for i, id := range ids {
 		if _, _, err := eng.CreateAccount(ctx, id, nil); err != nil {

@@ -39,10 +39,11 @@ func (s Sum) Plus(t Sum) Sum {
 // IsZero reports whether s is 0.
 func (s Sum) IsZero() bool { return s.hi == 0 && s.lo == 0 }
 
-// Amount returns s as an Amount, and whether it fits in one.
+// Amount returns s as an Amount, and whether it fits in one: from -Max to
+// Max, as Parse reads them.
 func (s Sum) Amount() (Amount, bool) {
 	switch {
-	case s.hi == 0 && s.lo <= math.MaxInt64, s.hi == -1 && s.lo > math.MaxInt64:
+	case s.hi == 0 && s.lo <= math.MaxInt64, s.hi == -1 && s.lo > 1<<63:
 		return Amount(int64(s.lo)), true
 	}
 	return 0, false
@@ -84,8 +85,10 @@ func (s *Sum) UnmarshalJSON(b []byte) error {
 		*s = SumOf(a)
 		return nil
 	}
+	// big.Rat also reads fractions, other bases and digit separators,
+	// which an amount never has.
 	r, ok := new(big.Rat).SetString(str)
-	if !ok {
+	if !ok || strings.ContainsAny(str, "/_xXoObBpP") {
 		return fmt.Errorf("invalid credit total %q", str)
 	}
 	r.Mul(r, new(big.Rat).SetInt64(Scale))

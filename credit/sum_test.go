@@ -2,7 +2,6 @@ package credit
 
 import (
 	"encoding/json"
-	"math"
 	"math/big"
 	"testing"
 )
@@ -56,12 +55,15 @@ func TestSumText(t *testing.T) {
 		}
 	}
 	var s Sum
-	for _, bad := range []string{`"x"`, `1.0000001`, `1e40`} {
+	for _, bad := range []string{`"x"`, `1.0000001`, `1e40`, `"1/2"`, `"0x10"`, `"1_000"`} {
 		if err := json.Unmarshal([]byte(bad), &s); err == nil {
 			t.Errorf("%s was accepted as %s", bad, s)
 		}
 	}
-	if a, ok := SumOf(math.MinInt64 + 1).Amount(); !ok || a != math.MinInt64+1 {
-		t.Errorf("the lowest Amount did not come back: %s, %v", a, ok)
+	if a, ok := SumOf(-Max).Amount(); !ok || a != -Max {
+		t.Errorf("-Max did not come back: %s, %v", a, ok)
+	}
+	if _, ok := SumOf(-Max).Add(-1).Amount(); ok {
+		t.Error("-Max-1 fits in an Amount, which Parse would refuse")
 	}
 }

@@ -78,9 +78,18 @@ type Tx interface {
 }
 
 // BulkReader is a Store that reads the state of many accounts with one
-// query per table. Verify then checks verifyBulkAccounts accounts with four
-// queries instead of four per account.
+// query per table, from one snapshot of the database. Verify then checks
+// verifyBulkAccounts accounts with four queries instead of four per
+// account, and a ledger that is being written cannot show it a head, a
+// journal and grants from different moments.
 type BulkReader interface {
+	// ReadAccounts calls fn with reads that all see the database as it
+	// was at one moment.
+	ReadAccounts(ctx context.Context, fn func(AccountsReader) error) error
+}
+
+// AccountsReader reads many accounts at once; see BulkReader.
+type AccountsReader interface {
 	// AccountsOf returns those of the accounts ids that exist, in any
 	// order.
 	AccountsOf(ctx context.Context, ids []string) ([]Account, error)

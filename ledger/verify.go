@@ -3,6 +3,8 @@ package ledger
 import (
 	"context"
 	"fmt"
+	"maps"
+	"slices"
 	"sync"
 	"sync/atomic"
 
@@ -102,10 +104,13 @@ func (e *Engine) verifyPage(ctx context.Context, ids []string) []accountCheck {
 					return
 				}
 				lo, hi := p*size, min((p+1)*size, len(ids))
-				if isBulk {
-					verifyBulk(ctx, bulk, ids[lo:hi], checks[lo:hi])
-				} else {
-					e.verifyOne(ctx, ids[lo], &checks[lo])
+				if !isBulk || !verifyBulk(ctx, bulk, ids[lo:hi], checks[lo:hi]) {
+					// Without bulk reads, or when they failed: one
+					// account at a time, so that an error names its
+					// account and the others' problems stay.
+					for i := lo; i < hi; i++ {
+						e.verifyOne(ctx, ids[i], &checks[i])
+					}
 				}
 			}
 		})
@@ -140,62 +145,61 @@ func (e *Engine) verifyOne(ctx context.Context, id string, c *accountCheck) {
 }
 
 // verifyBulk checks the accounts ids, into checks, with one read of each
-// kind for all of them. The reads come in the order verifyOne makes them.
-func verifyBulk(ctx context.Context, b BulkReader, ids []string, checks []accountCheck) {
-	fail := func(err error) {
-		for i := range checks {
-			checks[i].err = err
+// kind for all of them, from one snapshot. It reports false, with checks
+// to be made again, when a read failed or an account was missing.
+func verifyBulk(ctx context.Context, b BulkReader, ids []string, checks []accountCheck) bool {
+	err := b.ReadAccounts(ctx, func(r AccountsReader) error {
+		accts, err := r.AccountsOf(ctx, ids)
+		if err != nil {
+			return err
 		}
-	}
-	accts, err := b.AccountsOf(ctx, ids)
-	if err != nil {
-		fail(err)
-		return
-	}
-	heads := make(map[string]Account, len(accts))
-	for _, a := range accts {
-		heads[a.ID] = a
-	}
-	vs := make(map[string]*accountVerifier, len(ids))
-	for i, id := range ids {
-		if _, ok := heads[id]; !ok {
-			fail(fmt.Errorf("account %q: %w", id, ErrNotFound))
-			return
+		heads := make(map[string]Account, len(accts))
+		for _, a := range accts {
+			heads[a.ID] = a
 		}
-		vs[id] = newAccountVerifier(id, &checks[i])
-	}
-	err = b.JournalOf(ctx, ids, func(t *Transaction) error {
-		v := vs[t.AccountID]
-		if v == nil {
-			return fmt.Errorf("the journal of accounts %s to %s returned transaction %s of account %s", ids[0], ids[len(ids)-1], t.ID, t.AccountID)
+		vs := make(map[string]*accountVerifier, len(ids))
+		for i, id := range ids {
+			if _, ok := heads[id]; !ok {
+				return fmt.Errorf("account %q: %w", id, ErrNotFound)
+			}
+			vs[id] = newAccountVerifier(id, &checks[i])
 		}
-		return v.add(t)
+		err = r.JournalOf(ctx, ids, func(t *Transaction) error {
+			v := vs[t.AccountID]
+			if v == nil {
+				return fmt.Errorf("the journal of accounts %s to %s returned transaction %s of account %s", ids[0], ids[len(ids)-1], t.ID, t.AccountID)
+			}
+			return v.add(t)
+		})
+		if err != nil {
+			return err
+		}
+		grants, err := r.GrantsOf(ctx, ids)
+		if err != nil {
+			return err
+		}
+		holds, err := r.OpenHoldsOf(ctx, ids)
+		if err != nil {
+			return err
+		}
+		grantsOf := map[string][]Grant{}
+		for _, g := range grants {
+			grantsOf[g.AccountID] = append(grantsOf[g.AccountID], g)
+		}
+		holdsOf := map[string][]Hold{}
+		for _, h := range holds {
+			holdsOf[h.AccountID] = append(holdsOf[h.AccountID], h)
+		}
+		for _, id := range ids {
+			vs[id].finish(heads[id], grantsOf[id], holdsOf[id])
+		}
+		return nil
 	})
 	if err != nil {
-		fail(err)
-		return
+		clear(checks)
+		return false
 	}
-	grants, err := b.GrantsOf(ctx, ids)
-	if err != nil {
-		fail(err)
-		return
-	}
-	holds, err := b.OpenHoldsOf(ctx, ids)
-	if err != nil {
-		fail(err)
-		return
-	}
-	grantsOf := map[string][]Grant{}
-	for _, g := range grants {
-		grantsOf[g.AccountID] = append(grantsOf[g.AccountID], g)
-	}
-	holdsOf := map[string][]Hold{}
-	for _, h := range holds {
-		holdsOf[h.AccountID] = append(holdsOf[h.AccountID], h)
-	}
-	for _, id := range ids {
-		vs[id].finish(heads[id], grantsOf[id], holdsOf[id])
-	}
+	return true
 }
 
 // accountVerifier re-derives one account from its journal, fed one
@@ -235,9 +239,9 @@ func (v *accountVerifier) add(t *Transaction) error {
 		v.problem("transaction %s (seq %d) was altered: its hash does not match its content", t.ID, t.Seq)
 	}
 	v.prev = t.Hash
-	var sum credit.Amount
+	var sum credit.Sum
 	for _, en := range t.Entries {
-		sum += en.Amount
+		sum = sum.Add(en.Amount)
 		switch {
 		case en.Account == v.id && en.Grant != "":
 			v.grantSums[en.Grant] += en.Amount
@@ -251,7 +255,7 @@ func (v *accountVerifier) add(t *Transaction) error {
 			v.problem("transaction %s has an entry on unexpected account %q", t.ID, en.Account)
 		}
 	}
-	if sum != 0 {
+	if !sum.IsZero() {
 		v.problem("transaction %s (seq %d) does not sum to zero (%s)", t.ID, t.Seq, sum)
 	}
 	return nil
@@ -272,8 +276,8 @@ func (v *accountVerifier) finish(acct Account, grants []Grant, holds []Hold) {
 		}
 		delete(v.grantSums, g.ID)
 	}
-	for gid, s := range v.grantSums {
-		v.problem("journal entries of %s on grant %s have no grant row", s, gid)
+	for _, gid := range slices.Sorted(maps.Keys(v.grantSums)) {
+		v.problem("journal entries of %s on grant %s have no grant row", v.grantSums[gid], gid)
 	}
 	for _, h := range holds {
 		if want := v.holdSums[h.ID]; want != h.Amount {
@@ -281,8 +285,8 @@ func (v *accountVerifier) finish(acct Account, grants []Grant, holds []Hold) {
 		}
 		delete(v.holdSums, h.ID)
 	}
-	for hid, s := range v.holdSums {
-		if s != 0 {
+	for _, hid := range slices.Sorted(maps.Keys(v.holdSums)) {
+		if s := v.holdSums[hid]; s != 0 {
 			v.problem("hold %s is not open but its journal entries still reserve %s", hid, s)
 		}
 	}

@@ -38,8 +38,9 @@ type Store struct {
 }
 
 var (
-	_ ledger.Store      = (*Store)(nil)
-	_ ledger.BulkReader = (*Store)(nil)
+	_ ledger.Store          = (*Store)(nil)
+	_ ledger.BulkReader     = (*Store)(nil)
+	_ ledger.AccountsReader = snapshot{}
 )
 
 // Open connects to the database at url and applies pending migrations.

@@ -208,9 +208,29 @@ func (s *Store) Journal(ctx context.Context, accountID string, fn func(*ledger.T
 	}
 }
 
-// AccountsOf returns those of the accounts ids that exist (ledger.BulkReader).
-func (s *Store) AccountsOf(ctx context.Context, ids []string) ([]ledger.Account, error) {
-	as, err := collect(ctx, s.pool, scanAccount, `SELECT `+accountColumns+` FROM accounts WHERE id = ANY($1)`, ids)
+// ReadAccounts runs fn's reads in one read-only REPEATABLE READ
+// transaction, so that they all see one snapshot (ledger.BulkReader).
+func (s *Store) ReadAccounts(ctx context.Context, fn func(ledger.AccountsReader) error) error {
+	tx, err := s.pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
+	if err != nil {
+		return fmt.Errorf("postgres: begin snapshot: %w", err)
+	}
+	defer tx.Rollback(ctx)
+	if err := fn(snapshot{tx}); err != nil {
+		return err
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return fmt.Errorf("postgres: end snapshot: %w", err)
+	}
+	return nil
+}
+
+// snapshot reads many accounts in a ReadAccounts transaction.
+type snapshot struct{ tx pgx.Tx }
+
+// AccountsOf returns those of the accounts ids that exist.
+func (s snapshot) AccountsOf(ctx context.Context, ids []string) ([]ledger.Account, error) {
+	as, err := collect(ctx, s.tx, scanAccount, `SELECT `+accountColumns+` FROM accounts WHERE id = ANY($1)`, ids)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: %d accounts: %w", len(ids), err)
 	}
@@ -219,9 +239,9 @@ func (s *Store) AccountsOf(ctx context.Context, ids []string) ([]ledger.Account,
 
 // JournalOf calls fn with every transaction of the accounts ids, account
 // by account in sequence order, as one query whose rows are read as they
-// come (ledger.BulkReader).
-func (s *Store) JournalOf(ctx context.Context, ids []string, fn func(*ledger.Transaction) error) error {
-	rows, err := s.pool.Query(ctx, `SELECT `+transactionColumns+` FROM transactions
+// come.
+func (s snapshot) JournalOf(ctx context.Context, ids []string, fn func(*ledger.Transaction) error) error {
+	rows, err := s.tx.Query(ctx, `SELECT `+transactionColumns+` FROM transactions
 		WHERE account_id = ANY($1) ORDER BY account_id, seq`, ids)
 	if err != nil {
 		return fmt.Errorf("postgres: journal of %d accounts: %w", len(ids), err)
@@ -243,9 +263,9 @@ func (s *Store) JournalOf(ctx context.Context, ids []string, fn func(*ledger.Tra
 }
 
 // GrantsOf returns every grant of the accounts ids, each account's in
-// creation order (ledger.BulkReader).
-func (s *Store) GrantsOf(ctx context.Context, ids []string) ([]ledger.Grant, error) {
-	gs, err := collect(ctx, s.pool, scanGrant, `SELECT `+grantColumns+` FROM grants
+// creation order.
+func (s snapshot) GrantsOf(ctx context.Context, ids []string) ([]ledger.Grant, error) {
+	gs, err := collect(ctx, s.tx, scanGrant, `SELECT `+grantColumns+` FROM grants
 		WHERE account_id = ANY($1) ORDER BY account_id, created_at, id`, ids)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: grants of %d accounts: %w", len(ids), err)
@@ -254,9 +274,9 @@ func (s *Store) GrantsOf(ctx context.Context, ids []string) ([]ledger.Grant, err
 }
 
 // OpenHoldsOf returns the open holds of the accounts ids, each account's
-// oldest first (ledger.BulkReader).
-func (s *Store) OpenHoldsOf(ctx context.Context, ids []string) ([]ledger.Hold, error) {
-	hs, err := collect(ctx, s.pool, scanHold, `SELECT `+holdColumns+` FROM holds
+// oldest first.
+func (s snapshot) OpenHoldsOf(ctx context.Context, ids []string) ([]ledger.Hold, error) {
+	hs, err := collect(ctx, s.tx, scanHold, `SELECT `+holdColumns+` FROM holds
 		WHERE account_id = ANY($1) AND status = 'open' ORDER BY account_id, created_at, id`, ids)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: open holds of %d accounts: %w", len(ids), err)

@@ -3,6 +3,7 @@ package sqlite
 import (
 	"context"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -92,4 +93,45 @@ func wantProblem(t *testing.T, eng *ledger.Engine, substr string) {
 		}
 	}
 	t.Fatalf("verify problems %q do not mention %q", r.Problems, substr)
+}
+
+// Problems of one account come in the same order every time, however many
+// there are of a kind (here three grants whose rows were deleted).
+func TestVerifyProblemsInStableOrder(t *testing.T) {
+	ctx := context.Background()
+	s, err := Open(filepath.Join(t.TempDir(), "v.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	eng := ledger.NewEngine(s, ledger.Options{SweepEvery: -1})
+	defer eng.Close(ctx)
+	if _, _, err := eng.CreateAccount(ctx, "u", nil); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{"g1", "g2", "g3", "g4", "g5"} {
+		if _, err := eng.Grant(ctx, ledger.GrantRequest{AccountID: "u", Key: k, Kind: ledger.KindTopUp, Amount: credit.Credits(10)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := s.writer.ExecContext(ctx, `DELETE FROM grants WHERE account_id = 'u'`); err != nil {
+		t.Fatal(err)
+	}
+	var first []string
+	for i := range 20 {
+		r, err := eng.Verify(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(r.Problems) != 5 {
+			t.Fatalf("problems %q; want one per deleted grant", r.Problems)
+		}
+		if i == 0 {
+			first = r.Problems
+			continue
+		}
+		if !slices.Equal(r.Problems, first) {
+			t.Fatalf("run %d listed %q; the first run %q", i, r.Problems, first)
+		}
+	}
 }

@@ -50,6 +50,8 @@ func Run(t *testing.T, open Open) {
 		{"ZeroUsage", testZeroUsage},
 		{"Fingerprint", testFingerprint},
 		{"VerifyTotalsPastAmountMax", testVerifyLargeTotals},
+		{"BulkReadsMatchPerAccountReads", testBulkReads},
+		{"VerifyWhileWriting", testVerifyWhileWriting},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

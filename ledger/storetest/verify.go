@@ -3,6 +3,7 @@ package storetest
 import (
 	"context"
 	"fmt"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -76,5 +77,187 @@ func testVerifyLargeTotals(t *testing.T, open Open) {
 	}
 	if got, want := r.Totals[ledger.SystemIssued].String(), "-15000000000000"; got != want {
 		t.Fatalf("issued %s; want %s", got, want)
+	}
+}
+
+// bulkReader is the store's ledger.BulkReader; the test is skipped for a
+// store that reads accounts one at a time.
+func bulkReader(t *testing.T, s ledger.Store) ledger.BulkReader {
+	t.Helper()
+	b, ok := s.(ledger.BulkReader)
+	if !ok {
+		t.Skip("this store reads accounts one at a time")
+	}
+	return b
+}
+
+// The bulk reads Verify uses return, for each account, what the Store's
+// per-account reads return: revoked (closed) grants too, open holds only.
+func testBulkReads(t *testing.T, open Open) {
+	e := newEnv(t, open)
+	b := bulkReader(t, e.store)
+	ids := []string{"c", "a", "b", "empty"}
+	for i, id := range ids[:3] {
+		e.account(id)
+		var gs []*ledger.Grant
+		for range 3 {
+			gs = append(gs, e.grant(id, ledger.KindTopUp, fmt.Sprint(5+i), time.Time{}))
+		}
+		if _, err := e.eng.Revoke(e.ctx, ledger.RevokeRequest{GrantID: gs[2].ID, Key: e.key()}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.eng.Charge(e.ctx, ledger.ChargeRequest{AccountID: id, Key: e.key(), Amount: credit.Credits(int64(5 + i))}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.eng.Hold(e.ctx, ledger.HoldRequest{AccountID: id, Key: e.key(), Amount: credit.Credits(1)}); err != nil {
+			t.Fatal(err)
+		}
+		h, err := e.eng.Hold(e.ctx, ledger.HoldRequest{AccountID: id, Key: e.key(), Amount: credit.Credits(2)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.eng.Capture(e.ctx, ledger.CaptureRequest{HoldID: h.Hold.ID, Key: e.key(), Amount: credit.Credits(1)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.account("empty")
+	asked := append(slices.Clone(ids), "missing")
+	var (
+		accounts []ledger.Account
+		journals = map[string][]ledger.Transaction{}
+		grants   []ledger.Grant
+		holds    []ledger.Hold
+	)
+	err := b.ReadAccounts(e.ctx, func(r ledger.AccountsReader) error {
+		var err error
+		if accounts, err = r.AccountsOf(e.ctx, asked); err != nil {
+			return err
+		}
+		if err := r.JournalOf(e.ctx, asked, func(t *ledger.Transaction) error {
+			journals[t.AccountID] = append(journals[t.AccountID], *t)
+			return nil
+		}); err != nil {
+			return err
+		}
+		if grants, err = r.GrantsOf(e.ctx, asked); err != nil {
+			return err
+		}
+		holds, err = r.OpenHoldsOf(e.ctx, asked)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(accounts) != len(ids) {
+		t.Fatalf("AccountsOf returned %d accounts; want %d", len(accounts), len(ids))
+	}
+	for _, id := range ids {
+		want, err := e.store.Account(e.ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		i := slices.IndexFunc(accounts, func(a ledger.Account) bool { return a.ID == id })
+		if i < 0 {
+			t.Fatalf("AccountsOf left out %s", id)
+		}
+		wantSame(t, "account "+id, accounts[i], want)
+
+		var journal []ledger.Transaction
+		if err := e.store.Journal(e.ctx, id, func(t *ledger.Transaction) error {
+			journal = append(journal, *t)
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		wantSame(t, "journal of "+id, journals[id], journal)
+
+		wantGrants, err := e.store.Grants(e.ctx, id, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		wantSame(t, "grants of "+id, ofAccount(grants, id, func(g ledger.Grant) string { return g.AccountID }), wantGrants)
+
+		wantHolds, err := e.store.OpenHolds(e.ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		wantSame(t, "open holds of "+id, ofAccount(holds, id, func(h ledger.Hold) string { return h.AccountID }), wantHolds)
+		closed := 0
+		for _, g := range wantGrants {
+			if g.Closed {
+				closed++
+			}
+		}
+		if id != "empty" && (len(journal) != 8 || len(wantGrants) != 3 || closed != 1 || len(wantHolds) != 1) {
+			t.Fatalf("%s: %d transactions, %d grants (%d closed), %d open holds; want 8, 3 (1), 1",
+				id, len(journal), len(wantGrants), closed, len(wantHolds))
+		}
+	}
+}
+
+func wantSame(t *testing.T, what string, got, want any) {
+	t.Helper()
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("%s:\n got  %+v\n want %+v", what, got, want)
+	}
+}
+
+// ofAccount is the items of xs that belong to account id, in their order.
+func ofAccount[T any](xs []T, id string, account func(T) string) []T {
+	var out []T
+	for _, x := range xs {
+		if account(x) == id {
+			out = append(out, x)
+		}
+	}
+	return out
+}
+
+// Verify on a ledger that is being written (GET /v1/admin/verify on a
+// serving process) must find nothing: its reads of one account see one
+// moment, not a head, a journal and grants from different ones.
+func testVerifyWhileWriting(t *testing.T, open Open) {
+	e := newEnv(t, open)
+	bulkReader(t, e.store)
+	var ids []string
+	for i := range 60 {
+		id := fmt.Sprintf("w%02d", i)
+		e.account(id)
+		e.grant(id, ledger.KindTopUp, "1000000", time.Time{})
+		ids = append(ids, id)
+	}
+	stop := make(chan struct{})
+	done := make(chan error)
+	go func() {
+		n := 0
+		for {
+			select {
+			case <-stop:
+				done <- nil
+				return
+			default:
+			}
+			n++
+			_, err := e.eng.Charge(e.ctx, ledger.ChargeRequest{AccountID: ids[n%len(ids)], Key: fmt.Sprint("live-", n), Amount: credit.Credits(1)})
+			if err != nil {
+				done <- err
+				return
+			}
+		}
+	}()
+	for range 10 {
+		r, err := e.eng.Verify(e.ctx)
+		if err != nil {
+			close(stop)
+			t.Fatal(err)
+		}
+		if !r.OK() {
+			close(stop)
+			t.Fatalf("verify during writes found problems: %v", r.Problems)
+		}
+	}
+	close(stop)
+	if err := <-done; err != nil {
+		t.Fatal(err)
 	}
 }

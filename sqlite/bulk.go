@@ -1,0 +1,112 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+
+	"github.com/scriphq/scrip/ledger"
+)
+
+var (
+	_ ledger.BulkReader     = (*Store)(nil)
+	_ ledger.AccountsReader = snapshot{}
+)
+
+// ReadAccounts runs fn's reads in one read transaction of a reader
+// connection, so that they all see one snapshot (ledger.BulkReader).
+func (s *Store) ReadAccounts(ctx context.Context, fn func(ledger.AccountsReader) error) error {
+	tx, err := s.reader.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		return fmt.Errorf("sqlite: begin snapshot: %w", err)
+	}
+	defer tx.Rollback()
+	if err := fn(snapshot{tx}); err != nil {
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("sqlite: end snapshot: %w", err)
+	}
+	return nil
+}
+
+// snapshot reads many accounts in a ReadAccounts transaction; the ids go
+// in as one JSON array.
+type snapshot struct{ tx *sql.Tx }
+
+func (s snapshot) query(ctx context.Context, what string, ids []string, q string) (*sql.Rows, error) {
+	list, err := json.Marshal(ids)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := s.tx.QueryContext(ctx, q, string(list))
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: %s of %d accounts: %w", what, len(ids), err)
+	}
+	return rows, nil
+}
+
+func (s snapshot) AccountsOf(ctx context.Context, ids []string) ([]ledger.Account, error) {
+	rows, err := s.query(ctx, "heads", ids, `SELECT `+accountCols+` FROM accounts
+		WHERE id IN (SELECT value FROM json_each(?))`)
+	if err != nil {
+		return nil, err
+	}
+	as, err := collect(rows, scanAccount)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: heads of %d accounts: %w", len(ids), err)
+	}
+	return as, nil
+}
+
+// JournalOf reads the rows as they come, account by account in sequence
+// order.
+func (s snapshot) JournalOf(ctx context.Context, ids []string, fn func(*ledger.Transaction) error) error {
+	rows, err := s.query(ctx, "journal", ids, `SELECT `+txCols+` FROM transactions
+		WHERE account_id IN (SELECT value FROM json_each(?)) ORDER BY account_id, seq`)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		t, err := scanTransaction(rows)
+		if err != nil {
+			return fmt.Errorf("sqlite: journal of %d accounts: %w", len(ids), err)
+		}
+		if err := fn(&t); err != nil {
+			return err
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("sqlite: journal of %d accounts: %w", len(ids), err)
+	}
+	return nil
+}
+
+func (s snapshot) GrantsOf(ctx context.Context, ids []string) ([]ledger.Grant, error) {
+	rows, err := s.query(ctx, "grants", ids, `SELECT `+grantCols+` FROM grants
+		WHERE account_id IN (SELECT value FROM json_each(?)) ORDER BY account_id, created_at, id`)
+	if err != nil {
+		return nil, err
+	}
+	gs, err := collect(rows, scanGrant)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: grants of %d accounts: %w", len(ids), err)
+	}
+	return gs, nil
+}
+
+func (s snapshot) OpenHoldsOf(ctx context.Context, ids []string) ([]ledger.Hold, error) {
+	rows, err := s.query(ctx, "open holds", ids, `SELECT `+holdCols+` FROM holds
+		WHERE account_id IN (SELECT value FROM json_each(?)) AND status = 'open'
+		ORDER BY account_id, created_at, id`)
+	if err != nil {
+		return nil, err
+	}
+	hs, err := collect(rows, scanHold)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: open holds of %d accounts: %w", len(ids), err)
+	}
+	return hs, nil
+}

@@ -18,13 +18,7 @@ import (
 // direct database access could) and requires verify to notice each time.
 func TestVerifyDetectsTampering(t *testing.T) {
 	ctx := context.Background()
-	s, err := Open(filepath.Join(t.TempDir(), "v.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	eng := ledger.NewEngine(s, ledger.Options{SweepEvery: -1})
-	defer eng.Close(ctx)
+	s, eng := openEngine(t)
 	if _, _, err := eng.CreateAccount(ctx, "u", nil); err != nil {
 		t.Fatal(err)
 	}
@@ -79,6 +73,22 @@ func TestVerifyReportsInAccountOrder(t *testing.T) {
 	})
 }
 
+// openEngine opens a store on a fresh file and an engine on it; the test's
+// cleanup closes both.
+func openEngine(t *testing.T) (*Store, *ledger.Engine) {
+	t.Helper()
+	s, err := Open(filepath.Join(t.TempDir(), "v.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	eng := ledger.NewEngine(s, ledger.Options{SweepEvery: -1})
+	t.Cleanup(func() {
+		eng.Close(context.Background())
+		s.Close()
+	})
+	return s, eng
+}
+
 func wantProblem(t *testing.T, eng *ledger.Engine, substr string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -99,13 +109,7 @@ func wantProblem(t *testing.T, eng *ledger.Engine, substr string) {
 // there are of a kind (here three grants whose rows were deleted).
 func TestVerifyProblemsInStableOrder(t *testing.T) {
 	ctx := context.Background()
-	s, err := Open(filepath.Join(t.TempDir(), "v.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	eng := ledger.NewEngine(s, ledger.Options{SweepEvery: -1})
-	defer eng.Close(ctx)
+	s, eng := openEngine(t)
 	if _, _, err := eng.CreateAccount(ctx, "u", nil); err != nil {
 		t.Fatal(err)
 	}

@@ -47,17 +47,22 @@ func (s snapshot) query(ctx context.Context, what string, ids []string, q string
 	return rows, nil
 }
 
-func (s snapshot) AccountsOf(ctx context.Context, ids []string) ([]ledger.Account, error) {
-	rows, err := s.query(ctx, "heads", ids, `SELECT `+accountCols+` FROM accounts
-		WHERE id IN (SELECT value FROM json_each(?))`)
+// collectOf runs a snapshot query and scans every row with scan.
+func collectOf[T any](ctx context.Context, s snapshot, what string, ids []string, q string, scan func(scanner) (T, error)) ([]T, error) {
+	rows, err := s.query(ctx, what, ids, q)
 	if err != nil {
 		return nil, err
 	}
-	as, err := collect(rows, scanAccount)
+	out, err := collect(rows, scan)
 	if err != nil {
-		return nil, fmt.Errorf("sqlite: heads of %d accounts: %w", len(ids), err)
+		return nil, fmt.Errorf("sqlite: %s of %d accounts: %w", what, len(ids), err)
 	}
-	return as, nil
+	return out, nil
+}
+
+func (s snapshot) AccountsOf(ctx context.Context, ids []string) ([]ledger.Account, error) {
+	return collectOf(ctx, s, "heads", ids, `SELECT `+accountCols+` FROM accounts
+		WHERE id IN (SELECT value FROM json_each(?))`, scanAccount)
 }
 
 // JournalOf reads the rows as they come, account by account in sequence
@@ -85,28 +90,12 @@ func (s snapshot) JournalOf(ctx context.Context, ids []string, fn func(*ledger.T
 }
 
 func (s snapshot) GrantsOf(ctx context.Context, ids []string) ([]ledger.Grant, error) {
-	rows, err := s.query(ctx, "grants", ids, `SELECT `+grantCols+` FROM grants
-		WHERE account_id IN (SELECT value FROM json_each(?)) ORDER BY account_id, created_at, id`)
-	if err != nil {
-		return nil, err
-	}
-	gs, err := collect(rows, scanGrant)
-	if err != nil {
-		return nil, fmt.Errorf("sqlite: grants of %d accounts: %w", len(ids), err)
-	}
-	return gs, nil
+	return collectOf(ctx, s, "grants", ids, `SELECT `+grantCols+` FROM grants
+		WHERE account_id IN (SELECT value FROM json_each(?)) ORDER BY account_id, created_at, id`, scanGrant)
 }
 
 func (s snapshot) OpenHoldsOf(ctx context.Context, ids []string) ([]ledger.Hold, error) {
-	rows, err := s.query(ctx, "open holds", ids, `SELECT `+holdCols+` FROM holds
+	return collectOf(ctx, s, "open holds", ids, `SELECT `+holdCols+` FROM holds
 		WHERE account_id IN (SELECT value FROM json_each(?)) AND status = 'open'
-		ORDER BY account_id, created_at, id`)
-	if err != nil {
-		return nil, err
-	}
-	hs, err := collect(rows, scanHold)
-	if err != nil {
-		return nil, fmt.Errorf("sqlite: open holds of %d accounts: %w", len(ids), err)
-	}
-	return hs, nil
+		ORDER BY account_id, created_at, id`, scanHold)
 }

@@ -15,7 +15,8 @@
 #   KEEP=1         keep the schema for a look at its rows
 #
 # Everything lives in a new schema of the URL's database, dropped at the end.
-# Operations per second count debits, or hold+capture pairs for that run.
+# Operations per second count debits, or for the hold+capture run the holds
+# captured (pairs).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -30,10 +31,6 @@ scrip=${SCRIP:-go run ./cmd/scrip}
 for n in "$duration" "$accounts" "$batch" "$hot" "$clients" "$set_clients"; do
   [[ "$n" =~ ^[1-9][0-9]*$ ]] || { echo "run.sh: DURATION, ACCOUNTS, BATCH, HOT, CLIENTS and SET_CLIENTS must be positive integers" >&2; exit 2; }
 done
-if (( batch < 2 )); then
-  echo "run.sh: BATCH must be at least 2 (the hold+capture run takes half of it)" >&2
-  exit 2
-fi
 if (( accounts < batch )); then
   echo "run.sh: ACCOUNTS ($accounts) must be at least BATCH ($batch): scrip's batches hold distinct accounts" >&2
   exit 2
@@ -72,7 +69,7 @@ INSERT INTO grants (id, account_id, kind, amount, remaining, priority, effective
 SELECT 'gr-ref-' || lpad(g::text, 6, '0'), 'ref-' || lpad(g::text, 6, '0'), 'top_up',
     1000000000000000, 1000000000000000, 200, now(), now()
 FROM generate_series(0, $accounts - 1) g;
--- One open hold per account, for the first hold+capture batch to capture.
+-- One open hold per account, for the first captures to find.
 INSERT INTO holds (id, account_id, amount, allocations, status, expires_at, created_at)
 SELECT 'hd_ref-' || lpad(g::text, 6, '0'), 'ref-' || lpad(g::text, 6, '0'), 1000000,
     ('[{"amount": 1000000, "grant_id": "gr-ref-' || lpad(g::text, 6, '0') || '"}]')::jsonb, 'open',
@@ -81,23 +78,34 @@ FROM generate_series(0, $accounts - 1) g;
 ANALYZE;
 SQL
 
-# run LABEL CLIENTS DEBITS_PER_TX SCRIPT VARS...
+# run LABEL CLIENTS PER SCRIPTS VARS...: SCRIPTS is one file or several,
+# comma-separated, which pgbench picks among at random; PER is the number
+# of operations per transaction, or "captured" to count the holds captured
+# during the run.
 run() {
-  local label=$1 c=$2 per=$3 script=$4; shift 4
-  local vars=()
-  for v in "$@"; do vars+=(-D "$v"); done
+  local label=$1 c=$2 per=$3 scripts=$4; shift 4
+  local args=() f captured0=0
+  for v in "$@"; do args+=(-D "$v"); done
+  for f in ${scripts//,/ }; do args+=(-f "$dir/$f"); done
   sql -c CHECKPOINT
+  [ "$per" = captured ] && captured0=$(captured)
   local out
   out=$(PGOPTIONS="-c search_path=$schema" pgbench -n -M prepared -c "$c" -j "$(( c < 2 ? 1 : 2 ))" \
-    -T "$duration" --max-tries 10 "${vars[@]}" -f "$dir/$script" "$url" 2>&1) || {
+    -T "$duration" --max-tries 10 "${args[@]}" "$url" 2>&1) || {
     echo "$out" >&2; echo "run.sh: pgbench failed: $label" >&2; exit 1; }
-  local tps lat failed
+  local tps lat failed ops
   tps=$(sed -n 's/^tps = \([0-9.]*\).*/\1/p' <<<"$out")
   lat=$(sed -n 's/^latency average = \([0-9.]*\) ms.*/\1/p' <<<"$out")
   failed=$(sed -n 's/^number of failed transactions: \([0-9]*\).*/\1/p' <<<"$out")
-  awk -v l="$label" -v c="$c" -v t="$tps" -v p="$per" -v lat="$lat" -v f="${failed:-0}" \
-    'BEGIN { printf "%-58s %7d %10.0f %10.1f %7s\n", l, c, t * p, lat, f }'
+  if [ "$per" = captured ]; then
+    ops=$(awk -v n="$(( $(captured) - captured0 ))" -v d="$duration" 'BEGIN { print n / d }')
+  else
+    ops=$(awk -v t="$tps" -v p="$per" 'BEGIN { print t * p }')
+  fi
+  awk -v l="$label" -v c="$c" -v o="$ops" -v lat="$lat" -v f="${failed:-0}" \
+    'BEGIN { printf "%-58s %7d %10.0f %10.1f %7s\n", l, c, o, lat, f }'
 }
+captured() { PGOPTIONS="-c search_path=$schema" sql -At -c "SELECT count(*) FROM holds WHERE status = 'captured'"; }
 
 printf '\n%-58s %7s %10s %10s %7s\n' "reference ($duration s each)" clients ops/s "tx lat ms" failed
 run "per operation, uniform over $accounts"          "$clients" 1 perop.sql accounts="$accounts"
@@ -105,4 +113,4 @@ run "per operation, $hot hot accounts"                "$clients" 1 perop.sql acc
 run "set-based, $batch per statement, uniform"        "$set_clients" "$batch" setbased.sql accounts="$accounts" batch="$batch"
 run "set-based, $batch per statement, $hot hot"       "$set_clients" "$batch" setbased.sql accounts="$hot" batch="$batch"
 run "scrip's rows by hand, $batch charges per batch, uniform" "$set_clients" "$batch" layout.sql accounts="$accounts" batch="$batch"
-run "scrip's rows by hand, $(( batch / 2 )) hold+capture pairs per batch" "$set_clients" "$(( batch / 2 ))" holdcapture.sql accounts="$accounts" batch="$(( batch / 2 ))"
+run "scrip's rows by hand, $batch holds or captures per batch" "$set_clients" captured hold.sql,capture.sql accounts="$accounts" batch="$batch"

@@ -1,30 +1,15 @@
 -- The other half of hold.sql: the open holds of the batch's accounts
 -- captured in full (the hold settled, a charge row, a journal row, the
 -- chain head moved), as scrip captures: the holds read first, by id.
-\set s random(0, :accounts - 1)
-\set stride :accounts / :batch
-BEGIN;
-SELECT count(*) FROM (
-    SELECT id, seq, hash FROM accounts
-    WHERE id = ANY(ARRAY(SELECT 'ref-' || lpad(((:s + g * :stride) % :accounts)::text, 6, '0')
-                         FROM generate_series(1, :batch) g))
-    ORDER BY id FOR UPDATE) locked;
-SELECT count(*) FROM (
-    SELECT * FROM grants
-    WHERE account_id = ANY(ARRAY(SELECT 'ref-' || lpad(((:s + g * :stride) % :accounts)::text, 6, '0')
-                                 FROM generate_series(1, :batch) g))
-      AND NOT closed AND remaining > 0) live;
 SELECT count(*) FROM (
     SELECT * FROM holds
     WHERE id = ANY(ARRAY(SELECT id FROM holds
-                         WHERE account_id = ANY(ARRAY(SELECT 'ref-' || lpad(((:s + g * :stride) % :accounts)::text, 6, '0')
-                                                      FROM generate_series(1, :batch) g))
+                         WHERE account_id = ANY(:ids::text[])
                            AND status = 'open'))) open;
 WITH captured AS (
     UPDATE holds SET status = 'captured', settled_at = now(), captured = amount,
         charge_id = 'ch_' || id
-    WHERE account_id = ANY(ARRAY(SELECT 'ref-' || lpad(((:s + g * :stride) % :accounts)::text, 6, '0')
-                                 FROM generate_series(1, :batch) g))
+    WHERE account_id = ANY(:ids::text[])
       AND status = 'open'
     RETURNING id, account_id, amount, allocations, ref
 ), charged AS (

@@ -4,29 +4,11 @@
 -- capture.sql is the other half; run.sh runs the two alternately at random
 -- and counts the holds captured, as scrip's engine holds and captures in
 -- separate batches.
-\set s random(0, :accounts - 1)
-\set stride :accounts / :batch
-BEGIN;
-SELECT count(*) FROM (
-    SELECT id, seq, hash FROM accounts
-    WHERE id = ANY(ARRAY(SELECT 'ref-' || lpad(((:s + g * :stride) % :accounts)::text, 6, '0')
-                         FROM generate_series(1, :batch) g))
-    ORDER BY id FOR UPDATE) locked;
-SELECT count(*) FROM (
-    SELECT * FROM grants
-    WHERE account_id = ANY(ARRAY(SELECT 'ref-' || lpad(((:s + g * :stride) % :accounts)::text, 6, '0')
-                                 FROM generate_series(1, :batch) g))
-      AND NOT closed AND remaining > 0) live;
-UPDATE grants SET remaining = remaining - 1000000, closed = false
-WHERE account_id = ANY(ARRAY(SELECT 'ref-' || lpad(((:s + g * :stride) % :accounts)::text, 6, '0')
-                             FROM generate_series(1, :batch) g))
-  AND NOT closed;
+UPDATE grants SET remaining = remaining - 1000000, closed = false WHERE account_id = ANY(:ids::text[]) AND NOT closed;
 WITH a AS (
     UPDATE accounts SET seq = seq + 1,
         hash = '7c37ddf0ad1400153497fce657de55ca935e8d32966bbdc16b5c4cad1ceccb10'
-    WHERE id = ANY(ARRAY(SELECT 'ref-' || lpad(((:s + g * :stride) % :accounts)::text, 6, '0')
-                         FROM generate_series(1, :batch) g))
-    RETURNING id, seq
+    WHERE id = ANY(:ids::text[]) RETURNING id, seq
 ), held AS (
     INSERT INTO holds (id, account_id, amount, allocations, status, expires_at, created_at, ref)
     SELECT 'hd_' || a.id || '_' || a.seq, a.id, 1000000,

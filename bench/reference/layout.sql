@@ -1,31 +1,13 @@
--- One batch of :batch one-shot charges written as scrip writes them, by hand
+-- After batch.sql (run.sh puts it in front): the rest of one batch of
+-- :batch one-shot charges written as scrip writes them, by hand
 -- in set-based SQL, with no Go: the accounts locked in id order, their live
 -- grants read, each grant debited, each account's chain head moved, a charge
--- row and a journal row (hashes, entries, idempotency key) per charge. The
--- batch's accounts are distinct, :batch apart from a random start.
-\set s random(0, :accounts - 1)
-\set stride :accounts / :batch
-BEGIN;
-SELECT count(*) FROM (
-    SELECT id, seq, hash FROM accounts
-    WHERE id = ANY(ARRAY(SELECT 'ref-' || lpad(((:s + g * :stride) % :accounts)::text, 6, '0')
-                         FROM generate_series(1, :batch) g))
-    ORDER BY id FOR UPDATE) locked;
-SELECT count(*) FROM (
-    SELECT * FROM grants
-    WHERE account_id = ANY(ARRAY(SELECT 'ref-' || lpad(((:s + g * :stride) % :accounts)::text, 6, '0')
-                                 FROM generate_series(1, :batch) g))
-      AND NOT closed AND remaining > 0) live;
-UPDATE grants SET remaining = remaining - 1000000, closed = false
-WHERE account_id = ANY(ARRAY(SELECT 'ref-' || lpad(((:s + g * :stride) % :accounts)::text, 6, '0')
-                             FROM generate_series(1, :batch) g))
-  AND NOT closed;
+-- row and a journal row (hashes, entries, idempotency key) per charge.
+UPDATE grants SET remaining = remaining - 1000000, closed = false WHERE account_id = ANY(:ids::text[]) AND NOT closed;
 WITH a AS (
     UPDATE accounts SET seq = seq + 1,
         hash = '7c37ddf0ad1400153497fce657de55ca935e8d32966bbdc16b5c4cad1ceccb10'
-    WHERE id = ANY(ARRAY(SELECT 'ref-' || lpad(((:s + g * :stride) % :accounts)::text, 6, '0')
-                         FROM generate_series(1, :batch) g))
-    RETURNING id, seq
+    WHERE id = ANY(:ids::text[]) RETURNING id, seq
 ), c AS (
     INSERT INTO charges (id, account_id, amount, refunded, allocations, hold_id, created_at, ref)
     SELECT 'ch_' || a.id || '_' || a.seq, a.id, 1000000, 0,

@@ -40,15 +40,20 @@ for tool in psql pgbench; do
 done
 
 schema="scrip_reference_$$"
+work=$(mktemp -d)
 sep='?'; [[ "$url" == *\?* ]] && sep='&'
 schema_url="$url${sep}search_path=$schema"
 sql() { psql -X -q -v ON_ERROR_STOP=1 "$url" "$@"; }
 cleanup() {
+  rm -rf "$work"
   if [ "${KEEP:-}" = 1 ]; then echo "kept schema $schema"; return; fi
   sql -c "DROP SCHEMA IF EXISTS $schema CASCADE" >/dev/null 2>&1 || true
 }
 trap cleanup EXIT
 dir=bench/reference
+# The batches of scrip's rows by hand start alike: batch.sql goes in front.
+cp "$dir/perop.sql" "$dir/setbased.sql" "$work/"
+for f in layout hold capture; do cat "$dir/batch.sql" "$dir/$f.sql" >"$work/$f.sql"; done
 
 echo "setting up schema $schema: $accounts accounts, scrip's tables (scrip migrate) and the two-row layout"
 sql -c "CREATE SCHEMA $schema"
@@ -86,7 +91,7 @@ run() {
   local label=$1 c=$2 per=$3 scripts=$4; shift 4
   local args=() f captured0=0
   for v in "$@"; do args+=(-D "$v"); done
-  for f in ${scripts//,/ }; do args+=(-f "$dir/$f"); done
+  for f in ${scripts//,/ }; do args+=(-f "$work/$f"); done
   sql -c CHECKPOINT
   [ "$per" = captured ] && captured0=$(captured)
   local out

@@ -35,6 +35,9 @@ const poolConnsDefault = 16
 // the database through pool.
 type Store struct {
 	pool *pgxpool.Pool
+	// copyRowsMin is the number of journal rows from which a batch writes
+	// its journal with COPY (see Tx.copyTransactions).
+	copyRowsMin int
 }
 
 var (
@@ -73,7 +76,7 @@ func Open(ctx context.Context, url string) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("postgres: connect: %w", err)
 	}
-	s := &Store{pool: pool}
+	s := &Store{pool: pool, copyRowsMin: journalCopyRowsMin}
 	if err := s.Migrate(ctx); err != nil {
 		pool.Close()
 		return nil, err

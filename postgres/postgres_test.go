@@ -32,6 +32,27 @@ func openStore(t testing.TB) *postgres.Store {
 	return s
 }
 
+// eachJournalWrite runs test on a store of its own for each way a batch
+// writes its journal: in the batch's pipeline, and with COPY, which the
+// store uses from a number of rows no test batch here reaches.
+func eachJournalWrite(t *testing.T, test func(*testing.T, *postgres.Store)) {
+	t.Parallel()
+	for _, copyRowsMin := range []int{0, 1} {
+		name := "insert"
+		if copyRowsMin > 0 {
+			name = "copy"
+		}
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			s := openStore(t)
+			if copyRowsMin > 0 {
+				postgres.SetJournalCopyRowsMin(s, copyRowsMin)
+			}
+			test(t, s)
+		})
+	}
+}
+
 func createAccounts(t testing.TB, s ledger.Store, ids ...string) {
 	t.Helper()
 	for _, id := range ids {
@@ -93,9 +114,9 @@ func equal(t *testing.T, what string, got, want any) {
 	}
 }
 
-func TestRoundTrip(t *testing.T) {
-	t.Parallel()
-	s := openStore(t)
+func TestRoundTrip(t *testing.T) { eachJournalWrite(t, testRoundTrip) }
+
+func testRoundTrip(t *testing.T, s *postgres.Store) {
 	ctx := context.Background()
 
 	acct := ledger.Account{ID: "acct-1", CreatedAt: t0, Metadata: map[string]string{"plan": "pro", "ü": "✓"}}
@@ -751,9 +772,9 @@ func lockAndBump(ctx context.Context, s ledger.Store, ids []string) error {
 	return tx.Commit(ctx)
 }
 
-func TestDuplicateKeyFails(t *testing.T) {
-	t.Parallel()
-	s := openStore(t)
+func TestDuplicateKeyFails(t *testing.T) { eachJournalWrite(t, testDuplicateKeyFails) }
+
+func testDuplicateKeyFails(t *testing.T, s *postgres.Store) {
 	ctx := context.Background()
 	createAccounts(t, s, "a")
 	write(t, s, &ledger.Writes{Transactions: []ledger.Transaction{txn("a", 1, ledger.TxCharge, "k", t0)}})

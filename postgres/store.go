@@ -25,7 +25,7 @@ func (s *Store) Begin(ctx context.Context) (ledger.Tx, error) {
 	if err != nil {
 		return nil, fmt.Errorf("postgres: begin: %w", err)
 	}
-	return &Tx{conn: conn}, nil
+	return &Tx{conn: conn, copyRowsMin: s.copyRowsMin}, nil
 }
 
 // CreateAccount inserts the account unless one with its id exists.

@@ -4,7 +4,7 @@
 // The write path is built for batches: a ledger.Tx locks the batch's
 // accounts in one query, loads with one query per kind of row, and Write
 // sends every insert and update of the batch as set-based statements in one
-// pipelined round trip.
+// pipelined round trip, with the journal of a large batch in a COPY after it.
 package postgres
 
 import (

@@ -308,10 +308,10 @@ func (t *Tx) release() {
 // Write persists a batch in one pipelined round trip: one set-based
 // statement per table and kind of change, inserts before updates so a row
 // created and changed in the same batch ends in its final state, the
-// journal last. Each update must hit exactly the rows it names, all loaded
-// in this Tx; anything else is a bug and fails the batch: after a failed
-// Write, Commit rolls back. A large batch writes its journal with COPY
-// after the pipeline (copyTransactions).
+// journal last; a large batch writes its journal with COPY after the
+// pipeline instead (copyTransactions). Each update must hit exactly the
+// rows it names, all loaded in this Tx; anything else is a bug and fails
+// the batch: after a failed Write, Commit rolls back.
 func (t *Tx) Write(ctx context.Context, w *ledger.Writes) error {
 	err := t.write(ctx, w)
 	if err != nil {

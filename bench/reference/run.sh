@@ -5,7 +5,9 @@
 # scrip's own rows written by hand in set-based SQL with no Go in the way.
 #
 # usage: bench/reference/run.sh [POSTGRES_URL]
-#   POSTGRES_URL  default $SCRIP_DATABASE_URL, else the local test database
+#   POSTGRES_URL  default $SCRIP_DATABASE_URL, else the local test database;
+#                 scrip's own URL parameters (pool_*, search_path, ...) are
+#                 dropped for psql and pgbench, which do not take them
 # environment:
 #   DURATION (10)  seconds per run      ACCOUNTS (10000)   accounts, uniform
 #   BATCH (200)    debits per batch     HOT (10)           accounts of the hot runs
@@ -15,6 +17,8 @@
 #   KEEP=1         keep the schema for a look at its rows
 #
 # Everything lives in a new schema of the URL's database, dropped at the end.
+# A CHECKPOINT goes before each run when the role may take one (superuser
+# or pg_checkpoint); without it one run's log may slow the next.
 # Operations per second count debits, or for the hold+capture run the holds
 # captured (pairs).
 set -euo pipefail
@@ -31,6 +35,14 @@ scrip=${SCRIP:-go run ./cmd/scrip}
 for n in "$duration" "$accounts" "$batch" "$hot" "$clients" "$set_clients"; do
   [[ "$n" =~ ^[1-9][0-9]*$ ]] || { echo "run.sh: DURATION, ACCOUNTS, BATCH, HOT, CLIENTS and SET_CLIENTS must be positive integers" >&2; exit 2; }
 done
+if (( accounts > 1000000 )); then
+  echo "run.sh: ACCOUNTS ($accounts) must be at most 1000000 (account ids have six digits)" >&2
+  exit 2
+fi
+if (( hot > accounts )); then
+  echo "run.sh: HOT ($hot) must be at most ACCOUNTS ($accounts)" >&2
+  exit 2
+fi
 if (( accounts < batch )); then
   echo "run.sh: ACCOUNTS ($accounts) must be at least BATCH ($batch): scrip's batches hold distinct accounts" >&2
   exit 2
@@ -38,6 +50,23 @@ fi
 for tool in psql pgbench; do
   command -v "$tool" >/dev/null || { echo "run.sh: $tool not found (PostgreSQL's client programs)" >&2; exit 2; }
 done
+
+# libpq_url drops the query parameters libpq does not know: the pool and
+# statement settings of scrip's driver, and search_path (set here through
+# PGOPTIONS instead).
+libpq_url() {
+  local base=${1%%\?*} query= kept=() p
+  [[ "$1" == *\?* ]] && query=${1#*\?}
+  local IFS='&'
+  for p in $query; do
+    case "${p%%=*}" in
+      pool_*|search_path|default_query_exec_mode|statement_cache_capacity|description_cache_capacity) ;;
+      *) kept+=("$p") ;;
+    esac
+  done
+  if (( ${#kept[@]} )); then echo "$base?${kept[*]}"; else echo "$base"; fi
+}
+url=$(libpq_url "$url")
 
 schema="scrip_reference_$$"
 work=$(mktemp -d)
@@ -92,7 +121,7 @@ run() {
   local args=() f captured0=0
   for v in "$@"; do args+=(-D "$v"); done
   for f in ${scripts//,/ }; do args+=(-f "$work/$f"); done
-  sql -c CHECKPOINT
+  checkpoint
   [ "$per" = captured ] && captured0=$(captured)
   local out
   out=$(PGOPTIONS="-c search_path=$schema" pgbench -n -M prepared -c "$c" -j "$(( c < 2 ? 1 : 2 ))" \
@@ -109,6 +138,14 @@ run() {
   fi
   awk -v l="$label" -v c="$c" -v o="$ops" -v lat="$lat" -v f="${failed:-0}" \
     'BEGIN { printf "%-58s %7d %10.0f %10.1f %7s\n", l, c, o, lat, f }'
+}
+checkpoints=yes
+checkpoint() {
+  [ "$checkpoints" = yes ] || return 0
+  if ! sql -c CHECKPOINT 2>/dev/null; then
+    checkpoints=no
+    echo "run.sh: this role may not CHECKPOINT; the runs go without one" >&2
+  fi
 }
 captured() { PGOPTIONS="-c search_path=$schema" sql -At -c "SELECT count(*) FROM holds WHERE status = 'captured'"; }
 

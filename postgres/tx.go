@@ -347,7 +347,7 @@ func (t *Tx) write(ctx context.Context, w *ledger.Writes) error {
 		return err
 	}
 	queueAccountUpdates(w.Accounts, add)
-	byCopy := len(w.Transactions) >= t.copyRowsMin
+	byCopy := len(w.Transactions) > 0 && len(w.Transactions) >= t.copyRowsMin
 	if !byCopy {
 		if err := queueTransactionInserts(w.Transactions, add); err != nil {
 			return err
@@ -362,10 +362,7 @@ func (t *Tx) write(ctx context.Context, w *ledger.Writes) error {
 		tag, err := br.Exec()
 		if err != nil {
 			br.Close()
-			if isKeyTaken(err) {
-				return fmt.Errorf("postgres: write %s: %w: %w", s.name, ledger.ErrKeyExists, err)
-			}
-			return fmt.Errorf("postgres: write %s: %w", s.name, err)
+			return writeError(s.name, err)
 		}
 		if tag.RowsAffected() != s.rows {
 			br.Close()
@@ -397,10 +394,7 @@ func (t *Tx) copyTransactions(ctx context.Context, ts []ledger.Transaction) erro
 	src := &journalRows{ts: ts, i: -1, row: make([]any, len(journalCopyColumns))}
 	n, err := t.conn.CopyFrom(ctx, pgx.Identifier{"transactions"}, journalCopyColumns, src)
 	if err != nil {
-		if isKeyTaken(err) {
-			return fmt.Errorf("postgres: write transactions: %w: %w", ledger.ErrKeyExists, err)
-		}
-		return fmt.Errorf("postgres: write transactions: %w", err)
+		return writeError("transactions", err)
 	}
 	if n != int64(len(ts)) {
 		return fmt.Errorf("postgres: write transactions: %d rows copied, want %d", n, len(ts))
@@ -445,6 +439,16 @@ func (r *journalRows) Values() ([]any, error) {
 }
 
 func (r *journalRows) Err() error { return r.err }
+
+// writeError reports a failed write of what; a key already in the journal
+// is ledger.ErrKeyExists, which the engine answers by running the batch
+// again with every key read.
+func writeError(what string, err error) error {
+	if isKeyTaken(err) {
+		return fmt.Errorf("postgres: write %s: %w: %w", what, ledger.ErrKeyExists, err)
+	}
+	return fmt.Errorf("postgres: write %s: %w", what, err)
+}
 
 // isKeyTaken reports whether err is the journal's unique index on account
 // and idempotency key refusing a row.

@@ -277,6 +277,12 @@ func (ss *stmtSet) close() error {
 }
 
 // inserter holds one INSERT per power-of-two row count up to insertRowsMax.
+//
+// Each is INSERT OR ROLLBACK: a row the table refuses ends the whole
+// transaction, not the statement alone. A batch that fails is rolled back
+// and run again anyway (ledger.ErrKeyExists), and a statement that can be
+// undone alone costs SQLite a copy of every page it changes, in a statement
+// journal, before it changes it: 8 % of the writer's CPU at 1,024 clients.
 type inserter struct {
 	cols  int
 	stmts [insertSizes]*sql.Stmt
@@ -288,7 +294,7 @@ func (ss *stmtSet) inserter(ctx context.Context, db *sql.DB, table, cols string)
 	ins := inserter{cols: n}
 	for i := range insertSizes {
 		rows := strings.TrimSuffix(strings.Repeat(row+",", 1<<i), ",")
-		ins.stmts[i] = ss.prep(ctx, db, "INSERT INTO "+table+" ("+cols+") VALUES "+rows)
+		ins.stmts[i] = ss.prep(ctx, db, "INSERT OR ROLLBACK INTO "+table+" ("+cols+") VALUES "+rows)
 	}
 	return ins
 }

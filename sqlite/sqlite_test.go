@@ -432,6 +432,68 @@ func TestUniqueSeqAndKey(t *testing.T) {
 	}})
 }
 
+// A batch whose journal row is refused leaves nothing behind: SQLite rolls
+// the whole transaction back (INSERT OR ROLLBACK), and neither a further
+// write nor a commit runs outside it.
+func TestFailedWriteLeavesNothing(t *testing.T) {
+	ctx := context.Background()
+	s := openTest(t)
+	createAccounts(t, s, "a", "b")
+	write(t, s, fixture())
+
+	tx, err := s.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = tx.Write(ctx, &ledger.Writes{
+		Accounts:   []ledger.Account{{ID: "b", CreatedAt: t0, Seq: 1, Hash: "hb"}},
+		NewCharges: []ledger.Charge{{ID: "c9", AccountID: "b", Amount: credit.Credits(1), CreatedAt: t0}},
+		Transactions: []ledger.Transaction{
+			{ID: "x1", AccountID: "b", Seq: 1, Type: ledger.TxCharge, ChargeID: "c9", IdempotencyKey: "kb", CreatedAt: t0, Hash: "hb"},
+			{ID: "x2", AccountID: "a", Seq: 3, Type: ledger.TxGrant, IdempotencyKey: "k1", CreatedAt: t0, Hash: "x"},
+		},
+	})
+	if !errors.Is(err, ledger.ErrKeyExists) {
+		t.Fatalf("write of a recorded key: %v, want ErrKeyExists", err)
+	}
+	later := &ledger.Writes{Accounts: []ledger.Account{{ID: "b", CreatedAt: t0, Seq: 7, Hash: "h7"}}}
+	if err := tx.Write(ctx, later); err == nil {
+		t.Error("write after a failed write succeeded")
+	}
+	if err := tx.Commit(ctx); err == nil {
+		t.Error("commit after a failed write succeeded")
+	}
+	if err := tx.Rollback(ctx); err != nil {
+		t.Errorf("rollback after a failed write: %v", err)
+	}
+
+	if b, err := s.Account(ctx, "b"); err != nil || b.Seq != 0 || b.Hash != "" {
+		t.Errorf("account b after the failed batch: %+v, %v; want seq 0, no hash", b, err)
+	}
+	if _, err := s.Charge(ctx, "c9"); !errors.Is(err, ledger.ErrNotFound) {
+		t.Errorf("charge of the failed batch: %v, want ErrNotFound", err)
+	}
+	for acct, want := range map[string]int{"a": 2, "b": 0} {
+		txs, err := s.Transactions(ctx, ledger.HistoryQuery{AccountID: acct, Limit: 10})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(txs) != want {
+			t.Errorf("account %s: %d transactions after the failed batch, want %d", acct, len(txs), want)
+		}
+	}
+
+	// The writer goes on: the same rows without the refused one commit.
+	write(t, s, &ledger.Writes{
+		Accounts:     []ledger.Account{{ID: "b", CreatedAt: t0, Seq: 1, Hash: "hb"}},
+		NewCharges:   []ledger.Charge{{ID: "c9", AccountID: "b", Amount: credit.Credits(1), CreatedAt: t0}},
+		Transactions: []ledger.Transaction{{ID: "x1", AccountID: "b", Seq: 1, Type: ledger.TxCharge, ChargeID: "c9", IdempotencyKey: "kb", CreatedAt: t0, Hash: "hb"}},
+	})
+	if b, err := s.Account(ctx, "b"); err != nil || b.Seq != 1 {
+		t.Errorf("account b after the retried batch: %+v, %v; want seq 1", b, err)
+	}
+}
+
 func TestLockAccountsMissing(t *testing.T) {
 	ctx := context.Background()
 	s := openTest(t)

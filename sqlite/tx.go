@@ -23,6 +23,11 @@ type Tx struct {
 	// statements; they are already prepared on the writer connection.
 	stmts map[*sql.Stmt]*sql.Stmt
 	args  []any
+	// failed is the error of a Write that failed. SQLite may have ended
+	// the transaction by then (the inserts are INSERT OR ROLLBACK), and a
+	// statement after it would run and commit on its own: no Write or
+	// Commit runs after it.
+	failed error
 }
 
 var _ ledger.Tx = (*Tx)(nil)
@@ -131,7 +136,11 @@ func (t *Tx) LoadKeyed(ctx context.Context, keys []ledger.TxKey) ([]ledger.Trans
 // Write persists a batch: inserts in multi-row statements, inserts before
 // updates (a row may be created and changed in one batch), the journal last.
 func (t *Tx) Write(ctx context.Context, w *ledger.Writes) error {
+	if t.failed != nil {
+		return fmt.Errorf("sqlite: write after a failed write: %w", t.failed)
+	}
 	if err := t.write(ctx, w); err != nil {
+		t.failed = err
 		return fmt.Errorf("sqlite: write: %w", err)
 	}
 	return nil
@@ -245,7 +254,11 @@ func (ins *inserter) size(n int) int {
 	return min(1<<(bits.Len(uint(n))-1), insertRowsMax)
 }
 
+// Commit commits the batch; after a failed Write it fails and commits nothing.
 func (t *Tx) Commit(ctx context.Context) error {
+	if t.failed != nil {
+		return fmt.Errorf("sqlite: commit after a failed write: %w", t.failed)
+	}
 	if err := t.tx.Commit(); err != nil {
 		return fmt.Errorf("sqlite: commit: %w", err)
 	}
@@ -253,9 +266,11 @@ func (t *Tx) Commit(ctx context.Context) error {
 }
 
 // Rollback ends the transaction without writing; after Commit it does
-// nothing, so callers may defer it.
+// nothing, so callers may defer it. After a failed Write, SQLite may have
+// rolled the transaction back already, and its error for rolling back none
+// is not reported.
 func (t *Tx) Rollback(ctx context.Context) error {
-	if err := t.tx.Rollback(); err != nil && !errors.Is(err, sql.ErrTxDone) {
+	if err := t.tx.Rollback(); err != nil && !errors.Is(err, sql.ErrTxDone) && t.failed == nil {
 		return fmt.Errorf("sqlite: rollback: %w", err)
 	}
 	return nil

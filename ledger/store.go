@@ -71,7 +71,8 @@ type Tx interface {
 	// LoadKeyed returns the transactions recorded under the idempotency keys.
 	LoadKeyed(ctx context.Context, keys []TxKey) ([]Transaction, error)
 	// Write persists everything a batch produced, preferably in a few
-	// set-based statements.
+	// set-based statements. A Write that fails may leave nothing of the
+	// transaction to keep: the batch is rolled back, and Commit fails.
 	Write(ctx context.Context, w *Writes) error
 	Commit(ctx context.Context) error
 	Rollback(ctx context.Context) error

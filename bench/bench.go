@@ -293,9 +293,18 @@ func runTarget(ctx context.Context, cfg Config, db *database, t target) (res *Re
 			return nil, fmt.Errorf("cpu profile: %w", err)
 		}
 	}
+	cpu0, cpuOK := processCPU()
 	res = l.run(ctx)
 	if profiling {
 		pprof.StopCPUProfile()
+	}
+	if cpu1, ok := processCPU(); cpuOK && ok {
+		res.CPU = newCPU((cpu1 - cpu0).Seconds(), res)
+		if s, ok := t.(interface{ serverCPU() (float64, bool) }); ok {
+			if secs, ok := s.serverCPU(); ok {
+				res.CPU.Server = newCPU(secs, res)
+			}
+		}
 	}
 
 	fmt.Fprintf(cfg.Log, "%s: verifying\n", t.name())

@@ -99,6 +99,11 @@ func run(t *testing.T, cfg bench.Config) *bench.Report {
 			t.Errorf("%s: implausible figures: %.0f ops/s, p50 %.3f ms, p99 %.3f ms, max %.3f ms",
 				name, r.OpsPerSec, r.P50Ms, r.P99Ms, r.MaxMs)
 		}
+		if c := r.CPU; c == nil || c.Seconds <= 0 || c.Cores <= 0 || c.PerOpUs <= 0 {
+			t.Errorf("%s: no CPU time in the report: %+v", name, c)
+		} else if cfg.HTTP == "" && c.Server != nil {
+			t.Errorf("%s: a server's CPU time at engine level: %+v", name, c.Server)
+		}
 		if !r.Verify.OK || len(r.Verify.Problems) > 0 {
 			t.Errorf("%s: verification failed: %v", name, r.Verify.Problems)
 		}

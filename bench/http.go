@@ -37,6 +37,10 @@ type httpTarget struct {
 	// before is the server's batch-size histogram when the timed run
 	// started; batches reports the difference.
 	before map[string]float64
+	// cpu is the server's CPU seconds during the timed run, read with the
+	// batches at its end; cpuOK says whether it exports them.
+	cpu   float64
+	cpuOK bool
 }
 
 func newHTTPTarget(ctx context.Context, cfg Config) (*httpTarget, error) {
@@ -266,9 +270,16 @@ func (t *httpTarget) verify(ctx context.Context) (Verify, error) {
 	return v, nil
 }
 
-// resetBatches remembers the server's batch-size histogram at the start of
-// the timed run.
-func (t *httpTarget) resetBatches() { t.before, _ = t.scrapeBatches(context.Background()) }
+// resetBatches remembers the server's batch-size histogram and CPU time at
+// the start of the timed run.
+func (t *httpTarget) resetBatches() {
+	t.before, _ = t.scrapeBatches(context.Background())
+	t.cpu, t.cpuOK = 0, false
+}
+
+// serverCPU is the server's CPU time during the timed run, once batches
+// has read it.
+func (t *httpTarget) serverCPU() (float64, bool) { return t.cpu, t.cpuOK }
 
 // batches is the distribution of the batches the server committed during
 // the run, from its Prometheus histogram (power-of-two buckets), or nil
@@ -278,6 +289,9 @@ func (t *httpTarget) batches() *BatchStats {
 	if err != nil || t.before == nil {
 		return nil
 	}
+	before, ok0 := t.before["cpu"]
+	now, ok1 := after["cpu"]
+	t.cpu, t.cpuOK = now-before, ok0 && ok1
 	count := after["count"] - t.before["count"]
 	if count <= 0 {
 		return nil
@@ -309,8 +323,8 @@ func (t *httpTarget) batches() *BatchStats {
 	return s
 }
 
-// scrapeBatches reads scrip_batch_size and scrip_batch_duration_seconds
-// from the server's /metrics.
+// scrapeBatches reads scrip_batch_size, scrip_batch_duration_seconds and
+// process_cpu_seconds_total from the server's /metrics.
 func (t *httpTarget) scrapeBatches(ctx context.Context) (map[string]float64, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, t.base+"/metrics", nil)
 	if err != nil {
@@ -345,6 +359,8 @@ func (t *httpTarget) scrapeBatches(ctx context.Context) (map[string]float64, err
 			out["sum"] = v
 		case name == "scrip_batch_duration_seconds_sum":
 			out["seconds"] = v
+		case name == "process_cpu_seconds_total":
+			out["cpu"] = v
 		case strings.HasPrefix(name, `scrip_batch_size_bucket{le="`):
 			le := strings.TrimSuffix(strings.TrimPrefix(name, `scrip_batch_size_bucket{le="`), `"}`)
 			if n, err := strconv.Atoi(le); err == nil {

@@ -6,6 +6,9 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
 	"github.com/scriphq/scrip/bench"
 	"github.com/scriphq/scrip/examples/catalogs"
 	"github.com/scriphq/scrip/httpapi"
@@ -27,7 +30,10 @@ type serverStore interface {
 // serve runs scrip's API on st, as scrip serve does, and returns its URL.
 func serve(t *testing.T, st serverStore) string {
 	t.Helper()
-	metrics, err := httpapi.NewMetrics(nil, nil)
+	// The process's CPU time, as scrip serve exports it.
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	metrics, err := httpapi.NewMetrics(reg, reg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -78,6 +84,9 @@ func runHTTP(t *testing.T, url string) {
 			rep := run(t, cfg)
 			if rep.Level != "http" {
 				t.Errorf("level %q, want http", rep.Level)
+			}
+			if rep.CPU == nil || rep.CPU.Server == nil || rep.CPU.Server.Seconds < 0 {
+				t.Errorf("the server's CPU time is not in the report: %+v", rep.CPU)
 			}
 		})
 	}

@@ -79,7 +79,34 @@ type Result struct {
 	// Kinds breaks a mixed workload down by kind of operation.
 	Kinds   map[string]KindStats `json:"kinds,omitempty"`
 	Batches *BatchStats          `json:"batches,omitempty"`
+	CPU     *CPU                 `json:"cpu,omitempty"`
 	Verify  Verify               `json:"verify"`
+}
+
+// CPU is the CPU time spent during the timed run, which is steadier than
+// operations per second on a machine whose speed drifts.
+type CPU struct {
+	// Seconds is this process's CPU time, user and system: at engine level
+	// the engine, the store's driver and the load generator (PostgreSQL is
+	// a process of its own); over HTTP the load generator alone.
+	Seconds float64 `json:"seconds"`
+	Cores   float64 `json:"cores"`
+	PerOpUs float64 `json:"per_op_us"`
+	// Server is the server's over HTTP, from process_cpu_seconds_total on
+	// its /metrics (to 0.01 s); nil at engine level.
+	Server *CPU `json:"server,omitempty"`
+}
+
+// newCPU returns the figures of seconds of CPU over a run.
+func newCPU(seconds float64, r *Result) *CPU {
+	c := &CPU{Seconds: round3(seconds)}
+	if r.Seconds > 0 {
+		c.Cores = round2(seconds / r.Seconds)
+	}
+	if r.Ops > 0 {
+		c.PerOpUs = round2(seconds * 1e6 / float64(r.Ops))
+	}
+	return c
 }
 
 // KindStats is one kind of operation within a workload.
@@ -321,6 +348,15 @@ func (r *Result) writeText(w io.Writer) {
 				parts = append(parts, fmt.Sprintf("%s %.3f", p.Name, p.MeanMs))
 			}
 			fmt.Fprintf(w, "    ms/batch   %s\n", strings.Join(parts, "  "))
+		}
+	}
+	if c := r.CPU; c != nil {
+		if c.Server != nil {
+			fmt.Fprintf(w, "  cpu          load generator %.2f cores, %.1f µs per operation; server %.2f cores, %.1f µs per operation\n",
+				c.Cores, c.PerOpUs, c.Server.Cores, c.Server.PerOpUs)
+		} else {
+			fmt.Fprintf(w, "  cpu          %.2f cores, %.1f µs per operation (this process: %s and load generator)\n",
+				c.Cores, c.PerOpUs, r.Target)
 		}
 	}
 	v := r.Verify

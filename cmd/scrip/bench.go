@@ -25,8 +25,9 @@ func newBenchCmd() *cobra.Command {
 		Use:   "bench",
 		Short: "Measure the ledger's throughput and latency, against a per-operation baseline",
 		Long: `bench drives the ledger with concurrent clients and reports operations per
-second, latency percentiles (HDR histogram), errors by code and the
-committer's batch sizes. It runs the engine in process on --database-url
+second, latency percentiles (HDR histogram), errors by code, the
+committer's batch sizes and the CPU time per operation (over HTTP the
+server's too, from its /metrics). It runs the engine in process on --database-url
 (a SQLite file or a PostgreSQL URL, where each run gets a fresh schema), or
 end to end against a running server with --http.
 

@@ -85,7 +85,7 @@ func runHTTP(t *testing.T, url string) {
 			if rep.Level != "http" {
 				t.Errorf("level %q, want http", rep.Level)
 			}
-			if rep.CPU == nil || rep.CPU.Server == nil || rep.CPU.Server.Seconds < 0 {
+			if rep.CPU == nil || rep.CPU.Server == nil {
 				t.Errorf("the server's CPU time is not in the report: %+v", rep.CPU)
 			}
 		})

@@ -483,6 +483,44 @@ func TestFailedWriteLeavesNothing(t *testing.T) {
 		}
 	}
 
+	// SQLite itself has ended a transaction whose journal row it refused:
+	// nothing is left to roll back.
+	tx, err = s.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Write(ctx, &ledger.Writes{Transactions: []ledger.Transaction{
+		{ID: "x3", AccountID: "a", Seq: 3, Type: ledger.TxGrant, IdempotencyKey: "k1", CreatedAt: t0, Hash: "x"},
+	}}); !errors.Is(err, ledger.ErrKeyExists) {
+		t.Fatalf("write of a recorded key: %v, want ErrKeyExists", err)
+	}
+	if err := tx.(*Tx).tx.Rollback(); !isNoTransaction(err) {
+		t.Errorf("rollback after the refused row: %v, want SQLite's no transaction is active", err)
+	}
+
+	// A Write that fails with its transaction still open (a row to update
+	// is missing) commits nothing either.
+	tx, err = s.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = tx.Write(ctx, &ledger.Writes{
+		Accounts: []ledger.Account{{ID: "b", CreatedAt: t0, Seq: 1, Hash: "hb"}},
+		Grants:   []ledger.Grant{{ID: "ghost"}},
+	})
+	if !errors.Is(err, ledger.ErrNotFound) {
+		t.Fatalf("update of a missing grant: %v, want ErrNotFound", err)
+	}
+	if err := tx.Commit(ctx); err == nil {
+		t.Error("commit after a failed write succeeded")
+	}
+	if err := tx.Rollback(ctx); err != nil {
+		t.Errorf("rollback after a failed write: %v", err)
+	}
+	if b, err := s.Account(ctx, "b"); err != nil || b.Seq != 0 {
+		t.Errorf("account b after the failed batch: %+v, %v; want seq 0", b, err)
+	}
+
 	// The writer goes on: the same rows without the refused one commit.
 	write(t, s, &ledger.Writes{
 		Accounts:     []ledger.Account{{ID: "b", CreatedAt: t0, Seq: 1, Hash: "hb"}},

@@ -25,8 +25,8 @@ type Tx struct {
 	args  []any
 	// failed is the error of a Write that failed. SQLite may have ended
 	// the transaction by then (the inserts are INSERT OR ROLLBACK), and a
-	// statement after it would run and commit on its own: no Write or
-	// Commit runs after it.
+	// write after it would run and commit on its own; or the transaction
+	// may hold part of the batch. No Write or Commit runs after it.
 	failed error
 }
 
@@ -212,6 +212,14 @@ func isKeyTaken(err error) bool {
 		strings.Contains(e.Error(), "transactions.idempotency_key")
 }
 
+// isNoTransaction reports whether err is SQLite refusing a ROLLBACK because
+// no transaction is open: it has ended it itself.
+func isNoTransaction(err error) bool {
+	var e *sqlite.Error
+	return errors.As(err, &e) && e.Code() == sqlite3.SQLITE_ERROR &&
+		strings.Contains(e.Error(), "no transaction is active")
+}
+
 // update runs an UPDATE of one row, which must exist: the batch loaded it.
 func (t *Tx) update(ctx context.Context, st *sql.Stmt, what, id string, args ...any) error {
 	res, err := t.stmt(ctx, st).ExecContext(ctx, args...)
@@ -270,7 +278,8 @@ func (t *Tx) Commit(ctx context.Context) error {
 // rolled the transaction back already, and its error for rolling back none
 // is not reported.
 func (t *Tx) Rollback(ctx context.Context) error {
-	if err := t.tx.Rollback(); err != nil && !errors.Is(err, sql.ErrTxDone) && t.failed == nil {
+	err := t.tx.Rollback()
+	if err != nil && !errors.Is(err, sql.ErrTxDone) && !(t.failed != nil && isNoTransaction(err)) {
 		return fmt.Errorf("sqlite: rollback: %w", err)
 	}
 	return nil

@@ -37,10 +37,8 @@ type httpTarget struct {
 	// before is the server's batch-size histogram when the timed run
 	// started; batches reports the difference.
 	before map[string]float64
-	// cpu is the server's CPU seconds during the timed run, read with the
-	// batches at its end; cpuOK says whether it exports them.
-	cpu   float64
-	cpuOK bool
+	// after is the same at its end, read by batches.
+	after map[string]float64
 }
 
 func newHTTPTarget(ctx context.Context, cfg Config) (*httpTarget, error) {
@@ -274,12 +272,17 @@ func (t *httpTarget) verify(ctx context.Context) (Verify, error) {
 // the start of the timed run.
 func (t *httpTarget) resetBatches() {
 	t.before, _ = t.scrapeBatches(context.Background())
-	t.cpu, t.cpuOK = 0, false
+	t.after = nil
 }
 
 // serverCPU is the server's CPU time during the timed run, once batches
-// has read it.
-func (t *httpTarget) serverCPU() (float64, bool) { return t.cpu, t.cpuOK }
+// has read the metrics at its end; false when the server does not export
+// it.
+func (t *httpTarget) serverCPU() (float64, bool) {
+	before, ok0 := t.before["cpu"]
+	after, ok1 := t.after["cpu"]
+	return after - before, ok0 && ok1
+}
 
 // batches is the distribution of the batches the server committed during
 // the run, from its Prometheus histogram (power-of-two buckets), or nil
@@ -289,9 +292,7 @@ func (t *httpTarget) batches() *BatchStats {
 	if err != nil || t.before == nil {
 		return nil
 	}
-	before, ok0 := t.before["cpu"]
-	now, ok1 := after["cpu"]
-	t.cpu, t.cpuOK = now-before, ok0 && ok1
+	t.after = after
 	count := after["count"] - t.before["count"]
 	if count <= 0 {
 		return nil

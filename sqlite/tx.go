@@ -207,17 +207,20 @@ func (t *Tx) write(ctx context.Context, w *ledger.Writes) error {
 // isKeyTaken reports whether err is the journal's unique index on account
 // and idempotency key refusing a row.
 func isKeyTaken(err error) bool {
-	var e *sqlite.Error
-	return errors.As(err, &e) && e.Code() == sqlite3.SQLITE_CONSTRAINT_UNIQUE &&
-		strings.Contains(e.Error(), "transactions.idempotency_key")
+	return isSQLiteError(err, sqlite3.SQLITE_CONSTRAINT_UNIQUE, "transactions.idempotency_key")
 }
 
 // isNoTransaction reports whether err is SQLite refusing a ROLLBACK because
 // no transaction is open: it has ended it itself.
 func isNoTransaction(err error) bool {
+	return isSQLiteError(err, sqlite3.SQLITE_ERROR, "no transaction is active")
+}
+
+// isSQLiteError reports whether err is SQLite's error code with text in its
+// message.
+func isSQLiteError(err error, code int, text string) bool {
 	var e *sqlite.Error
-	return errors.As(err, &e) && e.Code() == sqlite3.SQLITE_ERROR &&
-		strings.Contains(e.Error(), "no transaction is active")
+	return errors.As(err, &e) && e.Code() == code && strings.Contains(e.Error(), text)
 }
 
 // update runs an UPDATE of one row, which must exist: the batch loaded it.

@@ -65,8 +65,8 @@ run (exit code 3).`,
 				cfg.CPUProfile = f
 			}
 			// At engine level the engine runs in this process: with the
-			// collector settings scrip serve runs it with.
-			tuneGC()
+			// collector and GOMAXPROCS settings scrip serve runs it with.
+			tuneRuntime()
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			rep, err := bench.Run(ctx, cfg)

@@ -98,7 +98,7 @@ write queue.`,
 			if err := resolveConfig(cmd); err != nil {
 				return err
 			}
-			tuneGC()
+			tuneRuntime()
 			return serve(cmd, c)
 		},
 	}

@@ -22,8 +22,9 @@ const (
 
 // procsMin is the fewest goroutines scrip serve runs at once (GOMAXPROCS)
 // unless GOMAXPROCS is set in the environment. Go's default is the number
-// of CPUs the process may use, one in a container limited to a CPU or on
-// a one-CPU machine. With one, each time the SQLite writer waits on the
+// of CPUs the process may use: one on a one-CPU machine or when the process
+// is bound to one CPU (a cpuset); a container's CPU quota alone gives at
+// least two. With one, each time the SQLite writer waits on the
 // disk (its log's writes and flush) it holds the only one, no request is
 // read or answered meanwhile, and the writer commits batches of one or two
 // operations. Measured on one CPU, HTTP charges on SQLite at 64 clients:

@@ -64,9 +64,12 @@ run (exit code 3).`,
 				defer f.Close()
 				cfg.CPUProfile = f
 			}
-			// At engine level the engine runs in this process: with the
-			// collector and GOMAXPROCS settings scrip serve runs it with.
-			tuneRuntime()
+			// The collector settings of scrip serve; at engine level, where
+			// the engine runs in this process, its GOMAXPROCS too.
+			tuneGC()
+			if cfg.HTTP == "" {
+				tuneProcs()
+			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			rep, err := bench.Run(ctx, cfg)

@@ -4,6 +4,7 @@ import (
 	"os"
 	"runtime"
 	"runtime/debug"
+	"strconv"
 )
 
 // Garbage collector settings for scrip serve, used unless GOGC or
@@ -20,16 +21,10 @@ const (
 	memoryLimitDefault = 1 << 30
 )
 
-// procsMin is the fewest goroutines scrip serve runs at once (GOMAXPROCS)
-// unless GOMAXPROCS is set in the environment. Go's default is the number
-// of CPUs the process may use: one on a one-CPU machine or when the process
-// is bound to one CPU (a cpuset); a container's CPU quota alone gives at
-// least two. With one, each time the SQLite writer waits on the
-// disk (its log's writes and flush) it holds the only one, no request is
-// read or answered meanwhile, and the writer commits batches of one or two
-// operations. Measured on one CPU, HTTP charges on SQLite at 64 clients:
-// 3,726–4,723/s with p99 134–201 ms at one, 5,532–5,880/s with p99
-// 22–28 ms at two (docs/performance.md, "Per step", item 12).
+// procsMin is the fewest threads running Go code at once (GOMAXPROCS)
+// scrip serve takes: with one, every return of the SQLite writer from its
+// log's writes and fsync waits for the only one, and batches shrink to a
+// single operation (docs/performance.md, "Per step", item 12).
 const procsMin = 2
 
 // tuneRuntime applies the defaults above where the environment sets
@@ -39,6 +34,7 @@ func tuneRuntime() {
 	tuneProcs()
 }
 
+// tuneGC applies the collector settings above unless GOGC is set.
 func tuneGC() {
 	if _, ok := os.LookupEnv("GOGC"); ok {
 		return
@@ -49,11 +45,12 @@ func tuneGC() {
 	}
 }
 
-// tuneProcs raises GOMAXPROCS to procsMin. Above it, Go's default is left
-// alone, and with it Go's updates of it when the process's CPU limit
-// changes.
+// tuneProcs raises GOMAXPROCS to procsMin unless the environment sets it
+// (as the runtime reads it: a positive integer). Go's default of two or
+// more is left alone, and with it Go's updates of it when the CPU limit
+// changes; a raised value stays, as any value set by the program does.
 func tuneProcs() {
-	if _, ok := os.LookupEnv("GOMAXPROCS"); ok {
+	if n, err := strconv.ParseInt(os.Getenv("GOMAXPROCS"), 10, 32); err == nil && n > 0 {
 		return
 	}
 	if runtime.GOMAXPROCS(0) < procsMin {

@@ -6,39 +6,37 @@ import (
 	"testing"
 )
 
-// unsetEnv removes key from the environment for the test and puts back what
-// was there afterwards.
-func unsetEnv(t *testing.T, key string) {
-	t.Helper()
-	t.Setenv(key, "") // registers the restore
-	os.Unsetenv(key)
-}
-
 func TestTuneProcs(t *testing.T) {
-	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(0))
+	// Whatever the cases set, the runtime's own choice comes back.
+	t.Cleanup(func() { runtime.SetDefaultGOMAXPROCS() })
 
-	t.Run("one is raised to two", func(t *testing.T) {
-		unsetEnv(t, "GOMAXPROCS")
-		runtime.GOMAXPROCS(1)
-		tuneProcs()
-		if got := runtime.GOMAXPROCS(0); got != procsMin {
-			t.Fatalf("GOMAXPROCS = %d, want %d", got, procsMin)
-		}
-	})
-	t.Run("more are left alone", func(t *testing.T) {
-		unsetEnv(t, "GOMAXPROCS")
-		runtime.GOMAXPROCS(procsMin + 3)
-		tuneProcs()
-		if got := runtime.GOMAXPROCS(0); got != procsMin+3 {
-			t.Fatalf("GOMAXPROCS = %d, want %d", got, procsMin+3)
-		}
-	})
-	t.Run("the environment wins", func(t *testing.T) {
-		t.Setenv("GOMAXPROCS", "1")
-		runtime.GOMAXPROCS(1)
-		tuneProcs()
-		if got := runtime.GOMAXPROCS(0); got != 1 {
-			t.Fatalf("GOMAXPROCS = %d with GOMAXPROCS=1 set, want 1", got)
-		}
-	})
+	for _, c := range []struct {
+		name  string
+		env   *string // nil: unset
+		start int
+		want  int
+	}{
+		{"one is raised", nil, 1, procsMin},
+		{"more are left alone", nil, procsMin + 3, procsMin + 3},
+		{"the environment wins", ptr("1"), 1, 1},
+		{"an empty value is unset, as the runtime reads it", ptr(""), 1, procsMin},
+		{"so is one that is not a positive number", ptr("all"), 1, procsMin},
+		{"and zero", ptr("0"), 1, procsMin},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			t.Setenv("GOMAXPROCS", "") // restores the variable afterwards
+			if c.env == nil {
+				os.Unsetenv("GOMAXPROCS")
+			} else {
+				os.Setenv("GOMAXPROCS", *c.env)
+			}
+			runtime.GOMAXPROCS(c.start)
+			tuneProcs()
+			if got := runtime.GOMAXPROCS(0); got != c.want {
+				t.Fatalf("GOMAXPROCS = %d, want %d", got, c.want)
+			}
+		})
+	}
 }
+
+func ptr(s string) *string { return &s }

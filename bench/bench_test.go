@@ -2,7 +2,10 @@ package bench_test
 
 import (
 	"context"
+	"fmt"
 	"path/filepath"
+	"runtime"
+	"strings"
 	"testing"
 
 	"github.com/scriphq/scrip/bench"
@@ -86,6 +89,14 @@ func run(t *testing.T, cfg bench.Config) *bench.Report {
 	rep, err := bench.Run(context.Background(), cfg)
 	if err != nil {
 		t.Fatalf("Run: %v", err)
+	}
+	if rep.CPUs != runtime.NumCPU() || rep.Procs != runtime.GOMAXPROCS(0) {
+		t.Errorf("report says %d CPUs, GOMAXPROCS %d; the process has %d, %d", rep.CPUs, rep.Procs, runtime.NumCPU(), runtime.GOMAXPROCS(0))
+	}
+	var text strings.Builder
+	rep.WriteText(&text)
+	if want := fmt.Sprintf("%d CPUs (GOMAXPROCS %d)", rep.CPUs, rep.Procs); !strings.Contains(text.String(), want) {
+		t.Errorf("text report lacks %q:\n%s", want, text.String())
 	}
 	check := func(name string, r *bench.Result) {
 		t.Helper()

@@ -46,7 +46,10 @@ type Report struct {
 	Committers int    `json:"committers,omitempty"`
 	BatchMax   int    `json:"batch_max,omitempty"`
 	CPUs       int    `json:"cpus"`
-	GoVersion  string `json:"go_version"`
+	// Procs is this process's GOMAXPROCS (scrip bench raises it to 2 at
+	// engine level, as scrip serve does).
+	Procs     int    `json:"gomaxprocs"`
+	GoVersion string `json:"go_version"`
 	// LoadAverage is the machine's 1-minute load average before and after
 	// the run: figures taken while other work ran are not comparable.
 	LoadAverage [2]float64 `json:"load_average"`
@@ -283,7 +286,7 @@ func (r *Report) WriteText(w io.Writer) {
 	if r.Priced {
 		fmt.Fprint(w, ", charges priced by the catalog")
 	}
-	fmt.Fprintf(w, "\n%d CPUs, %s, seed %d, load average %.2f before, %.2f after", r.CPUs, r.GoVersion, r.Seed, r.LoadAverage[0], r.LoadAverage[1])
+	fmt.Fprintf(w, "\n%d CPUs (GOMAXPROCS %d), %s, seed %d, load average %.2f before, %.2f after", r.CPUs, r.Procs, r.GoVersion, r.Seed, r.LoadAverage[0], r.LoadAverage[1])
 	if r.Committers > 0 || r.BatchMax > 0 {
 		fmt.Fprintf(w, ", committers %d, batch max %d", r.Committers, r.BatchMax)
 	}

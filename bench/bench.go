@@ -174,7 +174,9 @@ type target interface {
 	balance(ctx context.Context, account string) (available credit.Amount, err error)
 	quote(ctx context.Context) error
 	// verify checks the target's own invariants.
-	verify(ctx context.Context) (Verify, error)
+	// verify checks the ledger; progress, where the target can tell,
+	// receives the accounts checked so far.
+	verify(ctx context.Context, progress func(accounts int)) (Verify, error)
 	// batches returns the batch sizes seen so far, if the target knows.
 	batches() *BatchStats
 	close(ctx context.Context) error
@@ -275,7 +277,7 @@ func runTarget(ctx context.Context, cfg Config, db *database, t target) (res *Re
 	}
 	fmt.Fprintf(cfg.Log, "%s: funding %d accounts\n", t.name(), len(accounts))
 	start := time.Now()
-	if err := fund(ctx, t, accounts, run); err != nil {
+	if err := fund(ctx, t, accounts, run, cfg.Progress); err != nil {
 		return nil, fmt.Errorf("%s: fund accounts: %w", t.name(), err)
 	}
 	if err := db.analyze(ctx); err != nil {
@@ -309,7 +311,10 @@ func runTarget(ctx context.Context, cfg Config, db *database, t target) (res *Re
 
 	fmt.Fprintf(cfg.Log, "%s: verifying\n", t.name())
 	start = time.Now()
-	v, err := t.verify(ctx)
+	var verified atomic.Int64
+	stop := phaseProgress(cfg.Progress, "verifying", 0, verified.Load)
+	v, err := t.verify(ctx, func(accounts int) { verified.Store(int64(accounts)) })
+	stop()
 	if err != nil {
 		return nil, fmt.Errorf("%s: verify: %w", t.name(), err)
 	}
@@ -321,13 +326,14 @@ func runTarget(ctx context.Context, cfg Config, db *database, t target) (res *Re
 
 // fund creates and funds the accounts concurrently, so the engine batches
 // the grants.
-func fund(ctx context.Context, t target, accounts []string, run string) error {
+func fund(ctx context.Context, t target, accounts []string, run string, progress io.Writer) error {
 	var (
 		next  atomic.Int64
 		wg    sync.WaitGroup
 		mu    sync.Mutex
 		first error
 	)
+	defer phaseProgress(progress, "funding", len(accounts), next.Load)()
 	for range min(setupConcurrencyMax, len(accounts)) {
 		wg.Add(1)
 		go func() {

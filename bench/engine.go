@@ -124,8 +124,8 @@ func (t *engineTarget) quote(context.Context) error {
 	return err
 }
 
-func (t *engineTarget) verify(ctx context.Context) (Verify, error) {
-	r, err := t.engine.Verify(ctx)
+func (t *engineTarget) verify(ctx context.Context, progress func(accounts int)) (Verify, error) {
+	r, err := t.engine.VerifyProgress(ctx, func(accounts int, _ int64) { progress(accounts) })
 	if err != nil {
 		return Verify{}, err
 	}

@@ -244,7 +244,7 @@ func (t *httpTarget) quote(ctx context.Context) error {
 	return t.do(ctx, http.MethodPost, "/v1/quotes", "", map[string]any{"action": t.action}, nil)
 }
 
-func (t *httpTarget) verify(ctx context.Context) (Verify, error) {
+func (t *httpTarget) verify(ctx context.Context, _ func(int)) (Verify, error) {
 	var out struct {
 		OK           bool     `json:"ok"`
 		Accounts     int      `json:"accounts"`

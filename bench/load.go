@@ -3,6 +3,7 @@ package bench
 import (
 	"context"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"sort"
 	"strconv"
@@ -244,6 +245,36 @@ func (l *load) progress(start time.Time) func() {
 	return func() { close(stop); <-done }
 }
 
+// phaseProgress draws "what: n of total" (or "what: n" without a total) on
+// w once a second until the returned func is called, which erases it. With
+// w nil it draws nothing.
+func phaseProgress(w io.Writer, what string, total int, n func() int64) (stop func()) {
+	if w == nil {
+		return func() {}
+	}
+	quit := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		tick := time.NewTicker(time.Second)
+		defer tick.Stop()
+		for {
+			select {
+			case <-quit:
+				fmt.Fprint(w, "\r\033[K")
+				return
+			case <-tick.C:
+				if total > 0 {
+					fmt.Fprintf(w, "\r%s: %d of %d accounts   ", what, min(n(), int64(total)), total)
+				} else {
+					fmt.Fprintf(w, "\r%s: %d accounts   ", what, n())
+				}
+			}
+		}
+	}()
+	return func() { close(quit); <-done }
+}
+
 // iterate does one unit of the workload and records it.
 func (l *load) iterate(ctx context.Context, w *worker) {
 	kind := kindCharge
@@ -347,8 +378,12 @@ func (l *load) settled(acct int, err error, took credit.Amount) bool {
 // run knows it spent there.
 func (l *load) checkBalances(ctx context.Context, v *Verify) {
 	jobs := make(chan int)
-	var mu sync.Mutex
-	var wg sync.WaitGroup
+	var (
+		mu      sync.Mutex
+		wg      sync.WaitGroup
+		checked atomic.Int64
+	)
+	defer phaseProgress(l.cfg.Progress, "balances", len(l.accounts), checked.Load)()
 	for range min(setupConcurrencyMax, len(l.accounts)) {
 		wg.Add(1)
 		go func() {
@@ -373,6 +408,7 @@ func (l *load) checkBalances(ctx context.Context, v *Verify) {
 					v.BalancesChecked++
 				}
 				mu.Unlock()
+				checked.Add(1)
 			}
 		}()
 	}

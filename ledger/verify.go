@@ -31,6 +31,12 @@ const verifyBulkAccounts = 50
 // several at a time; the report lists problems in account order all the
 // same.
 func (e *Engine) Verify(ctx context.Context) (VerifyReport, error) {
+	return e.VerifyProgress(ctx, nil)
+}
+
+// VerifyProgress is Verify calling progress, when not nil, after each page
+// of accounts with the accounts and transactions checked so far.
+func (e *Engine) VerifyProgress(ctx context.Context, progress func(accounts int, transactions int64)) (VerifyReport, error) {
 	r := VerifyReport{Totals: map[string]credit.Sum{}}
 	var userTotal credit.Sum
 	after := ""
@@ -56,6 +62,9 @@ func (e *Engine) Verify(ctx context.Context) (VerifyReport, error) {
 				r.Problems = append(r.Problems, "too many problems; verification stopped early")
 				return r, nil
 			}
+		}
+		if progress != nil {
+			progress(r.Accounts, r.Transactions)
 		}
 		if len(ids) < verifyAccountsPerPage {
 			break

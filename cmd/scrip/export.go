@@ -59,7 +59,7 @@ stderr when it is a terminal.`,
 					w = f
 				}
 				bw := bufio.NewWriter(w)
-				x := &exporter{st: st, format: format, since: from, until: to, progress: newProgress(cmd.ErrOrStderr())}
+				x := &exporter{st: st, format: format, since: from, until: to, progress: newProgress(cmd.ErrOrStderr(), "exporting")}
 				if err := x.run(ctx, bw, accounts); err != nil {
 					return err
 				}
@@ -161,40 +161,7 @@ func (x *exporter) run(ctx context.Context, w io.Writer, only []string) error {
 	}
 }
 
-// progress draws one status line on a terminal, and nothing elsewhere.
-type progress struct {
-	w     io.Writer
-	tty   bool
-	start time.Time
-	last  time.Time
-}
-
-func newProgress(w io.Writer) *progress {
-	p := &progress{w: w, start: time.Now()}
-	if f, ok := w.(*os.File); ok {
-		if fi, err := f.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
-			p.tty = true
-		}
-	}
-	return p
-}
-
-func (p *progress) tick(accounts int, txs int64) {
-	if !p.tty {
-		return
-	}
-	now := time.Now()
-	if now.Sub(p.last) < progressEvery {
-		return
-	}
-	p.last = now
-	rate := float64(txs) / max(now.Sub(p.start).Seconds(), 0.001)
-	fmt.Fprintf(p.w, "\rexporting: %d accounts, %d transactions (%.0f/s)   ", accounts, txs, rate)
-}
-
 func (p *progress) done(accounts int, txs int64) {
-	if p.tty {
-		fmt.Fprint(p.w, "\r\033[K")
-	}
+	p.clear()
 	fmt.Fprintf(p.w, "exported %d transactions of %d accounts in %s\n", txs, accounts, time.Since(p.start).Round(time.Millisecond))
 }

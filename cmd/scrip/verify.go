@@ -21,8 +21,10 @@ func newVerifyCmd() *cobra.Command {
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var rep ledger.VerifyReport
 			err := withEngine(cmd, &url, func(ctx context.Context, e *ledger.Engine) error {
+				p := newProgress(cmd.ErrOrStderr(), "verifying")
+				defer p.clear()
 				var err error
-				rep, err = e.Verify(ctx)
+				rep, err = e.VerifyProgress(ctx, p.tick)
 				return err
 			})
 			if err != nil {

@@ -52,6 +52,7 @@ func Run(t *testing.T, open Open) {
 		{"VerifyTotalsPastAmountMax", testVerifyLargeTotals},
 		{"BulkReadsMatchPerAccountReads", testBulkReads},
 		{"VerifyWhileWriting", testVerifyWhileWriting},
+		{"VerifyProgress", testVerifyProgress},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

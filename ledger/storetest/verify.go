@@ -6,6 +6,8 @@ import (
 	"reflect"
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -259,5 +261,60 @@ func testVerifyWhileWriting(t *testing.T, open Open) {
 	close(stop)
 	if err := <-done; err != nil {
 		t.Fatal(err)
+	}
+}
+
+// testVerifyProgress checks that VerifyProgress reports each page of
+// accounts as it goes, the counts growing to the report's own.
+func testVerifyProgress(t *testing.T, open Open) {
+	e := newEnv(t, open)
+	const (
+		accounts = 1100 // three pages of 500
+		funded   = 7
+	)
+	// Created from several goroutines, so that the engine batches them.
+	var (
+		wg   sync.WaitGroup
+		next atomic.Int64
+		errs = make(chan error, 16)
+	)
+	for range 16 {
+		wg.Go(func() {
+			for i := int(next.Add(1)) - 1; i < accounts; i = int(next.Add(1)) - 1 {
+				if _, _, err := e.eng.CreateAccount(e.ctx, fmt.Sprintf("p%04d", i), nil); err != nil {
+					errs <- err
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	for i := range funded {
+		e.grant(fmt.Sprintf("p%04d", i*100), ledger.KindTopUp, "5", time.Time{})
+	}
+
+	type call struct {
+		accounts int
+		txs      int64
+	}
+	var calls []call
+	r, err := e.eng.VerifyProgress(e.ctx, func(accounts int, txs int64) {
+		calls = append(calls, call{accounts, txs})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !r.OK() || r.Accounts != accounts || r.Transactions != funded {
+		t.Fatalf("report: %d accounts, %d transactions, problems %v; want %d, %d, none", r.Accounts, r.Transactions, r.Problems, accounts, funded)
+	}
+	// Pages in id order: p0000–p0499 hold five of the grants (p0000 …
+	// p0400), p0500–p0999 the other two.
+	want := []call{{500, 5}, {1000, funded}, {accounts, funded}}
+	if !slices.Equal(calls, want) {
+		t.Fatalf("progress calls %v; want %v", calls, want)
 	}
 }

@@ -218,37 +218,34 @@ func round3(f float64) float64 { return float64(int64(f*1000+0.5)) / 1000 }
 // progress prints a live line once a second until the returned func is
 // called.
 func (l *load) progress(start time.Time) func() {
-	if l.cfg.Progress == nil {
-		return func() {}
-	}
-	stop := make(chan struct{})
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		tick := time.NewTicker(time.Second)
-		defer tick.Stop()
-		last, lastAt := int64(0), start
-		for {
-			select {
-			case <-stop:
-				fmt.Fprintln(l.cfg.Progress)
-				return
-			case now := <-tick.C:
-				n := l.done.Load()
-				rate := float64(n-last) / now.Sub(lastAt).Seconds()
-				fmt.Fprintf(l.cfg.Progress, "\r%-8s %5.0fs  %10d ops  %9.0f ops/s now  %9.0f ops/s avg  %d errors   ",
-					l.t.name(), now.Sub(start).Seconds(), n, rate, float64(n)/now.Sub(start).Seconds(), l.failed.Load())
-				last, lastAt = n, now
-			}
-		}
-	}()
-	return func() { close(stop); <-done }
+	w := l.cfg.Progress
+	last, lastAt := int64(0), start
+	return everySecond(w, func(now time.Time) {
+		n := l.done.Load()
+		rate := float64(n-last) / now.Sub(lastAt).Seconds()
+		fmt.Fprintf(w, "\r%-8s %5.0fs  %10d ops  %9.0f ops/s now  %9.0f ops/s avg  %d errors   ",
+			l.t.name(), now.Sub(start).Seconds(), n, rate, float64(n)/now.Sub(start).Seconds(), l.failed.Load())
+		last, lastAt = n, now
+	}, "\n")
 }
 
 // phaseProgress draws "what: n of total" (or "what: n" without a total) on
 // w once a second until the returned func is called, which erases it. With
 // w nil it draws nothing.
 func phaseProgress(w io.Writer, what string, total int, n func() int64) (stop func()) {
+	return everySecond(w, func(time.Time) {
+		if total > 0 {
+			fmt.Fprintf(w, "\r%s: %d of %d accounts   ", what, min(n(), int64(total)), total)
+		} else {
+			fmt.Fprintf(w, "\r%s: %d accounts   ", what, n())
+		}
+	}, "\r\033[K")
+}
+
+// everySecond calls draw once a second on a goroutine of its own until the
+// returned func is called, which then writes end to w. With w nil it does
+// nothing.
+func everySecond(w io.Writer, draw func(now time.Time), end string) (stop func()) {
 	if w == nil {
 		return func() {}
 	}
@@ -261,14 +258,10 @@ func phaseProgress(w io.Writer, what string, total int, n func() int64) (stop fu
 		for {
 			select {
 			case <-quit:
-				fmt.Fprint(w, "\r\033[K")
+				fmt.Fprint(w, end)
 				return
-			case <-tick.C:
-				if total > 0 {
-					fmt.Fprintf(w, "\r%s: %d of %d accounts   ", what, min(n(), int64(total)), total)
-				} else {
-					fmt.Fprintf(w, "\r%s: %d accounts   ", what, n())
-				}
+			case now := <-tick.C:
+				draw(now)
 			}
 		}
 	}()

@@ -272,7 +272,8 @@ func testVerifyProgress(t *testing.T, open Open) {
 		accounts = 1100 // three pages of 500
 		funded   = 7
 	)
-	// Created from several goroutines, so that the engine batches them.
+	// Created from several goroutines at once: each is a store transaction
+	// of its own.
 	var (
 		wg   sync.WaitGroup
 		next atomic.Int64

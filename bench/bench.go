@@ -173,9 +173,8 @@ type target interface {
 	refund(ctx context.Context, chargeID, key string, amount credit.Amount) error
 	balance(ctx context.Context, account string) (available credit.Amount, err error)
 	quote(ctx context.Context) error
-	// verify checks the target's own invariants.
-	// verify checks the ledger; progress, where the target can tell,
-	// receives the accounts checked so far.
+	// verify checks the target's own invariants; progress, where the
+	// target can tell, receives the accounts checked so far.
 	verify(ctx context.Context, progress func(accounts int)) (Verify, error)
 	// batches returns the batch sizes seen so far, if the target knows.
 	batches() *BatchStats

@@ -50,7 +50,7 @@ run (exit code 3).`,
 				cfg.DatabaseURL = os.Getenv("SCRIP_DATABASE_URL")
 			}
 			cfg.Log = cmd.ErrOrStderr()
-			if !quiet && benchIsTerminal(os.Stderr) {
+			if !quiet && isTerminal(os.Stderr) {
 				cfg.Progress = os.Stderr
 			}
 			if quiet {
@@ -121,8 +121,3 @@ run (exit code 3).`,
 // benchDurationDefault is how long a run lasts when neither --duration nor
 // --ops is given.
 const benchDurationDefault = 10 * time.Second
-
-func benchIsTerminal(f *os.File) bool {
-	st, err := f.Stat()
-	return err == nil && st.Mode()&os.ModeCharDevice != 0
-}

@@ -18,13 +18,14 @@ type progress struct {
 }
 
 func newProgress(w io.Writer, verb string) *progress {
-	p := &progress{w: w, verb: verb, start: time.Now()}
-	if f, ok := w.(*os.File); ok {
-		if fi, err := f.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
-			p.tty = true
-		}
-	}
-	return p
+	f, ok := w.(*os.File)
+	return &progress{w: w, verb: verb, tty: ok && isTerminal(f), start: time.Now()}
+}
+
+// isTerminal reports whether f is a terminal.
+func isTerminal(f *os.File) bool {
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
 }
 
 // tick redraws the line with the counts so far, at most every

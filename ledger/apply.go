@@ -14,6 +14,9 @@ import (
 // expireRequest is the engine's own operation that ends a due hold or grant.
 type expireRequest struct{ id string }
 
+// createAccountRequest creates the operation's account unless it exists.
+type createAccountRequest struct{ metadata map[string]string }
+
 // batch is the in-memory state of one batch: what it loaded under lock and
 // what it changed. Operations are applied to it in arrival order by pure
 // code; each either changes it completely or not at all.
@@ -26,6 +29,7 @@ type batch struct {
 	charges  map[string]*Charge
 	keyed    map[TxKey]*Transaction
 
+	newAccounts   []*Account
 	dirtyAccounts map[string]*Account
 	dirtyGrants   map[string]*Grant
 	dirtyHolds    map[string]*Hold
@@ -46,24 +50,42 @@ type batch struct {
 // credits since spent, another request under the key) and writes nothing;
 // so applyReading reads the unread keys of failed operations before it
 // commits.
+//
+// A batch that creates an account another process created since the batch
+// locked its accounts runs again too, and then finds the account. Accounts
+// are never deleted, so each run after the first finds one more of them or
+// reads every key: a batch runs at most twice more than the accounts it
+// creates.
 func (e *Engine) apply(ctx context.Context, ops []*op) error {
-	keys := make([]TxKey, len(ops))
-	for i, o := range ops {
-		keys[i] = TxKey{AccountID: o.accountID, Key: o.key}
-	}
-	err := e.applyReading(ctx, ops, e.keys.filter(keys))
-	if errors.Is(err, ErrKeyExists) {
-		e.keys.conflict()
-		for _, o := range ops {
-			o.res, o.err, o.replayOf = Result{}, nil, nil
+	keys := make([]TxKey, 0, len(ops))
+	runs := 2
+	for _, o := range ops {
+		if o.key != "" {
+			keys = append(keys, TxKey{AccountID: o.accountID, Key: o.key})
 		}
-		err = e.applyReading(ctx, ops, keys)
+		if _, ok := o.req.(*createAccountRequest); ok {
+			runs++
+		}
 	}
-	if err != nil {
-		return err
+	read := e.keys.filter(keys)
+	var err error
+	for range runs {
+		err = e.applyReading(ctx, ops, read)
+		switch {
+		case err == nil:
+			e.keys.add(keys)
+			return nil
+		case errors.Is(err, ErrKeyExists):
+			e.keys.conflict()
+			read = keys
+		case !errors.Is(err, ErrAccountExists):
+			return err
+		}
+		for _, o := range ops {
+			o.reset()
+		}
 	}
-	e.keys.add(keys)
-	return nil
+	return err
 }
 
 // applyReading runs one batch in one store transaction, reading the
@@ -202,7 +224,7 @@ func unreadFailed(ops []*op, read []TxKey) []TxKey {
 		wasRead map[TxKey]bool
 	)
 	for _, o := range ops {
-		if o.err == nil {
+		if o.err == nil || o.key == "" {
 			continue
 		}
 		if wasRead == nil {
@@ -304,6 +326,10 @@ func sortedUnique(s []string) []string {
 
 // run applies one operation to the batch and sets its result.
 func (b *batch) run(o *op) {
+	if r, ok := o.req.(*createAccountRequest); ok {
+		b.createAccount(o, r)
+		return
+	}
 	acct := b.accounts[o.accountID]
 	if acct == nil {
 		o.err = scrip.Errorf(scrip.EAccountNotFound, "account %q not found", o.accountID)
@@ -360,6 +386,20 @@ func (b *batch) run(o *op) {
 	res.Transaction = t
 	res.Available = Available(b.sorted[o.accountID], b.now)
 	o.res = res
+}
+
+// createAccount creates the operation's account unless the batch holds it,
+// loaded or created by an earlier operation; either way the result is the
+// account as it stands.
+func (b *batch) createAccount(o *op, r *createAccountRequest) {
+	if a := b.accounts[o.accountID]; a != nil {
+		o.account = *a
+		return
+	}
+	a := &Account{ID: o.accountID, CreatedAt: b.now, Metadata: r.metadata}
+	b.accounts[a.ID] = a
+	b.newAccounts = append(b.newAccounts, a)
+	o.account, o.created = *a, true
 }
 
 // errSkip marks an engine operation that found nothing left to do.
@@ -727,6 +767,11 @@ func (b *batch) expireGrant(t *Transaction, res *Result, id string) error {
 // writes collects everything the batch changed.
 func (b *batch) writes() *Writes {
 	w := &Writes{Transactions: b.txns}
+	for _, a := range b.newAccounts {
+		// Inserted with its head as the batch left it, not also updated.
+		delete(b.dirtyAccounts, a.ID)
+		w.NewAccounts = append(w.NewAccounts, *a)
+	}
 	for _, a := range b.dirtyAccounts {
 		w.Accounts = append(w.Accounts, *a)
 	}
@@ -748,7 +793,9 @@ func (b *batch) writes() *Writes {
 	for _, c := range b.dirtyCharges {
 		w.Charges = append(w.Charges, *c)
 	}
-	// Sorted updates take row locks in one order across processes.
+	// Sorted inserts and updates take row locks, and wait on each other's
+	// new keys, in one order across processes.
+	slices.SortFunc(w.NewAccounts, func(x, y Account) int { return cmpStr(x.ID, y.ID) })
 	slices.SortFunc(w.Accounts, func(x, y Account) int { return cmpStr(x.ID, y.ID) })
 	slices.SortFunc(w.Grants, func(x, y Grant) int { return cmpStr(x.ID, y.ID) })
 	slices.SortFunc(w.Holds, func(x, y Hold) int { return cmpStr(x.ID, y.ID) })

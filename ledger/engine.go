@@ -193,6 +193,15 @@ type op struct {
 	err       error
 	// replayOf is set instead of res when the key was already applied.
 	replayOf *Transaction
+	// account and created are the result of an account's creation.
+	account Account
+	created bool
+}
+
+// reset clears the results of a batch that runs again.
+func (o *op) reset() {
+	o.res, o.err, o.replayOf = Result{}, nil, nil
+	o.account, o.created = Account{}, false
 }
 
 // submit queues o and waits for its result.

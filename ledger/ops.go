@@ -13,7 +13,9 @@ import (
 )
 
 // CreateAccount creates the account unless it exists; either way it returns
-// the stored account and whether this call created it.
+// the stored account and whether this call created it. Creations go through
+// the committer, so many of them, and the operations on the accounts they
+// create, share one commit.
 func (e *Engine) CreateAccount(ctx context.Context, id string, md map[string]string) (Account, bool, error) {
 	if err := CheckAccountID(id); err != nil {
 		return Account{}, false, err
@@ -21,7 +23,11 @@ func (e *Engine) CreateAccount(ctx context.Context, id string, md map[string]str
 	if err := checkMetadata("metadata", md); err != nil {
 		return Account{}, false, err
 	}
-	return e.store.CreateAccount(ctx, Account{ID: id, CreatedAt: e.now(), Metadata: md})
+	o := &op{typ: OpCreateAccount, accountID: id, req: &createAccountRequest{metadata: md}}
+	if _, err := e.submit(ctx, o); err != nil {
+		return Account{}, false, err
+	}
+	return o.account, o.created, nil
 }
 
 // Account returns an account.

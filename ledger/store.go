@@ -15,6 +15,12 @@ var ErrNotFound = errors.New("not found")
 // idempotency key: its unique index refused the batch.
 var ErrKeyExists = errors.New("idempotency key already recorded")
 
+// ErrAccountExists is wrapped by a Tx's Write when one of the accounts it
+// inserts is already in the store: another process created it after the
+// batch locked its accounts. The engine runs the batch again, which then
+// finds the account.
+var ErrAccountExists = errors.New("account already exists")
+
 // Store persists the ledger. It only loads and persists: every rule lives in
 // the engine, so the same rules hold on every store.
 //
@@ -25,9 +31,6 @@ type Store interface {
 	// Begin opens the write transaction of one batch.
 	Begin(ctx context.Context) (Tx, error)
 
-	// CreateAccount inserts the account unless one with its id exists, and
-	// returns the stored account and whether it was created.
-	CreateAccount(ctx context.Context, a Account) (Account, bool, error)
 	Account(ctx context.Context, id string) (Account, error)
 	// Grants returns the account's grants that are not closed and have
 	// credits remaining, or all of them with all set, in creation order.
@@ -73,6 +76,8 @@ type Tx interface {
 	// Write persists everything a batch produced, preferably in a few
 	// set-based statements. A Write that fails may leave nothing of the
 	// transaction to keep: the batch is rolled back, and Commit fails.
+	// Inserting an account that exists fails with ErrAccountExists, and a
+	// key already in the journal with ErrKeyExists.
 	Write(ctx context.Context, w *Writes) error
 	Commit(ctx context.Context) error
 	Rollback(ctx context.Context) error
@@ -148,6 +153,9 @@ type TxKey struct {
 // Writes is everything one batch persists. "New" slices are inserts; the
 // others are updates of rows loaded in the same Tx.
 type Writes struct {
+	// NewAccounts are accounts the batch created, with their head as the
+	// batch left it; they are not also in Accounts.
+	NewAccounts  []Account
 	Accounts     []Account // new head: Seq and Hash
 	NewGrants    []Grant
 	Grants       []Grant // Remaining and Closed changed; Closed only ever goes from false to true
@@ -160,7 +168,7 @@ type Writes struct {
 
 // Empty reports whether there is nothing to write.
 func (w *Writes) Empty() bool {
-	return len(w.Accounts)+len(w.NewGrants)+len(w.Grants)+len(w.NewHolds)+len(w.Holds)+
+	return len(w.NewAccounts)+len(w.Accounts)+len(w.NewGrants)+len(w.Grants)+len(w.NewHolds)+len(w.Holds)+
 		len(w.NewCharges)+len(w.Charges)+len(w.Transactions) == 0
 }
 

@@ -164,6 +164,11 @@ const (
 	TxGrantExpiry TxType = "grant_expiry"
 )
 
+// OpCreateAccount is the operation an account's creation is observed as
+// (Observer.ObserveOp). It goes through the committer like the others but
+// writes no journal transaction, so no transaction has this type.
+const OpCreateAccount TxType = "create_account"
+
 // System accounts. Their balances are derived from the journal, never kept
 // in a row every operation would update.
 const (

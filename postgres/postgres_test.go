@@ -49,13 +49,14 @@ func eachJournalWrite(t *testing.T, test func(*testing.T, *postgres.Store)) {
 	}
 }
 
+// createAccounts inserts the accounts in one committed batch.
 func createAccounts(t testing.TB, s ledger.Store, ids ...string) {
 	t.Helper()
+	w := &ledger.Writes{}
 	for _, id := range ids {
-		if _, _, err := s.CreateAccount(context.Background(), ledger.Account{ID: id, CreatedAt: t0}); err != nil {
-			t.Fatalf("create account %s: %v", id, err)
-		}
+		w.NewAccounts = append(w.NewAccounts, ledger.Account{ID: id, CreatedAt: t0})
 	}
+	write(t, s, w)
 }
 
 // write persists w in one committed batch.
@@ -116,19 +117,16 @@ func testRoundTrip(t *testing.T, s *postgres.Store) {
 	ctx := context.Background()
 
 	acct := ledger.Account{ID: "acct-1", CreatedAt: t0, Metadata: map[string]string{"plan": "pro", "ü": "✓"}}
-	got, created, err := s.CreateAccount(ctx, acct)
-	if err != nil || !created {
-		t.Fatalf("create: %v %v", created, err)
-	}
-	equal(t, "created account", got, acct)
-	again, created, err := s.CreateAccount(ctx, ledger.Account{ID: "acct-1", CreatedAt: t0.Add(time.Hour)})
-	if err != nil || created {
-		t.Fatalf("create again: %v %v", created, err)
-	}
-	equal(t, "existing account", again, acct)
 	bare := ledger.Account{ID: "acct-2", CreatedAt: t0, Metadata: map[string]string{}}
-	if _, _, err := s.CreateAccount(ctx, bare); err != nil {
-		t.Fatal(err)
+	// Created and written to in one batch: inserted with its head.
+	headed := ledger.Account{ID: "acct-3", CreatedAt: t0, Seq: 3, Hash: "h3"}
+	write(t, s, &ledger.Writes{NewAccounts: []ledger.Account{acct, bare, headed}})
+	for _, a := range []ledger.Account{acct, bare, headed} {
+		got, err := s.Account(ctx, a.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		equal(t, "created account", got, a)
 	}
 
 	g := ledger.Grant{
@@ -811,6 +809,34 @@ func testDuplicateKeyFails(t *testing.T, s *postgres.Store) {
 	if err == nil || errors.Is(err, ledger.ErrKeyExists) {
 		t.Fatalf("repeated seq: got %v, want a unique violation that is not ErrKeyExists", err)
 	}
+}
+
+func TestExistingAccountFails(t *testing.T) {
+	ctx := context.Background()
+	s := openStore(t)
+	createAccounts(t, s, "b")
+
+	tx, err := s.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	err = tx.Write(ctx, &ledger.Writes{NewAccounts: []ledger.Account{
+		{ID: "a", CreatedAt: t0}, {ID: "b", CreatedAt: t0.Add(time.Hour)}}})
+	if !errors.Is(err, ledger.ErrAccountExists) {
+		t.Fatalf("existing account: %v, want ErrAccountExists", err)
+	}
+	if err := tx.Commit(ctx); err == nil {
+		t.Fatal("commit after a failed write succeeded")
+	}
+	if _, err := s.Account(ctx, "a"); !errors.Is(err, ledger.ErrNotFound) {
+		t.Errorf("account of the failed batch: %v, want ErrNotFound", err)
+	}
+	got, err := s.Account(ctx, "b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	equal(t, "existing account after the failed batch", got, ledger.Account{ID: "b", CreatedAt: t0})
 }
 
 func TestWriteMissingRowFails(t *testing.T) {

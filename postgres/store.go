@@ -28,31 +28,6 @@ func (s *Store) Begin(ctx context.Context) (ledger.Tx, error) {
 	return &Tx{conn: conn, copyRowsMin: s.copyRowsMin}, nil
 }
 
-// CreateAccount inserts the account unless one with its id exists.
-func (s *Store) CreateAccount(ctx context.Context, a ledger.Account) (ledger.Account, bool, error) {
-	md, err := encodeMap(a.Metadata)
-	if err != nil {
-		return ledger.Account{}, false, fmt.Errorf("postgres: create account %s: %w", a.ID, err)
-	}
-	row := s.pool.QueryRow(ctx, `INSERT INTO accounts (`+accountColumns+`) VALUES ($1, $2, $3, $4, $5)
-		ON CONFLICT (id) DO NOTHING RETURNING `+accountColumns,
-		a.ID, a.CreatedAt, md, a.Seq, a.Hash)
-	created, err := scanAccount(row)
-	switch {
-	case err == nil:
-		return created, true, nil
-	case !errors.Is(err, pgx.ErrNoRows):
-		return ledger.Account{}, false, fmt.Errorf("postgres: create account %s: %w", a.ID, err)
-	}
-	// The account exists. This is a new statement, so it sees the row even
-	// when a concurrent insert committed after the INSERT began.
-	existing, err := s.Account(ctx, a.ID)
-	if err != nil {
-		return ledger.Account{}, false, err
-	}
-	return existing, false, nil
-}
-
 func (s *Store) Account(ctx context.Context, id string) (ledger.Account, error) {
 	a, err := scanAccount(s.pool.QueryRow(ctx, `SELECT `+accountColumns+` FROM accounts WHERE id = $1`, id))
 	if err != nil {

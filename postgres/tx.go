@@ -332,6 +332,9 @@ func (t *Tx) write(ctx context.Context, w *ledger.Writes) error {
 		b.Queue(sql, args...)
 		steps = append(steps, step{name: name, rows: int64(rows)})
 	}
+	if err := queueAccountInserts(w.NewAccounts, add); err != nil {
+		return err
+	}
 	if err := queueGrantInserts(w.NewGrants, add); err != nil {
 		return err
 	}
@@ -440,14 +443,25 @@ func (r *journalRows) Values() ([]any, error) {
 
 func (r *journalRows) Err() error { return r.err }
 
-// writeError reports a failed write of what; a key already in the journal
-// is ledger.ErrKeyExists, which the engine answers by running the batch
-// again with every key read.
+// writeError reports a failed write of what. A key already in the journal
+// is ledger.ErrKeyExists, and an account another process created
+// ledger.ErrAccountExists; the engine answers either by running the batch
+// again.
 func writeError(what string, err error) error {
-	if isKeyTaken(err) {
+	switch {
+	case isKeyTaken(err):
 		return fmt.Errorf("postgres: write %s: %w: %w", what, ledger.ErrKeyExists, err)
+	case isAccountTaken(err):
+		return fmt.Errorf("postgres: write %s: %w: %w", what, ledger.ErrAccountExists, err)
 	}
 	return fmt.Errorf("postgres: write %s: %w", what, err)
+}
+
+// isAccountTaken reports whether err is the accounts table's primary key
+// refusing a row.
+func isAccountTaken(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && pgErr.Code == "23505" && pgErr.ConstraintName == "accounts_pkey"
 }
 
 // isKeyTaken reports whether err is the journal's unique index on account
@@ -463,6 +477,30 @@ type step struct {
 }
 
 type queueFunc func(name string, rows int, sql string, args ...any)
+
+func queueAccountInserts(as []ledger.Account, add queueFunc) error {
+	if len(as) == 0 {
+		return nil
+	}
+	n := len(as)
+	var (
+		ids, hashes = make([]string, n), make([]string, n)
+		created     = make([]time.Time, n)
+		metadata    = make([][]byte, n)
+		seqs        = make([]int64, n)
+	)
+	for i, a := range as {
+		md, err := encodeMap(a.Metadata)
+		if err != nil {
+			return fmt.Errorf("postgres: write account %s metadata: %w", a.ID, err)
+		}
+		ids[i], created[i], metadata[i], seqs[i], hashes[i] = a.ID, a.CreatedAt, md, a.Seq, a.Hash
+	}
+	add("new accounts", n, `INSERT INTO accounts (`+accountColumns+`)
+		SELECT * FROM unnest($1::text[], $2::timestamptz[], $3::jsonb[], $4::bigint[], $5::text[])`,
+		ids, created, metadata, seqs, hashes)
+	return nil
+}
 
 func queueGrantInserts(gs []ledger.Grant, add queueFunc) error {
 	if len(gs) == 0 {

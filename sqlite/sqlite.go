@@ -306,18 +306,15 @@ func (ss *stmtSet) inserter(ctx context.Context, db *sql.DB, table, cols string)
 // store opens: a statement cannot be prepared there while a batch holds it.
 type writeStmts struct {
 	stmtSet
-	createAccount, accountW, lockAccounts                *sql.Stmt
+	lockAccounts                                         *sql.Stmt
 	loadGrants, loadHolds, loadCharges, loadKeyed        *sql.Stmt
 	loadLiveGrants                                       *sql.Stmt
 	updateAccount, updateGrant, updateHold, updateCharge *sql.Stmt
 	spendGrant                                           *sql.Stmt
-	grants, holds, charges, transactions                 inserter
+	accounts, grants, holds, charges, transactions       inserter
 }
 
 func (w *writeStmts) prepare(ctx context.Context, db *sql.DB) error {
-	w.createAccount = w.prep(ctx, db, `INSERT INTO accounts (`+accountCols+`) VALUES (?, ?, ?, ?, ?)
-		ON CONFLICT (id) DO NOTHING`)
-	w.accountW = w.prep(ctx, db, `SELECT `+accountCols+` FROM accounts WHERE id = ?`)
 	w.lockAccounts = w.prep(ctx, db, `SELECT `+accountCols+` FROM accounts
 		WHERE id IN (SELECT value FROM json_each(?)) ORDER BY id`)
 	// Most batches name no grant by id; without the UNION, SQLite reads
@@ -350,6 +347,7 @@ func (w *writeStmts) prepare(ctx context.Context, db *sql.DB) error {
 	w.updateHold = w.prep(ctx, db, `UPDATE holds SET status = ?, settled_at = ?, captured = ?, charge_id = ?
 		WHERE id = ?`)
 	w.updateCharge = w.prep(ctx, db, `UPDATE charges SET refunded = ?, allocations = ? WHERE id = ?`)
+	w.accounts = w.inserter(ctx, db, "accounts", accountCols)
 	w.grants = w.inserter(ctx, db, "grants", grantCols)
 	w.holds = w.inserter(ctx, db, "holds", holdCols)
 	w.charges = w.inserter(ctx, db, "charges", chargeCols)

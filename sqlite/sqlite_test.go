@@ -45,13 +45,14 @@ func write(t testing.TB, s *Store, w *ledger.Writes) {
 	}
 }
 
+// createAccounts inserts the accounts in one committed batch.
 func createAccounts(t testing.TB, s *Store, ids ...string) {
 	t.Helper()
+	w := &ledger.Writes{}
 	for _, id := range ids {
-		if _, _, err := s.CreateAccount(context.Background(), ledger.Account{ID: id, CreatedAt: t0}); err != nil {
-			t.Fatal(err)
-		}
+		w.NewAccounts = append(w.NewAccounts, ledger.Account{ID: id, CreatedAt: t0})
 	}
+	write(t, s, w)
 }
 
 func equal[T any](t *testing.T, what string, got, want T) {
@@ -158,34 +159,50 @@ func TestMemory(t *testing.T) {
 	}
 }
 
-func TestCreateAccount(t *testing.T) {
+func TestNewAccounts(t *testing.T) {
 	ctx := context.Background()
 	s := openTest(t)
-	for _, md := range []map[string]string{nil, {}, {"plan": "pro", "é": "ü\"x"}} {
-		id := fmt.Sprintf("acct-%d", len(md))
-		if md != nil && len(md) == 0 {
-			id = "acct-empty"
-		}
-		want := ledger.Account{ID: id, CreatedAt: t0, Metadata: md}
-		got, created, err := s.CreateAccount(ctx, want)
-		if err != nil || !created {
-			t.Fatalf("create %s: created %v, %v", id, created, err)
-		}
-		equal(t, "created", got, want)
-		again, created, err := s.CreateAccount(ctx, ledger.Account{ID: id, CreatedAt: t0.Add(time.Hour)})
-		if err != nil || created {
-			t.Fatalf("create %s again: created %v, %v", id, created, err)
-		}
-		equal(t, "existing", again, want)
-		read, err := s.Account(ctx, id)
+	want := []ledger.Account{
+		{ID: "acct-0", CreatedAt: t0},
+		{ID: "acct-1", CreatedAt: t0, Metadata: map[string]string{"plan": "pro", "é": "ü\"x"}},
+		// Created and written to in one batch: inserted with its head.
+		{ID: "acct-2", CreatedAt: t0, Seq: 3, Hash: "h3"},
+		{ID: "acct-empty", CreatedAt: t0, Metadata: map[string]string{}},
+	}
+	write(t, s, &ledger.Writes{NewAccounts: want})
+	for _, a := range want {
+		read, err := s.Account(ctx, a.ID)
 		if err != nil {
 			t.Fatal(err)
 		}
-		equal(t, "read", read, want)
+		equal(t, "read", read, a)
 	}
 	if _, err := s.Account(ctx, "nobody"); !errors.Is(err, ledger.ErrNotFound) {
 		t.Errorf("missing account: %v, want ErrNotFound", err)
 	}
+
+	// An account that exists fails the batch, which leaves nothing.
+	tx, err := s.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	err = tx.Write(ctx, &ledger.Writes{NewAccounts: []ledger.Account{
+		{ID: "acct-00", CreatedAt: t0}, {ID: "acct-1", CreatedAt: t0.Add(time.Hour)}}})
+	if !errors.Is(err, ledger.ErrAccountExists) {
+		t.Fatalf("existing account: %v, want ErrAccountExists", err)
+	}
+	if err := tx.Commit(ctx); err == nil {
+		t.Fatal("commit after a failed write succeeded")
+	}
+	if _, err := s.Account(ctx, "acct-00"); !errors.Is(err, ledger.ErrNotFound) {
+		t.Errorf("account of the failed batch: %v, want ErrNotFound", err)
+	}
+	read, err := s.Account(ctx, "acct-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	equal(t, "existing account after the failed batch", read, want[1])
 }
 
 // fixture returns a batch with every type and field set, zero and non-zero.

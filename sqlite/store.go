@@ -21,36 +21,6 @@ func (s *Store) Begin(ctx context.Context) (ledger.Tx, error) {
 	return &Tx{s: s, tx: tx}, nil
 }
 
-// CreateAccount inserts a unless an account with its id exists and returns
-// the stored account and whether it was created.
-func (s *Store) CreateAccount(ctx context.Context, a ledger.Account) (ledger.Account, bool, error) {
-	args, err := accountArgs(nil, &a)
-	if err != nil {
-		return ledger.Account{}, false, fmt.Errorf("sqlite: create account %q: %w", a.ID, err)
-	}
-	tx, err := s.writer.BeginTx(ctx, nil)
-	if err != nil {
-		return ledger.Account{}, false, fmt.Errorf("sqlite: create account %q: %w", a.ID, err)
-	}
-	defer tx.Rollback()
-	res, err := tx.StmtContext(ctx, s.w.createAccount).ExecContext(ctx, args...)
-	if err != nil {
-		return ledger.Account{}, false, fmt.Errorf("sqlite: create account %q: %w", a.ID, err)
-	}
-	n, err := res.RowsAffected()
-	if err != nil {
-		return ledger.Account{}, false, fmt.Errorf("sqlite: create account %q: %w", a.ID, err)
-	}
-	stored, err := scanAccount(tx.StmtContext(ctx, s.w.accountW).QueryRowContext(ctx, a.ID))
-	if err != nil {
-		return ledger.Account{}, false, fmt.Errorf("sqlite: create account %q: %w", a.ID, err)
-	}
-	if err := tx.Commit(); err != nil {
-		return ledger.Account{}, false, fmt.Errorf("sqlite: create account %q: %w", a.ID, err)
-	}
-	return stored, n == 1, nil
-}
-
 // notFound turns sql.ErrNoRows into ledger.ErrNotFound.
 func notFound(what, id string, err error) error {
 	if errors.Is(err, sql.ErrNoRows) {

@@ -148,6 +148,12 @@ func (t *Tx) Write(ctx context.Context, w *ledger.Writes) error {
 
 func (t *Tx) write(ctx context.Context, w *ledger.Writes) error {
 	s := &t.s.w
+	if err := insert(t, ctx, &s.accounts, w.NewAccounts, accountArgs); err != nil {
+		if isAccountTaken(err) {
+			return fmt.Errorf("insert accounts: %w: %w", ledger.ErrAccountExists, err)
+		}
+		return fmt.Errorf("insert accounts: %w", err)
+	}
 	for i := range w.Accounts {
 		a := &w.Accounts[i]
 		if err := t.update(ctx, s.updateAccount, "account", a.ID, a.Seq, a.Hash, a.ID); err != nil {
@@ -208,6 +214,12 @@ func (t *Tx) write(ctx context.Context, w *ledger.Writes) error {
 // and idempotency key refusing a row.
 func isKeyTaken(err error) bool {
 	return isSQLiteError(err, sqlite3.SQLITE_CONSTRAINT_UNIQUE, "transactions.idempotency_key")
+}
+
+// isAccountTaken reports whether err is the accounts table's primary key
+// refusing a row.
+func isAccountTaken(err error) bool {
+	return isSQLiteError(err, sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY, "accounts.id")
 }
 
 // isNoTransaction reports whether err is SQLite refusing a ROLLBACK because

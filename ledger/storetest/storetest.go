@@ -27,6 +27,8 @@ func Run(t *testing.T, open Open) {
 		fn   func(t *testing.T, open Open)
 	}{
 		{"Accounts", testAccounts},
+		{"CreateInBatch", testCreateInBatch},
+		{"CreateAccountsConcurrently", testCreateAccountsConcurrently},
 		{"GrantsAndBalance", testGrantsAndBalance},
 		{"ConsumptionOrder", testConsumptionOrder},
 		{"HoldCapturePartial", testHoldCapturePartial},

@@ -279,6 +279,7 @@ func runTarget(ctx context.Context, cfg Config, db *database, t target) (res *Re
 	if err := fund(ctx, t, accounts, run, cfg.Progress); err != nil {
 		return nil, fmt.Errorf("%s: fund accounts: %w", t.name(), err)
 	}
+	funding := newFunding(len(accounts), time.Since(start))
 	if err := db.analyze(ctx); err != nil {
 		return nil, fmt.Errorf("%s: analyze: %w", t.name(), err)
 	}
@@ -296,6 +297,7 @@ func runTarget(ctx context.Context, cfg Config, db *database, t target) (res *Re
 	}
 	cpu0, cpuOK := processCPU()
 	res = l.run(ctx)
+	res.Funding = funding
 	if profiling {
 		pprof.StopCPUProfile()
 	}

@@ -93,10 +93,19 @@ func run(t *testing.T, cfg bench.Config) *bench.Report {
 	if rep.CPUs != runtime.NumCPU() || rep.Procs != runtime.GOMAXPROCS(0) {
 		t.Errorf("report says %d CPUs, GOMAXPROCS %d; the process has %d, %d", rep.CPUs, rep.Procs, runtime.NumCPU(), runtime.GOMAXPROCS(0))
 	}
+	funded := cfg.Accounts
+	if cfg.Hot > 0 {
+		funded = cfg.Hot
+	}
 	var text strings.Builder
 	rep.WriteText(&text)
-	if want := fmt.Sprintf("%d CPUs (GOMAXPROCS %d)", rep.CPUs, rep.Procs); !strings.Contains(text.String(), want) {
-		t.Errorf("text report lacks %q:\n%s", want, text.String())
+	for _, want := range []string{
+		fmt.Sprintf("%d CPUs (GOMAXPROCS %d)", rep.CPUs, rep.Procs),
+		fmt.Sprintf("funding      %d accounts created and granted credits in", funded),
+	} {
+		if !strings.Contains(text.String(), want) {
+			t.Errorf("text report lacks %q:\n%s", want, text.String())
+		}
 	}
 	check := func(name string, r *bench.Result) {
 		t.Helper()
@@ -115,6 +124,9 @@ func run(t *testing.T, cfg bench.Config) *bench.Report {
 		}
 		if !r.Verify.OK || len(r.Verify.Problems) > 0 {
 			t.Errorf("%s: verification failed: %v", name, r.Verify.Problems)
+		}
+		if f := r.Funding; f == nil || f.Accounts != funded || f.Seconds <= 0 || f.AccountsPerSec <= 0 {
+			t.Errorf("%s: funding of %d accounts not in the report: %+v", name, funded, f)
 		}
 		if want := cfg.Accounts; cfg.Hot > 0 {
 			want = cfg.Hot

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"slices"
 	"sort"
@@ -83,7 +84,24 @@ type Result struct {
 	Kinds   map[string]KindStats `json:"kinds,omitempty"`
 	Batches *BatchStats          `json:"batches,omitempty"`
 	CPU     *CPU                 `json:"cpu,omitempty"`
+	Funding *Funding             `json:"funding,omitempty"`
 	Verify  Verify               `json:"verify"`
+}
+
+// Funding is the set-up before the timed run: each account created and
+// granted its credits, by up to setupConcurrencyMax clients at once.
+type Funding struct {
+	Accounts       int     `json:"accounts"`
+	Seconds        float64 `json:"seconds"`
+	AccountsPerSec float64 `json:"accounts_per_sec"`
+}
+
+func newFunding(accounts int, d time.Duration) *Funding {
+	f := &Funding{Accounts: accounts, Seconds: round3(d.Seconds())}
+	if d > 0 {
+		f.AccountsPerSec = math.Round(float64(accounts) / d.Seconds())
+	}
+	return f
 }
 
 // CPU is the CPU time spent during the timed run, which is steadier than
@@ -361,6 +379,10 @@ func (r *Result) writeText(w io.Writer) {
 			fmt.Fprintf(w, "  cpu          %.2f cores, %.1f µs per operation (this process: %s and load generator)\n",
 				c.Cores, c.PerOpUs, r.Target)
 		}
+	}
+	if f := r.Funding; f != nil {
+		fmt.Fprintf(w, "  funding      %d accounts created and granted credits in %.2fs: %.0f accounts/s\n",
+			f.Accounts, f.Seconds, f.AccountsPerSec)
 	}
 	v := r.Verify
 	status := "ok"

@@ -163,7 +163,7 @@ func BenchmarkApplyCharges(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
 				for _, o := range ops {
-					o.res, o.err, o.replayOf = Result{}, nil, nil
+					o.reset()
 				}
 				if err := e.apply(ctx, ops); err != nil {
 					b.Fatal(err)

@@ -464,7 +464,8 @@ func testAdmin(t *testing.T, e *env) {
 	ready := e.get("/readyz", "")
 	e.expect(ready, 200, "")
 	m := e.get("/metrics", e.read)
-	for _, s := range []string{"scrip_http_request_duration_seconds", "scrip_operations_total", "scrip_queue_depth", "scrip_batch_size"} {
+	for _, s := range []string{"scrip_http_request_duration_seconds", "scrip_operations_total", "scrip_queue_depth", "scrip_batch_size",
+		`scrip_operations_total{result="ok",type="create_account"}`, `scrip_operations_total{result="ok",type="charge"}`} {
 		if !strings.Contains(string(m.raw), s) {
 			t.Errorf("/metrics lacks %s", s)
 		}

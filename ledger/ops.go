@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"strconv"
 	"strings"
 	"time"
@@ -23,7 +24,7 @@ func (e *Engine) CreateAccount(ctx context.Context, id string, md map[string]str
 	if err := checkMetadata("metadata", md); err != nil {
 		return Account{}, false, err
 	}
-	o := &op{typ: OpCreateAccount, accountID: id, req: &createAccountRequest{metadata: md}}
+	o := &op{typ: OpCreateAccount, accountID: id, req: &createAccountRequest{metadata: maps.Clone(md)}}
 	if _, err := e.submit(ctx, o); err != nil {
 		return Account{}, false, err
 	}

@@ -31,8 +31,10 @@ const (
 	concurrencyMax = 4096
 	durationMax    = time.Hour
 	// setupConcurrencyMax bounds the goroutines creating and funding
-	// accounts before the timed run.
-	setupConcurrencyMax = 64
+	// accounts before the timed run. Creations and grants are batched, so
+	// more of them make larger batches: 50,000 accounts took 4.3 s at 64
+	// and 2.9 s at 256 on SQLite, 5.8–6.3 s and 3.7–3.9 s on PostgreSQL.
+	setupConcurrencyMax = 256
 	// recentChargesMax is how many of its own charges a worker remembers
 	// for refunds in the mixed workload.
 	recentChargesMax = 64
@@ -326,7 +328,7 @@ func runTarget(ctx context.Context, cfg Config, db *database, t target) (res *Re
 }
 
 // fund creates and funds the accounts concurrently, so the engine batches
-// the grants.
+// the creations and the grants.
 func fund(ctx context.Context, t target, accounts []string, run string, progress io.Writer) error {
 	var (
 		next  atomic.Int64

@@ -192,34 +192,24 @@ func testCreateAccountsConcurrently(t *testing.T, open Open) {
 		mu      sync.Mutex
 		created = map[string]int{}
 		seen    = map[string][]ledger.Account{}
-		wg      sync.WaitGroup
 	)
-	for w := range workers {
-		eng := e.eng
-		if w%2 == 1 {
-			eng = other
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range accounts {
-				// Each worker walks the accounts from its own start.
-				id := fmt.Sprintf("acct-%03d", (i+w*accounts/workers)%accounts)
-				a, isNew, err := eng.CreateAccount(context.Background(), id, map[string]string{"by": fmt.Sprint(w)})
-				if err != nil {
-					t.Errorf("create %s: %v", id, err)
-					return
-				}
-				mu.Lock()
-				if isNew {
-					created[id]++
-				}
-				seen[id] = append(seen[id], a)
-				mu.Unlock()
+	onTwoEngines(t, e.eng, other, workers, func(w int, eng *ledger.Engine) {
+		for i := range accounts {
+			// Each worker walks the accounts from its own start.
+			id := fmt.Sprintf("acct-%03d", (i+w*accounts/workers)%accounts)
+			a, isNew, err := eng.CreateAccount(context.Background(), id, map[string]string{"by": fmt.Sprint(w)})
+			if err != nil {
+				t.Errorf("create %s: %v", id, err)
+				return
 			}
-		}()
-	}
-	wg.Wait()
+			mu.Lock()
+			if isNew {
+				created[id]++
+			}
+			seen[id] = append(seen[id], a)
+			mu.Unlock()
+		}
+	})
 	if t.Failed() {
 		return
 	}

@@ -144,6 +144,32 @@ func testConcurrency(t *testing.T, open Open) {
 	}
 }
 
+// onTwoEngines runs fn on as many goroutines as workers, the even ones on
+// one engine and the odd ones on the other, as two scrip processes would,
+// and waits for them all; a minute is a deadlock.
+func onTwoEngines(t *testing.T, one, other *ledger.Engine, workers int, fn func(w int, eng *ledger.Engine)) {
+	t.Helper()
+	var wg sync.WaitGroup
+	for w := range workers {
+		eng := one
+		if w%2 == 1 {
+			eng = other
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			fn(w, eng)
+		}()
+	}
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(60 * time.Second):
+		t.Fatal("two engines did not finish within 60s (deadlock?)")
+	}
+}
+
 // testTwoEngines runs two engines on one database, as two scrip processes
 // would: overlapping accounts, no deadlock, no lost or doubled debit.
 func testTwoEngines(t *testing.T, open Open) {
@@ -155,36 +181,20 @@ func testTwoEngines(t *testing.T, open Open) {
 		e.account(a)
 		e.grant(a, ledger.KindTopUp, "1000", time.Time{})
 	}
-	var wg sync.WaitGroup
 	var mu sync.Mutex
 	charged := map[string]credit.Amount{}
-	for w := range 16 {
-		eng := e.eng
-		if w%2 == 1 {
-			eng = other
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range 25 {
-				a := accounts[(w+i)%len(accounts)]
-				if _, err := eng.Charge(context.Background(), ledger.ChargeRequest{AccountID: a, Key: fmt.Sprintf("%d-%d", w, i), Amount: credit.Credits(1)}); err != nil {
-					t.Errorf("charge: %v", err)
-					return
-				}
-				mu.Lock()
-				charged[a] += credit.Credits(1)
-				mu.Unlock()
+	onTwoEngines(t, e.eng, other, 16, func(w int, eng *ledger.Engine) {
+		for i := range 25 {
+			a := accounts[(w+i)%len(accounts)]
+			if _, err := eng.Charge(context.Background(), ledger.ChargeRequest{AccountID: a, Key: fmt.Sprintf("%d-%d", w, i), Amount: credit.Credits(1)}); err != nil {
+				t.Errorf("charge: %v", err)
+				return
 			}
-		}()
-	}
-	done := make(chan struct{})
-	go func() { wg.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(60 * time.Second):
-		t.Fatal("two engines did not finish within 60s (deadlock?)")
-	}
+			mu.Lock()
+			charged[a] += credit.Credits(1)
+			mu.Unlock()
+		}
+	})
 	for _, a := range accounts {
 		if got, want := e.balance(a).Available, credit.Credits(1000)-charged[a]; got != want {
 			t.Fatalf("available(%s) = %s, want %s", a, got, want)

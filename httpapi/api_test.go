@@ -120,6 +120,12 @@ func testAccounts(t *testing.T, e *env) {
 	e.expect(e.get("/v1/accounts/nobody/balance", e.read), 404, "account_not_found")
 	e.expect(e.post("/v1/accounts", e.charge, "", map[string]any{"id": "@system"}), 400, "invalid")
 	e.expect(e.post("/v1/accounts", e.charge, "", map[string]any{}), 400, "invalid")
+	// A NUL character, which PostgreSQL's text cannot hold, is refused
+	// before it reaches a batch; the id is then simply not found.
+	e.expect(e.post("/v1/accounts", e.charge, "", map[string]any{"id": "nul\x00"}), 400, "invalid")
+	e.expect(e.post("/v1/accounts", e.charge, "", map[string]any{"id": "team-8", "metadata": map[string]string{"k": "\x00"}}), 400, "invalid")
+	e.expect(e.get("/v1/accounts/team-8", e.read), 404, "account_not_found")
+	e.expect(e.get("/v1/accounts/nul%00", e.read), 404, "account_not_found")
 
 	g := e.post("/v1/accounts/team-7/grants", e.admin, "g1", map[string]any{"amount": "12.5", "kind": "top_up"})
 	e.expect(g, 200, "")

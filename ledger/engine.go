@@ -8,8 +8,10 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/scriphq/scrip"
 	"github.com/scriphq/scrip/credit"
@@ -364,7 +366,23 @@ func checkKey(key string) error {
 	if len(key) > keyBytesMax {
 		return &scrip.Error{Code: scrip.EInvalid, Field: "idempotency_key", Message: fmt.Sprintf("idempotency key is %d bytes; at most %d", len(key), keyBytesMax)}
 	}
-	return nil
+	return checkText("idempotency_key", key)
+}
+
+// storable reports whether every store keeps s as it is: PostgreSQL's text
+// holds no NUL character, and both stores keep text as UTF-8.
+func storable(s string) bool {
+	return strings.IndexByte(s, 0) < 0 && utf8.ValidString(s)
+}
+
+// checkText refuses a string a store cannot keep. Let through, it would
+// fail the write of its whole batch, and every other operation in it.
+func checkText(field, s string) error {
+	if storable(s) {
+		return nil
+	}
+	return &scrip.Error{Code: scrip.EInvalid, Field: field,
+		Message: fmt.Sprintf("%s must be UTF-8 text without NUL characters", field)}
 }
 
 func checkPositive(field string, a credit.Amount) error {
@@ -388,6 +406,10 @@ func checkMetadata(field string, md map[string]string) error {
 	n := 0
 	for k, v := range md {
 		n += len(k) + len(v)
+		if !storable(k) || !storable(v) {
+			return &scrip.Error{Code: scrip.EInvalid, Field: field,
+				Message: fmt.Sprintf("%s key %q: keys and values must be UTF-8 text without NUL characters", field, k)}
+		}
 	}
 	if n > metadataBytesMax {
 		return &scrip.Error{Code: scrip.EInvalid, Field: field, Message: fmt.Sprintf("%s is %d bytes; at most %d", field, n, metadataBytesMax)}
@@ -406,5 +428,5 @@ func CheckAccountID(id string) error {
 	if id[0] == '@' {
 		return &scrip.Error{Code: scrip.EInvalid, Field: "account_id", Message: "account ids starting with @ are reserved for system accounts"}
 	}
-	return nil
+	return checkText("account_id", id)
 }

@@ -33,7 +33,7 @@ func (e *Engine) CreateAccount(ctx context.Context, id string, md map[string]str
 
 // Account returns an account.
 func (e *Engine) Account(ctx context.Context, id string) (Account, error) {
-	a, err := e.store.Account(ctx, id)
+	a, err := readByID(ctx, id, e.store.Account)
 	if errors.Is(err, ErrNotFound) {
 		return Account{}, scrip.Errorf(scrip.EAccountNotFound, "account %q not found", id)
 	}
@@ -43,7 +43,8 @@ func (e *Engine) Account(ctx context.Context, id string) (Account, error) {
 // Grant adds credits to an account.
 func (e *Engine) Grant(ctx context.Context, r GrantRequest) (Result, error) {
 	if err := firstErr(CheckAccountID(r.AccountID), checkKey(r.Key), checkPositive("amount", r.Amount),
-		checkMetadata("metadata", r.Metadata)); err != nil {
+		checkMetadata("metadata", r.Metadata), checkText("source.type", r.Source.Type), checkText("source.id", r.Source.ID),
+		checkText("source.reason", r.Source.Reason), checkText("paid_currency", r.PaidCurrency)); err != nil {
 		return Result{}, err
 	}
 	if !r.Kind.Valid() {
@@ -117,7 +118,7 @@ func (e *Engine) Capture(ctx context.Context, r CaptureRequest) (Result, error) 
 
 // Release ends a hold and returns all its credits (the provider failed).
 func (e *Engine) Release(ctx context.Context, r ReleaseRequest) (Result, error) {
-	if err := checkKey(r.Key); err != nil {
+	if err := firstErr(checkKey(r.Key), checkText("reason", r.Reason)); err != nil {
 		return Result{}, err
 	}
 	acct, err := e.holdAccount(ctx, r.HoldID)
@@ -140,7 +141,7 @@ func (e *Engine) Charge(ctx context.Context, r ChargeRequest) (Result, error) {
 
 // Refund returns a charge's credits to the grants they were taken from.
 func (e *Engine) Refund(ctx context.Context, r RefundRequest) (Result, error) {
-	if err := checkKey(r.Key); err != nil {
+	if err := firstErr(checkKey(r.Key), checkText("reason", r.Reason)); err != nil {
 		return Result{}, err
 	}
 	if err := checkNotNegative("amount", r.Amount); err != nil {
@@ -156,7 +157,7 @@ func (e *Engine) Refund(ctx context.Context, r RefundRequest) (Result, error) {
 
 // Adjust applies an admin correction with a reason.
 func (e *Engine) Adjust(ctx context.Context, r AdjustRequest) (Result, error) {
-	if err := firstErr(CheckAccountID(r.AccountID), checkKey(r.Key)); err != nil {
+	if err := firstErr(CheckAccountID(r.AccountID), checkKey(r.Key), checkText("reason", r.Reason)); err != nil {
 		return Result{}, err
 	}
 	if r.Amount == 0 {
@@ -174,7 +175,7 @@ func (e *Engine) Adjust(ctx context.Context, r AdjustRequest) (Result, error) {
 
 // Revoke removes a grant's unspent remainder.
 func (e *Engine) Revoke(ctx context.Context, r RevokeRequest) (Result, error) {
-	if err := checkKey(r.Key); err != nil {
+	if err := firstErr(checkKey(r.Key), checkText("reason", r.Reason)); err != nil {
 		return Result{}, err
 	}
 	acct, err := e.grantAccount(ctx, r.GrantID)
@@ -290,7 +291,7 @@ func (e *Engine) History(ctx context.Context, q HistoryQuery) ([]Transaction, er
 
 // GetHold returns a hold.
 func (e *Engine) GetHold(ctx context.Context, id string) (Hold, error) {
-	h, err := e.store.Hold(ctx, id)
+	h, err := readByID(ctx, id, e.store.Hold)
 	if errors.Is(err, ErrNotFound) {
 		return Hold{}, scrip.Errorf(scrip.EHoldNotFound, "hold %q not found", id)
 	}
@@ -299,7 +300,7 @@ func (e *Engine) GetHold(ctx context.Context, id string) (Hold, error) {
 
 // GetCharge returns a charge.
 func (e *Engine) GetCharge(ctx context.Context, id string) (Charge, error) {
-	c, err := e.store.Charge(ctx, id)
+	c, err := readByID(ctx, id, e.store.Charge)
 	if errors.Is(err, ErrNotFound) {
 		return Charge{}, scrip.Errorf(scrip.EChargeNotFound, "charge %q not found", id)
 	}
@@ -320,7 +321,7 @@ func (e *Engine) holdAccount(ctx context.Context, id string) (string, error) {
 }
 
 func (e *Engine) grantAccount(ctx context.Context, id string) (string, error) {
-	g, err := e.store.Grant(ctx, id)
+	g, err := readByID(ctx, id, e.store.Grant)
 	if errors.Is(err, ErrNotFound) {
 		return "", scrip.Errorf(scrip.EGrantNotFound, "grant %q not found", id)
 	}
@@ -328,6 +329,16 @@ func (e *Engine) grantAccount(ctx context.Context, id string) (string, error) {
 		return "", err
 	}
 	return g.AccountID, nil
+}
+
+// readByID reads a row by id. An id no store can hold (storable) is not
+// found without asking the store, which on PostgreSQL would fail the query.
+func readByID[T any](ctx context.Context, id string, read func(context.Context, string) (T, error)) (T, error) {
+	if !storable(id) {
+		var zero T
+		return zero, ErrNotFound
+	}
+	return read(ctx, id)
 }
 
 func firstErr(errs ...error) error {
@@ -343,7 +354,7 @@ func checkRef(r Ref) error {
 	if len(r.Action) > keyBytesMax || len(r.Job) > keyBytesMax {
 		return &scrip.Error{Code: scrip.EInvalid, Field: "ref", Message: fmt.Sprintf("action and job references are at most %d bytes", keyBytesMax)}
 	}
-	return checkMetadata("metadata", r.Metadata)
+	return firstErr(checkText("ref", r.Action), checkText("ref", r.Job), checkMetadata("metadata", r.Metadata))
 }
 
 func stamp(t time.Time) string {

@@ -204,6 +204,35 @@ func testAccounts(t *testing.T, open Open) {
 	}
 	e.grant(odd, ledger.KindTopUp, "3", time.Time{})
 	e.wantAvailable(odd, "3")
+
+	// Text no store can keep as it is (a NUL, which PostgreSQL's text
+	// cannot hold, or bytes that are not UTF-8) is refused before it can
+	// reach a batch and fail the batch's other operations.
+	for _, bad := range []string{"nul\x00", "bad\xff"} {
+		_, _, err = e.eng.CreateAccount(e.ctx, bad, nil)
+		wantCode(t, err, scrip.EInvalid)
+		_, _, err = e.eng.CreateAccount(e.ctx, "user_2", map[string]string{"k": bad})
+		wantCode(t, err, scrip.EInvalid)
+		_, _, err = e.eng.CreateAccount(e.ctx, "user_2", map[string]string{bad: "v"})
+		wantCode(t, err, scrip.EInvalid)
+		_, err = e.eng.Grant(e.ctx, ledger.GrantRequest{AccountID: odd, Key: e.key(), Kind: ledger.KindTopUp, Amount: amt("1"),
+			Source: ledger.Source{Type: "test", Reason: bad}})
+		wantCode(t, err, scrip.EInvalid)
+		_, err = e.eng.Charge(e.ctx, ledger.ChargeRequest{AccountID: odd, Key: bad, Amount: amt("1")})
+		wantCode(t, err, scrip.EInvalid)
+		_, err = e.eng.Charge(e.ctx, ledger.ChargeRequest{AccountID: odd, Key: e.key(), Amount: amt("1"), Ref: ledger.Ref{Job: bad}})
+		wantCode(t, err, scrip.EInvalid)
+		_, err = e.eng.Adjust(e.ctx, ledger.AdjustRequest{AccountID: odd, Key: e.key(), Amount: amt("1"), Reason: bad})
+		wantCode(t, err, scrip.EInvalid)
+		_, err = e.eng.Account(e.ctx, bad)
+		wantCode(t, err, scrip.EAccountNotFound)
+		_, err = e.eng.GetHold(e.ctx, bad)
+		wantCode(t, err, scrip.EHoldNotFound)
+	}
+	if _, err := e.eng.Account(e.ctx, "user_2"); scrip.ErrorCode(err) != scrip.EAccountNotFound {
+		t.Fatalf("user_2 after refused creations: %v, want account_not_found", err)
+	}
+	e.wantAvailable(odd, "3")
 }
 
 func testGrantsAndBalance(t *testing.T, open Open) {

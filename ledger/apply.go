@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"time"
 
@@ -392,14 +393,16 @@ func (b *batch) run(o *op) {
 // loaded or created by an earlier operation; either way the result is the
 // account as it stands.
 func (b *batch) createAccount(o *op, r *createAccountRequest) {
-	if a := b.accounts[o.accountID]; a != nil {
-		o.account = *a
-		return
+	a := b.accounts[o.accountID]
+	if a == nil {
+		a = &Account{ID: o.accountID, CreatedAt: b.now, Metadata: r.metadata}
+		b.accounts[a.ID] = a
+		b.newAccounts = append(b.newAccounts, a)
+		o.created = true
 	}
-	a := &Account{ID: o.accountID, CreatedAt: b.now, Metadata: r.metadata}
-	b.accounts[a.ID] = a
-	b.newAccounts = append(b.newAccounts, a)
-	o.account, o.created = *a, true
+	// Each caller gets a map of its own: several may get this account.
+	o.account = *a
+	o.account.Metadata = maps.Clone(a.Metadata)
 }
 
 // errSkip marks an engine operation that found nothing left to do.

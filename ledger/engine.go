@@ -382,7 +382,7 @@ func checkText(field, s string) error {
 		return nil
 	}
 	return &scrip.Error{Code: scrip.EInvalid, Field: field,
-		Message: fmt.Sprintf("%s must be UTF-8 text without NUL characters", field)}
+		Message: fmt.Sprintf("%s must be UTF-8 text without NUL characters", strings.ReplaceAll(field, "_", " "))}
 }
 
 func checkPositive(field string, a credit.Amount) error {

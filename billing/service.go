@@ -111,6 +111,9 @@ type ChangePlanRequest struct {
 // Get returns the account's subscription (also a canceled one); not_found
 // when it never had one.
 func (s *Service) Get(ctx context.Context, accountID string) (Subscription, error) {
+	if err := ledger.CheckAccountID(accountID); err != nil {
+		return Subscription{}, err
+	}
 	sub, err := s.store.Subscription(ctx, accountID)
 	if errors.Is(err, ErrNotFound) {
 		return Subscription{}, scrip.Errorf(scrip.ENotFound, "account %q has no subscription", accountID)

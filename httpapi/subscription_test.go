@@ -30,6 +30,9 @@ func testSubscription(t *testing.T, e *env) {
 	e.expect(e.get("/v1/accounts/u1/subscription", e.read), 404, "not_found")
 	e.expect(e.get("/v1/accounts/nobody/subscription", e.read), 404, "account_not_found")
 	e.expect(e.post("/v1/accounts/nobody/subscription", e.admin, "s0", map[string]any{"plan": "basic"}), 404, "account_not_found")
+	// An id no store can hold is refused, not sent to the database.
+	e.expect(e.post("/v1/accounts/nul%00/subscription", e.admin, "s0", map[string]any{"plan": "basic"}), 400, "invalid")
+	e.expect(e.get("/v1/accounts/nul%00/subscription", e.read), 404, "account_not_found")
 	e.expect(e.post("/v1/accounts/u1/subscription", e.admin, "s0", map[string]any{"plan": "gold"}), 404, "plan_not_found")
 	e.expect(e.post("/v1/accounts/u1/subscription", e.admin, "s0", map[string]any{}), 400, "invalid_param")
 	e.expect(e.post("/v1/accounts/u1/subscription", e.admin, "s0", map[string]any{"plan_code": "basic"}), 400, "unknown_field")

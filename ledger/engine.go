@@ -375,6 +375,16 @@ func storable(s string) bool {
 	return strings.IndexByte(s, 0) < 0 && utf8.ValidString(s)
 }
 
+// checkNote checks free text an operation records: at most textBytesMax
+// bytes, and text a store can keep.
+func checkNote(field, s string) error {
+	if len(s) > textBytesMax {
+		return &scrip.Error{Code: scrip.EInvalid, Field: field,
+			Message: fmt.Sprintf("%s is %d bytes; at most %d", strings.ReplaceAll(field, "_", " "), len(s), textBytesMax)}
+	}
+	return checkText(field, s)
+}
+
 // checkText refuses a string a store cannot keep. Let through, it would
 // fail the write of its whole batch, and every other operation in it.
 func checkText(field, s string) error {

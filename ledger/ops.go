@@ -43,8 +43,8 @@ func (e *Engine) Account(ctx context.Context, id string) (Account, error) {
 // Grant adds credits to an account.
 func (e *Engine) Grant(ctx context.Context, r GrantRequest) (Result, error) {
 	if err := firstErr(CheckAccountID(r.AccountID), checkKey(r.Key), checkPositive("amount", r.Amount),
-		checkMetadata("metadata", r.Metadata), checkText("source.type", r.Source.Type), checkText("source.id", r.Source.ID),
-		checkText("source.reason", r.Source.Reason), checkText("paid_currency", r.PaidCurrency)); err != nil {
+		checkMetadata("metadata", r.Metadata), checkNote("source.type", r.Source.Type), checkNote("source.id", r.Source.ID),
+		checkNote("source.reason", r.Source.Reason), checkNote("paid_currency", r.PaidCurrency)); err != nil {
 		return Result{}, err
 	}
 	if !r.Kind.Valid() {
@@ -118,7 +118,7 @@ func (e *Engine) Capture(ctx context.Context, r CaptureRequest) (Result, error) 
 
 // Release ends a hold and returns all its credits (the provider failed).
 func (e *Engine) Release(ctx context.Context, r ReleaseRequest) (Result, error) {
-	if err := firstErr(checkKey(r.Key), checkText("reason", r.Reason)); err != nil {
+	if err := firstErr(checkKey(r.Key), checkNote("reason", r.Reason)); err != nil {
 		return Result{}, err
 	}
 	acct, err := e.holdAccount(ctx, r.HoldID)
@@ -141,7 +141,7 @@ func (e *Engine) Charge(ctx context.Context, r ChargeRequest) (Result, error) {
 
 // Refund returns a charge's credits to the grants they were taken from.
 func (e *Engine) Refund(ctx context.Context, r RefundRequest) (Result, error) {
-	if err := firstErr(checkKey(r.Key), checkText("reason", r.Reason)); err != nil {
+	if err := firstErr(checkKey(r.Key), checkNote("reason", r.Reason)); err != nil {
 		return Result{}, err
 	}
 	if err := checkNotNegative("amount", r.Amount); err != nil {
@@ -157,7 +157,7 @@ func (e *Engine) Refund(ctx context.Context, r RefundRequest) (Result, error) {
 
 // Adjust applies an admin correction with a reason.
 func (e *Engine) Adjust(ctx context.Context, r AdjustRequest) (Result, error) {
-	if err := firstErr(CheckAccountID(r.AccountID), checkKey(r.Key), checkText("reason", r.Reason)); err != nil {
+	if err := firstErr(CheckAccountID(r.AccountID), checkKey(r.Key), checkNote("reason", r.Reason)); err != nil {
 		return Result{}, err
 	}
 	if r.Amount == 0 {
@@ -175,7 +175,7 @@ func (e *Engine) Adjust(ctx context.Context, r AdjustRequest) (Result, error) {
 
 // Revoke removes a grant's unspent remainder.
 func (e *Engine) Revoke(ctx context.Context, r RevokeRequest) (Result, error) {
-	if err := firstErr(checkKey(r.Key), checkText("reason", r.Reason)); err != nil {
+	if err := firstErr(checkKey(r.Key), checkNote("reason", r.Reason)); err != nil {
 		return Result{}, err
 	}
 	acct, err := e.grantAccount(ctx, r.GrantID)

@@ -49,6 +49,9 @@ const (
 	keyBytesMax       = 255
 	metadataKeysMax   = 32
 	metadataBytesMax  = 4096
+	// textBytesMax bounds the free text an operation records: reasons and
+	// a grant's source.
+	textBytesMax = 1024
 )
 
 // Account is one end user (or team) of the platform, keyed by its own id.

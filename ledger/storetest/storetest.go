@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -229,10 +230,20 @@ func testAccounts(t *testing.T, open Open) {
 		_, err = e.eng.GetHold(e.ctx, bad)
 		wantCode(t, err, scrip.EHoldNotFound)
 	}
+	// Free text has a bound.
+	long = strings.Repeat("x", 1025)
+	_, err = e.eng.Adjust(e.ctx, ledger.AdjustRequest{AccountID: odd, Key: e.key(), Amount: amt("1"), Reason: long})
+	wantCode(t, err, scrip.EInvalid)
+	_, err = e.eng.Grant(e.ctx, ledger.GrantRequest{AccountID: odd, Key: e.key(), Kind: ledger.KindTopUp, Amount: amt("1"),
+		Source: ledger.Source{Type: "test", ID: long}})
+	wantCode(t, err, scrip.EInvalid)
+	if _, err := e.eng.Adjust(e.ctx, ledger.AdjustRequest{AccountID: odd, Key: e.key(), Amount: amt("1"), Reason: long[:1024]}); err != nil {
+		t.Fatalf("adjustment with a reason of 1,024 bytes: %v", err)
+	}
 	if _, err := e.eng.Account(e.ctx, "user_2"); scrip.ErrorCode(err) != scrip.EAccountNotFound {
 		t.Fatalf("user_2 after refused creations: %v, want account_not_found", err)
 	}
-	e.wantAvailable(odd, "3")
+	e.wantAvailable(odd, "4")
 }
 
 func testGrantsAndBalance(t *testing.T, open Open) {

@@ -64,7 +64,7 @@ func (e *Engine) apply(ctx context.Context, ops []*op) error {
 		if o.key != "" {
 			keys = append(keys, TxKey{AccountID: o.accountID, Key: o.key})
 		}
-		if _, ok := o.req.(*createAccountRequest); ok {
+		if o.typ == OpCreateAccount {
 			runs++
 		}
 	}

@@ -380,7 +380,7 @@ func storable(s string) bool {
 func checkNote(field, s string) error {
 	if len(s) > textBytesMax {
 		return &scrip.Error{Code: scrip.EInvalid, Field: field,
-			Message: fmt.Sprintf("%s is %d bytes; at most %d", strings.ReplaceAll(field, "_", " "), len(s), textBytesMax)}
+			Message: fmt.Sprintf("%s is %d bytes; at most %d", inWords(field), len(s), textBytesMax)}
 	}
 	return checkText(field, s)
 }
@@ -392,8 +392,11 @@ func checkText(field, s string) error {
 		return nil
 	}
 	return &scrip.Error{Code: scrip.EInvalid, Field: field,
-		Message: fmt.Sprintf("%s must be UTF-8 text without NUL characters", strings.ReplaceAll(field, "_", " "))}
+		Message: fmt.Sprintf("%s must be UTF-8 text without NUL characters", inWords(field))}
 }
+
+// inWords names a field in a message: "paid_currency" as "paid currency".
+func inWords(field string) string { return strings.ReplaceAll(field, "_", " ") }
 
 func checkPositive(field string, a credit.Amount) error {
 	if a <= 0 {

@@ -127,7 +127,7 @@ func (c *Config) check() error {
 	case c.Concurrency < 1 || c.Concurrency > concurrencyMax:
 		return fmt.Errorf("concurrency must be from 1 to %d, got %d", concurrencyMax, c.Concurrency)
 	case c.Duration < 0 || c.Duration > durationMax:
-		return fmt.Errorf("duration must be at most %s, got %s", durationMax, c.Duration)
+		return fmt.Errorf("duration must be from 0 to %s, got %s", durationMax, c.Duration)
 	case c.Ops < 0:
 		return fmt.Errorf("ops must not be negative, got %d", c.Ops)
 	case c.Duration == 0 && c.Ops == 0:

@@ -7,6 +7,7 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/scriphq/scrip/bench"
 	"github.com/scriphq/scrip/postgres/pgtest"
@@ -69,16 +70,22 @@ func TestRunPostgres(t *testing.T) {
 
 func TestConfigErrors(t *testing.T) {
 	t.Parallel()
-	for name, cfg := range map[string]bench.Config{
-		"workload":    {DatabaseURL: "x.db", Workload: "nope", Accounts: 1, Concurrency: 1, Ops: 1},
-		"accounts":    {DatabaseURL: "x.db", Workload: bench.WorkloadCharge, Accounts: 0, Concurrency: 1, Ops: 1},
-		"concurrency": {DatabaseURL: "x.db", Workload: bench.WorkloadCharge, Accounts: 1, Concurrency: 0, Ops: 1},
-		"length":      {DatabaseURL: "x.db", Workload: bench.WorkloadCharge, Accounts: 1, Concurrency: 1},
-		"target":      {Workload: bench.WorkloadCharge, Accounts: 1, Concurrency: 1, Ops: 1},
-		"priced":      {DatabaseURL: "x.db", Priced: true, Workload: bench.WorkloadCharge, Accounts: 1, Concurrency: 1, Ops: 1},
+	for want, cfg := range map[string]bench.Config{
+		`unknown workload "nope"`:                      {DatabaseURL: "x.db", Workload: "nope", Accounts: 1, Concurrency: 1, Ops: 1},
+		"accounts must be from 1 to":                   {DatabaseURL: "x.db", Workload: bench.WorkloadCharge, Accounts: 0, Concurrency: 1, Ops: 1},
+		"hot must be from 0 to":                        {DatabaseURL: "x.db", Workload: bench.WorkloadCharge, Accounts: 1, Hot: -1, Concurrency: 1, Ops: 1},
+		"concurrency must be from 1 to":                {DatabaseURL: "x.db", Workload: bench.WorkloadCharge, Accounts: 1, Concurrency: 0, Ops: 1},
+		"duration must be from 0 to 1h0m0s, got -1s":   {DatabaseURL: "x.db", Workload: bench.WorkloadCharge, Accounts: 1, Concurrency: 1, Duration: -time.Second},
+		"ops must not be negative":                     {DatabaseURL: "x.db", Workload: bench.WorkloadCharge, Accounts: 1, Concurrency: 1, Ops: -1},
+		"give a duration or a number of operations":    {DatabaseURL: "x.db", Workload: bench.WorkloadCharge, Accounts: 1, Concurrency: 1},
+		"give a database URL":                          {Workload: bench.WorkloadCharge, Accounts: 1, Concurrency: 1, Ops: 1},
+		"priced charges are priced by a server's":      {DatabaseURL: "x.db", Priced: true, Workload: bench.WorkloadCharge, Accounts: 1, Concurrency: 1, Ops: 1},
+		"a baseline next to an HTTP run needs":         {HTTP: "http://127.0.0.1:1", Baseline: true, Workload: bench.WorkloadCharge, Accounts: 1, Concurrency: 1, Ops: 1},
+		"the baseline runs against a database, not ov": {HTTP: "http://127.0.0.1:1", BaselineOnly: true, Workload: bench.WorkloadCharge, Accounts: 1, Concurrency: 1, Ops: 1},
 	} {
-		if _, err := bench.Run(context.Background(), cfg); err == nil {
-			t.Errorf("%s: Run accepted %+v", name, cfg)
+		_, err := bench.Run(context.Background(), cfg)
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("Run(%+v) = %v, want an error saying %q", cfg, err, want)
 		}
 	}
 }

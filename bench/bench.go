@@ -297,20 +297,14 @@ func runTarget(ctx context.Context, cfg Config, db *database, t target) (res *Re
 			return nil, fmt.Errorf("cpu profile: %w", err)
 		}
 	}
-	cpu0, cpuOK := processCPU()
+	postmaster, local := db.localServer(ctx)
+	probe := startCPUProbe(postmaster, local)
 	res = l.run(ctx)
 	res.Funding = funding
 	if profiling {
 		pprof.StopCPUProfile()
 	}
-	if cpu1, ok := processCPU(); cpuOK && ok {
-		res.CPU = newCPU((cpu1 - cpu0).Seconds(), res)
-		if s, ok := t.(interface{ serverCPU() (float64, bool) }); ok {
-			if secs, ok := s.serverCPU(); ok {
-				res.CPU.Server = newCPU(secs, res)
-			}
-		}
-	}
+	probe.finish(res, t)
 
 	fmt.Fprintf(cfg.Log, "%s: verifying\n", t.name())
 	start = time.Now()
@@ -325,6 +319,53 @@ func runTarget(ctx context.Context, cfg Config, db *database, t target) (res *Re
 	v.Seconds = round2(time.Since(start).Seconds())
 	res.Verify = v
 	return res, nil
+}
+
+// cpuProbe holds the CPU times read at the start of a timed run: this
+// process's, the machine's, and those of a PostgreSQL server on this
+// machine.
+type cpuProbe struct {
+	self       time.Duration
+	selfOK     bool
+	machine    machineTimes
+	machineOK  bool
+	postmaster int // 0 for none
+	server     map[int]time.Duration
+}
+
+func startCPUProbe(postmaster int, local bool) *cpuProbe {
+	p := &cpuProbe{}
+	p.self, p.selfOK = processCPU()
+	p.machine, p.machineOK = readMachineTimes(procRoot)
+	if local {
+		if cpu, ok := treeCPU(procRoot, postmaster); ok {
+			p.postmaster, p.server = postmaster, cpu
+		}
+	}
+	return p
+}
+
+// finish reads the times again at the end of the run and puts the
+// differences in res.
+func (p *cpuProbe) finish(res *Result, t target) {
+	self, ok := processCPU()
+	if !ok || !p.selfOK {
+		return
+	}
+	res.CPU = newCPU((self - p.self).Seconds(), res)
+	if s, ok := t.(interface{ serverCPU() (float64, bool) }); ok {
+		if secs, ok := s.serverCPU(); ok {
+			res.CPU.Server = newCPU(secs, res)
+		}
+	}
+	if p.postmaster != 0 {
+		if now, ok := treeCPU(procRoot, p.postmaster); ok {
+			res.CPU.Database = newCPU(treeCPUSince(p.server, now).Seconds(), res)
+		}
+	}
+	if m, ok := readMachineTimes(procRoot); ok && p.machineOK {
+		res.CPU.Machine = machineCPU(p.machine, m, runtime.NumCPU(), res)
+	}
 }
 
 // fund creates and funds the accounts concurrently, so the engine batches

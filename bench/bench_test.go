@@ -3,6 +3,7 @@ package bench_test
 import (
 	"context"
 	"fmt"
+	"os"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -128,6 +129,13 @@ func run(t *testing.T, cfg bench.Config) *bench.Report {
 		}
 		if c := r.CPU; c == nil || c.Seconds <= 0 || c.Cores <= 0 || c.PerOpUs <= 0 {
 			t.Errorf("%s: no CPU time in the report: %+v", name, c)
+		} else {
+			checkMachineCPU(t, name, c)
+			if rep.Store == "postgres" && postgresRunsHere(t) {
+				if d := c.Database; d == nil || d.Seconds <= 0 || d.PerOpUs <= 0 {
+					t.Errorf("%s: PostgreSQL runs on this machine, but its CPU time is not in the report: %+v", name, d)
+				}
+			}
 		}
 		if !r.Verify.OK || len(r.Verify.Problems) > 0 {
 			t.Errorf("%s: verification failed: %v", name, r.Verify.Problems)
@@ -157,5 +165,45 @@ func run(t *testing.T, cfg bench.Config) *bench.Report {
 			t.Errorf("baseline_ops_per_sec %.0f, baseline_ratio %.2f", rep.BaselineOpsPerSec, rep.BaselineRatio)
 		}
 	}
+	if runtime.GOOS == "linux" && !strings.Contains(text.String(), fmt.Sprintf("of %d CPUs busy", runtime.NumCPU())) {
+		t.Errorf("text report lacks the machine's CPU time:\n%s", text.String())
+	}
 	return rep
+}
+
+// checkMachineCPU checks the machine's share of a run, which Linux tells.
+func checkMachineCPU(t *testing.T, name string, c *bench.CPU) {
+	t.Helper()
+	if runtime.GOOS != "linux" {
+		return
+	}
+	m := c.Machine
+	if m == nil {
+		t.Errorf("%s: the machine's CPU time is not in the report", name)
+		return
+	}
+	if m.CPUs != runtime.NumCPU() || m.Cores <= 0 || m.PerOpUs <= 0 {
+		t.Errorf("%s: implausible machine figures: %+v", name, m)
+	}
+	// The three shares add up to the machine's CPUs, each rounded to 0.01.
+	if sum := m.Cores + m.IdleCores + m.StealCores; sum < float64(m.CPUs)-0.02 || sum > float64(m.CPUs)+0.02 {
+		t.Errorf("%s: busy %.2f + idle %.2f + stolen %.2f cores, want %d", name, m.Cores, m.IdleCores, m.StealCores, m.CPUs)
+	}
+	// This process ran on the machine's CPUs: at least its time was busy.
+	if m.Cores < c.Cores-0.05 {
+		t.Errorf("%s: machine busy %.2f cores, less than this process's %.2f", name, m.Cores, c.Cores)
+	}
+}
+
+// postgresRunsHere reports whether a PostgreSQL server process runs on this
+// machine.
+func postgresRunsHere(t *testing.T) bool {
+	t.Helper()
+	cmdlines, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	for _, f := range cmdlines {
+		if b, err := os.ReadFile(f); err == nil && strings.HasPrefix(string(b), "postgres:") {
+			return true
+		}
+	}
+	return false
 }

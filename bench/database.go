@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -140,4 +142,27 @@ func pgExec(ctx context.Context, connString, sql string) error {
 	defer conn.Close(context.WithoutCancel(ctx))
 	_, err = conn.Exec(ctx, sql)
 	return err
+}
+
+// localServer returns the process id of the PostgreSQL server's postmaster
+// when the server runs on this machine, found through the backend that
+// serves a connection; false for a server elsewhere, or where /proc does
+// not tell.
+func (db *database) localServer(ctx context.Context) (int, bool) {
+	if db.kind != "postgres" {
+		return 0, false
+	}
+	conn, err := pgx.Connect(ctx, db.baseURL)
+	if err != nil {
+		return 0, false
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	var backend int
+	if err := conn.QueryRow(ctx, "SELECT pg_backend_pid()").Scan(&backend); err != nil {
+		return 0, false
+	}
+	if !isPostgresBackend(procRoot, backend) {
+		return 0, false
+	}
+	return parentOf(filepath.Join(procRoot, strconv.Itoa(backend)))
 }

@@ -116,6 +116,24 @@ type CPU struct {
 	// Server is the server's over HTTP, from process_cpu_seconds_total on
 	// its /metrics (to 0.01 s); nil at engine level.
 	Server *CPU `json:"server,omitempty"`
+	// Database is the PostgreSQL server's when it runs on this machine:
+	// every process of the server alive at the end of the run (backends,
+	// WAL writer, checkpointer, ...), read from /proc.
+	Database *CPU `json:"database,omitempty"`
+	// Machine is the whole machine's, from /proc/stat.
+	Machine *MachineCPU `json:"machine,omitempty"`
+}
+
+// MachineCPU is how the machine's CPUs spent a run, in cores: busy (in
+// processes or the kernel), idle (or waiting for the disk), or taken by
+// the hypervisor for other machines (steal), which slows every figure
+// of the run by as much.
+type MachineCPU struct {
+	CPUs       int     `json:"cpus"`
+	Cores      float64 `json:"cores"`
+	PerOpUs    float64 `json:"per_op_us"`
+	IdleCores  float64 `json:"idle_cores"`
+	StealCores float64 `json:"steal_cores"`
 }
 
 // newCPU returns the figures of seconds of CPU over a run.
@@ -378,6 +396,17 @@ func (r *Result) writeText(w io.Writer) {
 		} else {
 			fmt.Fprintf(w, "  cpu          %.2f cores, %.1f µs per operation (this process: %s and load generator)\n",
 				c.Cores, c.PerOpUs, r.Target)
+		}
+		var parts []string
+		if d := c.Database; d != nil {
+			parts = append(parts, fmt.Sprintf("PostgreSQL %.2f cores, %.1f µs per operation", d.Cores, d.PerOpUs))
+		}
+		if m := c.Machine; m != nil {
+			parts = append(parts, fmt.Sprintf("machine %.2f of %d CPUs busy, %.1f µs per operation, %.2f idle, %.2f stolen",
+				m.Cores, m.CPUs, m.PerOpUs, m.IdleCores, m.StealCores))
+		}
+		if len(parts) > 0 {
+			fmt.Fprintf(w, "               %s\n", strings.Join(parts, "; "))
 		}
 	}
 	if f := r.Funding; f != nil {

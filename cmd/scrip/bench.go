@@ -27,9 +27,12 @@ func newBenchCmd() *cobra.Command {
 		Long: `bench drives the ledger with concurrent clients and reports operations per
 second, latency percentiles (HDR histogram), errors by code, the
 committer's batch sizes and the CPU time per operation (over HTTP the
-server's too, from its /metrics). It runs the engine in process on --database-url
-(a SQLite file or a PostgreSQL URL, where each run gets a fresh schema), or
-end to end against a running server with --http.
+server's too, from its /metrics; on Linux also the whole machine's and
+that of a PostgreSQL server on the same machine). It runs the engine in
+process on --database-url (a SQLite file or a PostgreSQL URL, where each
+run gets a fresh schema), or end to end against a running server with
+--http (with --database-url the server's database, for --baseline and
+PostgreSQL's CPU time).
 
 --baseline runs the same workload, store and concurrency through a
 deliberately simple implementation (one database transaction per
@@ -88,7 +91,7 @@ run (exit code 3).`,
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&cfg.DatabaseURL, "database-url", "", "SQLite file path or postgres:// URL (default $SCRIP_DATABASE_URL)")
+	f.StringVar(&cfg.DatabaseURL, "database-url", "", "SQLite file path or postgres:// URL (default $SCRIP_DATABASE_URL); with --http, the server's database")
 	f.StringVar(&cfg.HTTP, "http", "", "base URL of a running scrip server: measure end to end over HTTP")
 	f.StringVar(&cfg.APIKey, "api-key", "", "API key with the admin scope for --http (default $SCRIP_API_KEY)")
 	f.StringVar(&cfg.Workload, "workload", bench.WorkloadCharge, "charge, hold-capture or mixed")

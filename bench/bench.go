@@ -335,36 +335,37 @@ type cpuProbe struct {
 
 func startCPUProbe(postmaster int, local bool) *cpuProbe {
 	p := &cpuProbe{}
-	p.self, p.selfOK = processCPU()
-	p.machine, p.machineOK = readMachineTimes(procRoot)
 	if local {
 		if cpu, ok := treeCPU(procRoot, postmaster); ok {
 			p.postmaster, p.server = postmaster, cpu
 		}
 	}
+	p.self, p.selfOK = processCPU()
+	p.machine, p.machineOK = readMachineTimes(procRoot)
 	return p
 }
 
 // finish reads the times again at the end of the run and puts the
 // differences in res.
 func (p *cpuProbe) finish(res *Result, t target) {
+	machine, machineOK := readMachineTimes(procRoot)
 	self, ok := processCPU()
 	if !ok || !p.selfOK {
 		return
 	}
 	res.CPU = newCPU((self - p.self).Seconds(), res)
+	if machineOK && p.machineOK {
+		res.CPU.Machine = machineCPU(p.machine, machine, res)
+	}
+	if p.postmaster != 0 {
+		if now, ok := treeCPU(procRoot, p.postmaster); ok && ran(now) {
+			res.CPU.Database = newCPU(treeCPUSince(p.server, now).Seconds(), res)
+		}
+	}
 	if s, ok := t.(interface{ serverCPU() (float64, bool) }); ok {
 		if secs, ok := s.serverCPU(); ok {
 			res.CPU.Server = newCPU(secs, res)
 		}
-	}
-	if p.postmaster != 0 {
-		if now, ok := treeCPU(procRoot, p.postmaster); ok {
-			res.CPU.Database = newCPU(treeCPUSince(p.server, now).Seconds(), res)
-		}
-	}
-	if m, ok := readMachineTimes(procRoot); ok && p.machineOK {
-		res.CPU.Machine = machineCPU(p.machine, m, runtime.NumCPU(), res)
 	}
 }
 

@@ -3,12 +3,15 @@ package bench_test
 import (
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"runtime"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/scriphq/scrip/bench"
 	"github.com/scriphq/scrip/postgres/pgtest"
@@ -131,7 +134,7 @@ func run(t *testing.T, cfg bench.Config) *bench.Report {
 			t.Errorf("%s: no CPU time in the report: %+v", name, c)
 		} else {
 			checkMachineCPU(t, name, c)
-			if rep.Store == "postgres" && postgresRunsHere(t) {
+			if rep.Store == "postgres" && postgresRunsHere(t, cfg.DatabaseURL) {
 				if d := c.Database; d == nil || d.Seconds <= 0 || d.PerOpUs <= 0 {
 					t.Errorf("%s: PostgreSQL runs on this machine, but its CPU time is not in the report: %+v", name, d)
 				}
@@ -165,7 +168,7 @@ func run(t *testing.T, cfg bench.Config) *bench.Report {
 			t.Errorf("baseline_ops_per_sec %.0f, baseline_ratio %.2f", rep.BaselineOpsPerSec, rep.BaselineRatio)
 		}
 	}
-	if runtime.GOOS == "linux" && !strings.Contains(text.String(), fmt.Sprintf("of %d CPUs busy", runtime.NumCPU())) {
+	if c := rep.CPU; c != nil && c.Machine != nil && !strings.Contains(text.String(), fmt.Sprintf("machine %.2f of %d CPUs busy", c.Machine.Cores, c.Machine.CPUs)) {
 		t.Errorf("text report lacks the machine's CPU time:\n%s", text.String())
 	}
 	return rep
@@ -182,12 +185,9 @@ func checkMachineCPU(t *testing.T, name string, c *bench.CPU) {
 		t.Errorf("%s: the machine's CPU time is not in the report", name)
 		return
 	}
-	if m.CPUs != runtime.NumCPU() || m.Cores <= 0 || m.PerOpUs <= 0 {
+	// The process may run on some of the machine's CPUs only.
+	if m.CPUs < runtime.NumCPU() || m.Cores <= 0 || m.Cores > float64(m.CPUs) || m.PerOpUs <= 0 {
 		t.Errorf("%s: implausible machine figures: %+v", name, m)
-	}
-	// The three shares add up to the machine's CPUs, each rounded to 0.01.
-	if sum := m.Cores + m.IdleCores + m.StealCores; sum < float64(m.CPUs)-0.02 || sum > float64(m.CPUs)+0.02 {
-		t.Errorf("%s: busy %.2f + idle %.2f + stolen %.2f cores, want %d", name, m.Cores, m.IdleCores, m.StealCores, m.CPUs)
 	}
 	// This process ran on the machine's CPUs: at least its time was busy.
 	if m.Cores < c.Cores-0.05 {
@@ -195,10 +195,20 @@ func checkMachineCPU(t *testing.T, name string, c *bench.CPU) {
 	}
 }
 
-// postgresRunsHere reports whether a PostgreSQL server process runs on this
-// machine.
-func postgresRunsHere(t *testing.T) bool {
+// postgresRunsHere reports whether the PostgreSQL server at url runs on
+// this machine: the URL names this machine, and a PostgreSQL server
+// process runs here.
+func postgresRunsHere(t *testing.T, url string) bool {
 	t.Helper()
+	cfg, err := pgx.ParseConfig(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	switch h := cfg.Host; {
+	case h == "localhost", h == "::1", strings.HasPrefix(h, "/"), net.ParseIP(h) != nil && net.ParseIP(h).IsLoopback():
+	default:
+		return false
+	}
 	cmdlines, _ := filepath.Glob("/proc/[0-9]*/cmdline")
 	for _, f := range cmdlines {
 		if b, err := os.ReadFile(f); err == nil && strings.HasPrefix(string(b), "postgres:") {

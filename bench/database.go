@@ -46,7 +46,9 @@ func openDatabase(ctx context.Context, cfg Config) (*database, error) {
 		return db, nil
 	}
 	db.kind = "postgres"
-	if cfg.Reuse {
+	// Over HTTP the database only shows the server's CPU time, unless the
+	// baseline runs in it.
+	if cfg.Reuse || cfg.HTTP != "" && !cfg.Baseline {
 		return db, nil
 	}
 	db.schema = schemaPrefix + newRunID()
@@ -146,8 +148,10 @@ func pgExec(ctx context.Context, connString, sql string) error {
 
 // localServer returns the process id of the PostgreSQL server's postmaster
 // when the server runs on this machine, found through the backend that
-// serves a connection; false for a server elsewhere, or where /proc does
-// not tell.
+// serves a connection; false for a server elsewhere (or in a container of
+// its own), or where /proc does not tell. The postmaster must have started
+// when the server says it did, so that a local process that happens to
+// have the id a remote backend has is not taken for it.
 func (db *database) localServer(ctx context.Context) (int, bool) {
 	if db.kind != "postgres" {
 		return 0, false
@@ -157,12 +161,27 @@ func (db *database) localServer(ctx context.Context) (int, bool) {
 		return 0, false
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
-	var backend int
-	if err := conn.QueryRow(ctx, "SELECT pg_backend_pid()").Scan(&backend); err != nil {
+	var (
+		backend int
+		started time.Time
+	)
+	if err := conn.QueryRow(ctx, "SELECT pg_backend_pid(), pg_postmaster_start_time()").Scan(&backend, &started); err != nil {
 		return 0, false
 	}
 	if !isPostgresBackend(procRoot, backend) {
 		return 0, false
 	}
-	return parentOf(filepath.Join(procRoot, strconv.Itoa(backend)))
+	postmaster, ok := parentOf(filepath.Join(procRoot, strconv.Itoa(backend)))
+	if !ok {
+		return 0, false
+	}
+	if t, ok := startTime(procRoot, postmaster); !ok || t.Sub(started).Abs() > startSkewMax {
+		return 0, false
+	}
+	return postmaster, true
 }
+
+// startSkewMax bounds the difference between a postmaster's start as the
+// server records it and as the system does (whole seconds of boot time,
+// and the time the server takes to record it).
+const startSkewMax = 5 * time.Second

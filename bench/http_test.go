@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http/httptest"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -65,11 +66,25 @@ func TestRunHTTPSQLite(t *testing.T) {
 }
 
 func TestRunHTTPPostgres(t *testing.T) {
-	st, err := postgres.Open(context.Background(), pgtest.URL(t))
+	db := pgtest.URL(t)
+	st, err := postgres.Open(context.Background(), db)
 	if err != nil {
 		t.Fatal(err)
 	}
-	runHTTP(t, serve(t, st))
+	url := serve(t, st)
+	runHTTP(t, url)
+
+	// The server's database, given without a baseline, only shows its CPU
+	// time: the run makes no schema in it.
+	t.Run("database", func(t *testing.T) {
+		rep := run(t, bench.Config{
+			HTTP: url, APIKey: adminKey, DatabaseURL: db,
+			Workload: bench.WorkloadCharge, Accounts: 20, Concurrency: 8, Ops: 400, Seed: 6,
+		})
+		if rep.Level != "http" || rep.Store != "postgres" || strings.Contains(rep.Database, "schema") {
+			t.Errorf("level %q, store %q, database %q: want http, postgres and no schema of the run's own", rep.Level, rep.Store, rep.Database)
+		}
+	})
 }
 
 // runHTTP runs every workload end to end against the server at url.

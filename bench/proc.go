@@ -15,10 +15,12 @@ import (
 // procRoot is where /proc is mounted.
 const procRoot = "/proc"
 
-// machineTimes is the first line of /proc/stat: the time every CPU of the
-// machine spent in each state since boot, in clock ticks.
+// machineTimes is what /proc/stat tells of the machine's CPUs: the time all
+// of them spent in each state since boot, in clock ticks, and how many are
+// online.
 type machineTimes struct {
 	busy, idle, steal uint64
+	cpus              int
 }
 
 // readMachineTimes reads the machine's CPU times under root (a /proc).
@@ -27,37 +29,86 @@ func readMachineTimes(root string) (machineTimes, bool) {
 	if err != nil {
 		return machineTimes{}, false
 	}
-	line, _, _ := bytes.Cut(b, []byte("\n"))
-	f := strings.Fields(string(line))
-	if len(f) < 9 || f[0] != "cpu" {
-		return machineTimes{}, false
-	}
-	var v [8]uint64 // user nice system idle iowait irq softirq steal
-	for i := range v {
-		n, err := strconv.ParseUint(f[i+1], 10, 64)
-		if err != nil {
-			return machineTimes{}, false
+	var (
+		m     machineTimes
+		total bool
+	)
+	for line := range strings.Lines(string(b)) {
+		f := strings.Fields(line)
+		switch {
+		case len(f) == 0 || !strings.HasPrefix(f[0], "cpu"):
+		case f[0] != "cpu":
+			m.cpus++ // cpu0, cpu1, ...: one line per online CPU
+		case len(f) >= 9:
+			var v [8]uint64 // user nice system idle iowait irq softirq steal
+			for i := range v {
+				n, err := strconv.ParseUint(f[i+1], 10, 64)
+				if err != nil {
+					return machineTimes{}, false
+				}
+				v[i] = n
+			}
+			// Guest time is counted in user time already.
+			m.busy, m.idle, m.steal = v[0]+v[1]+v[2]+v[5]+v[6], v[3]+v[4], v[7]
+			total = true
 		}
-		v[i] = n
 	}
-	// Guest time is counted in user time already.
-	return machineTimes{busy: v[0] + v[1] + v[2] + v[5] + v[6], idle: v[3] + v[4], steal: v[7]}, true
+	return m, total && m.cpus > 0
 }
 
 // machineCPU returns the machine's figures between two readings of its
 // times, over a run of r.
-func machineCPU(a, b machineTimes, cpus int, r *Result) *MachineCPU {
-	busy, idle, steal := b.busy-a.busy, b.idle-a.idle, b.steal-a.steal
-	total := float64(busy + idle + steal)
-	if total <= 0 || b.busy < a.busy || b.idle < a.idle || b.steal < a.steal {
+func machineCPU(a, b machineTimes, r *Result) *MachineCPU {
+	if b.busy < a.busy || b.idle < a.idle || b.steal < a.steal || a.cpus != b.cpus {
 		return nil
 	}
-	share := func(ticks uint64) float64 { return float64(ticks) / total * float64(cpus) }
-	m := &MachineCPU{CPUs: cpus, Cores: round2(share(busy)), IdleCores: round2(share(idle)), StealCores: round2(share(steal))}
+	busy, idle, steal := b.busy-a.busy, b.idle-a.idle, b.steal-a.steal
+	total := float64(busy + idle + steal)
+	if total == 0 {
+		return nil
+	}
+	share := func(ticks uint64) float64 { return float64(ticks) / total * float64(b.cpus) }
+	m := &MachineCPU{CPUs: b.cpus, Cores: round2(share(busy)), IdleCores: round2(share(idle)), StealCores: round2(share(steal))}
 	if r.Ops > 0 {
 		m.PerOpUs = round2(share(busy) * r.Seconds * 1e6 / float64(r.Ops))
 	}
 	return m
+}
+
+// bootTime returns when the machine booted, from /proc/stat under root.
+func bootTime(root string) (time.Time, bool) {
+	b, err := os.ReadFile(filepath.Join(root, "stat"))
+	if err != nil {
+		return time.Time{}, false
+	}
+	for line := range strings.Lines(string(b)) {
+		if v, ok := strings.CutPrefix(line, "btime "); ok {
+			secs, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+			return time.Unix(secs, 0), err == nil
+		}
+	}
+	return time.Time{}, false
+}
+
+// clockTicks is Linux's USER_HZ, the unit of the times in /proc: 100 on
+// every architecture Go runs on.
+const clockTicks = 100
+
+// startTime returns when process pid under root started.
+func startTime(root string, pid int) (time.Time, bool) {
+	boot, ok := bootTime(root)
+	if !ok {
+		return time.Time{}, false
+	}
+	f, ok := statFields(filepath.Join(root, strconv.Itoa(pid)))
+	if !ok || len(f) < 20 {
+		return time.Time{}, false
+	}
+	ticks, err := strconv.ParseInt(f[19], 10, 64) // field 22, starttime
+	if err != nil {
+		return time.Time{}, false
+	}
+	return boot.Add(time.Duration(ticks) * time.Second / clockTicks), true
 }
 
 // treeCPU returns the CPU time of process pid and of each of its children,
@@ -103,19 +154,36 @@ func treeCPUSince(before, now map[int]time.Duration) time.Duration {
 	return sum
 }
 
-// parentOf returns the parent process id from a process's stat file.
-func parentOf(dir string) (int, bool) {
+// statFields returns the fields of a process's stat file after the
+// command name: the process state (field 3) first.
+func statFields(dir string) ([]string, bool) {
 	b, err := os.ReadFile(filepath.Join(dir, "stat"))
 	if err != nil {
-		return 0, false
+		return nil, false
 	}
 	// The command name, in parentheses, may hold spaces and parentheses.
 	i := bytes.LastIndexByte(b, ')')
 	if i < 0 {
-		return 0, false
+		return nil, false
 	}
-	f := strings.Fields(string(b[i+1:]))
-	if len(f) < 2 {
+	return strings.Fields(string(b[i+1:])), true
+}
+
+// ran reports whether any of the processes shows time on a CPU: a kernel
+// that keeps no scheduler statistics shows none.
+func ran(cpu map[int]time.Duration) bool {
+	for _, d := range cpu {
+		if d > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// parentOf returns the parent process id from a process's stat file.
+func parentOf(dir string) (int, bool) {
+	f, ok := statFields(dir)
+	if !ok || len(f) < 2 {
 		return 0, false
 	}
 	ppid, err := strconv.Atoi(f[1])

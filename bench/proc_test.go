@@ -8,7 +8,8 @@ import (
 )
 
 // fakeProc writes a /proc with the machine's times and the processes given
-// as pid: {parent pid, run time in ns, command line}.
+// as pid: {parent pid, run time in ns, command line}. Every process started
+// 123.45 s after boot.
 func fakeProc(t *testing.T, stat string, procs map[string][3]string) string {
 	t.Helper()
 	root := t.TempDir()
@@ -23,7 +24,7 @@ func fakeProc(t *testing.T, stat string, procs map[string][3]string) string {
 	write("stat", stat)
 	for pid, p := range procs {
 		// A command name may hold spaces and parentheses.
-		write(pid+"/stat", pid+" (a (b) c) S "+p[0]+" 1 1 0 -1 4194560 1 0 0 0 7 3 0 0 20 0 1 0\n")
+		write(pid+"/stat", pid+" (a (b) c) S "+p[0]+" 1 1 0 -1 4194560 1 0 0 0 7 3 0 0 20 0 1 0 12345 1000 10\n")
 		write(pid+"/schedstat", p[1]+" 5000 12\n")
 		write(pid+"/cmdline", p[2])
 	}
@@ -32,13 +33,15 @@ func fakeProc(t *testing.T, stat string, procs map[string][3]string) string {
 
 func TestMachineTimes(t *testing.T) {
 	t.Parallel()
-	before := fakeProc(t, "cpu  100 5 50 800 20 3 2 10 0 0\ncpu0 1 2 3 4 5 6 7 8 0 0\n", nil)
-	after := fakeProc(t, "cpu  250 5 110 900 40 5 8 30 0 0\n", nil)
+	before := fakeProc(t, "cpu  100 5 50 800 20 3 2 10 0 0\ncpu0 1 2 3 4 5 6 7 8 0 0\ncpu1 1 2 3 4 5 6 7 8 0 0\n"+
+		"cpu2 1 2 3 4 5 6 7 8 0 0\ncpu3 1 2 3 4 5 6 7 8 0 0\nintr 1 2 3\nbtime 1700000000\n", nil)
+	after := fakeProc(t, "cpu  250 5 110 900 40 5 8 30 0 0\ncpu0 1 2 3 4 5 6 7 8 0 0\ncpu1 1 2 3 4 5 6 7 8 0 0\n"+
+		"cpu2 1 2 3 4 5 6 7 8 0 0\ncpu3 1 2 3 4 5 6 7 8 0 0\n", nil)
 	a, ok := readMachineTimes(before)
 	if !ok {
 		t.Fatal("the first reading failed")
 	}
-	if want := (machineTimes{busy: 160, idle: 820, steal: 10}); a != want {
+	if want := (machineTimes{busy: 160, idle: 820, steal: 10, cpus: 4}); a != want {
 		t.Errorf("read %+v, want %+v", a, want)
 	}
 	b, ok := readMachineTimes(after)
@@ -47,21 +50,36 @@ func TestMachineTimes(t *testing.T) {
 	}
 	// 218 ticks busy, 120 idle, 20 stolen, of 358, on 4 CPUs: 2.4358
 	// cores busy; 1,000 operations in 2 s.
-	m := machineCPU(a, b, 4, &Result{Ops: 1000, Seconds: 2})
+	m := machineCPU(a, b, &Result{Ops: 1000, Seconds: 2})
 	want := MachineCPU{CPUs: 4, Cores: 2.44, IdleCores: 1.34, StealCores: 0.22, PerOpUs: 4871.51}
 	if m == nil || *m != want {
 		t.Errorf("machine %+v, want %+v", m, want)
 	}
-	if m := machineCPU(b, a, 4, &Result{Ops: 1, Seconds: 1}); m != nil {
+	if m := machineCPU(b, a, &Result{Ops: 1, Seconds: 1}); m != nil {
 		t.Errorf("times that went backwards gave %+v", m)
 	}
-	for _, bad := range []string{"", "intr 1 2 3\n", "cpu 1 2 x 4 5 6 7 8\n", "cpu 1 2 3\n"} {
+	if m := machineCPU(a, a, &Result{Ops: 1, Seconds: 1}); m != nil {
+		t.Errorf("no time at all gave %+v", m)
+	}
+	for _, bad := range []string{"", "intr 1 2 3\n", "cpu 1 2 x 4 5 6 7 8\ncpu0 1 2 3 4 5 6 7 8\n",
+		"cpu 1 2 3\ncpu0 1 2 3 4 5 6 7 8\n", "cpu 1 2 3 4 5 6 7 8\n"} {
 		if _, ok := readMachineTimes(fakeProc(t, bad, nil)); ok {
 			t.Errorf("read times from %q", bad)
 		}
 	}
 	if _, ok := readMachineTimes(filepath.Join(t.TempDir(), "none")); ok {
 		t.Error("read times without a /proc")
+	}
+
+	root := fakeProc(t, "cpu 0 0 0 0 0 0 0 0\ncpu0 0 0 0 0 0 0 0 0\nbtime 1700000000\n", map[string][3]string{"7": {"1", "1", ""}})
+	if got, ok := startTime(root, 7); !ok || !got.Equal(time.Unix(1700000123, 450_000_000)) {
+		t.Errorf("start time %s, %v; want 123.45 s after boot", got, ok)
+	}
+	if _, ok := startTime(before, 7); ok {
+		t.Error("start time of a process that is not there")
+	}
+	if _, ok := startTime(after, 7); ok {
+		t.Error("start time without the boot time")
 	}
 }
 
@@ -88,8 +106,11 @@ func TestTreeCPU(t *testing.T) {
 		t.Fatalf("first reading %v, %v", a, ok)
 	}
 	b, ok := treeCPU(after, 100)
-	if !ok || len(b) != 4 {
+	if !ok || len(b) != 4 || !ran(b) {
 		t.Fatalf("second reading %v, %v", b, ok)
+	}
+	if ran(map[int]time.Duration{100: 0, 101: 0}) {
+		t.Error("processes without scheduler statistics ran")
 	}
 	// 0.5 + 1 + 10 ms, and the 2 ms of the process that started.
 	if got, want := treeCPUSince(a, b), 13500*time.Microsecond; got != want {

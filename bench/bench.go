@@ -213,6 +213,8 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		}
 	}()
 	rep.Store = db.kind
+	// Found once: both the run and its baseline read the server's CPU time.
+	db.postmaster = db.localServer(ctx)
 	if db.kind != "" && db.kind != "http" {
 		rep.Database = db.describe()
 	}
@@ -297,8 +299,7 @@ func runTarget(ctx context.Context, cfg Config, db *database, t target) (res *Re
 			return nil, fmt.Errorf("cpu profile: %w", err)
 		}
 	}
-	postmaster, local := db.localServer(ctx)
-	probe := startCPUProbe(postmaster, local)
+	probe := startCPUProbe(db.postmaster)
 	res = l.run(ctx)
 	res.Funding = funding
 	if profiling {
@@ -333,9 +334,11 @@ type cpuProbe struct {
 	server     map[int]time.Duration
 }
 
-func startCPUProbe(postmaster int, local bool) *cpuProbe {
+// startCPUProbe reads the times; postmaster is a local PostgreSQL server's
+// (0 for none).
+func startCPUProbe(postmaster int) *cpuProbe {
 	p := &cpuProbe{}
-	if local {
+	if postmaster != 0 {
 		if cpu, ok := treeCPU(procRoot, postmaster); ok {
 			p.postmaster, p.server = postmaster, cpu
 		}

@@ -26,7 +26,10 @@ type database struct {
 	baseURL string
 	schema  string // created by the run; "" when reusing
 	created bool   // the SQLite file did not exist before the run
-	keep    bool
+	// postmaster is the process id of the PostgreSQL server when it runs
+	// on this machine (localServer), 0 otherwise.
+	postmaster int
+	keep       bool
 }
 
 func isPostgres(u string) bool {
@@ -148,17 +151,17 @@ func pgExec(ctx context.Context, connString, sql string) error {
 
 // localServer returns the process id of the PostgreSQL server's postmaster
 // when the server runs on this machine, found through the backend that
-// serves a connection; false for a server elsewhere (or in a container of
+// serves a connection; 0 for a server elsewhere (or in a container of
 // its own), or where /proc does not tell. The postmaster must have started
 // when the server says it did, so that a local process that happens to
 // have the id a remote backend has is not taken for it.
-func (db *database) localServer(ctx context.Context) (int, bool) {
+func (db *database) localServer(ctx context.Context) int {
 	if db.kind != "postgres" {
-		return 0, false
+		return 0
 	}
 	conn, err := pgx.Connect(ctx, db.baseURL)
 	if err != nil {
-		return 0, false
+		return 0
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
 	var (
@@ -166,19 +169,19 @@ func (db *database) localServer(ctx context.Context) (int, bool) {
 		started time.Time
 	)
 	if err := conn.QueryRow(ctx, "SELECT pg_backend_pid(), pg_postmaster_start_time()").Scan(&backend, &started); err != nil {
-		return 0, false
+		return 0
 	}
 	if !isPostgresBackend(procRoot, backend) {
-		return 0, false
+		return 0
 	}
 	postmaster, ok := parentOf(filepath.Join(procRoot, strconv.Itoa(backend)))
 	if !ok {
-		return 0, false
+		return 0
 	}
 	if t, ok := startTime(procRoot, postmaster); !ok || t.Sub(started).Abs() > startSkewMax {
-		return 0, false
+		return 0
 	}
-	return postmaster, true
+	return postmaster
 }
 
 // startSkewMax bounds the difference between a postmaster's start as the

@@ -158,6 +158,8 @@ func run(t *testing.T, cfg bench.Config) *bench.Report {
 	check("scrip", &rep.Result)
 	if rep.Batches == nil || rep.Batches.Count == 0 || rep.Batches.Ops == 0 {
 		t.Errorf("batch sizes not recorded: %+v", rep.Batches)
+	} else {
+		checkPhases(t, rep.Batches, text.String())
 	}
 	if cfg.Baseline {
 		if rep.Baseline == nil {
@@ -175,6 +177,39 @@ func run(t *testing.T, cfg bench.Config) *bench.Report {
 }
 
 // checkMachineCPU checks the machine's share of a run, which Linux tells.
+// checkPhases checks that the report gives the steps of the run's batches:
+// each began and applied its operations, and they wrote and committed
+// (every workload changes balances), in no more time than the batches took.
+func checkPhases(t *testing.T, b *bench.BatchStats, text string) {
+	t.Helper()
+	calls := map[string]int64{}
+	var spent float64
+	for _, p := range b.Phases {
+		if p.Calls <= 0 || p.MeanMs < 0 {
+			t.Errorf("step %s: %d calls, %.3f ms each", p.Name, p.Calls, p.MeanMs)
+		}
+		calls[p.Name] = p.Calls
+		spent += p.MeanMs * float64(p.Calls)
+	}
+	for _, step := range []string{"begin", "apply"} {
+		if calls[step] < b.Count {
+			t.Errorf("%d batches, but step %s ran %d times: %+v", b.Count, step, calls[step], b.Phases)
+		}
+	}
+	for _, step := range []string{"write", "commit"} {
+		if calls[step] == 0 {
+			t.Errorf("no step %s in %+v", step, b.Phases)
+		}
+	}
+	// Means are rounded to the microsecond.
+	if total := b.MeanMs * float64(b.Count); spent > total*1.01+0.001*float64(len(b.Phases))*float64(b.Count) {
+		t.Errorf("the steps took %.3f ms, the batches %.3f ms", spent, total)
+	}
+	if !strings.Contains(text, "    ms/batch   begin ") || !strings.Contains(text, " commit ") {
+		t.Errorf("text report lacks the steps:\n%s", text)
+	}
+}
+
 func checkMachineCPU(t *testing.T, name string, c *bench.CPU) {
 	t.Helper()
 	if runtime.GOOS != "linux" {

@@ -24,7 +24,6 @@ const readConnsExtra = 16
 // engineTarget drives a ledger.Engine in process: no HTTP, no JSON.
 type engineTarget struct {
 	store    ledger.Store
-	phases   *phaseStore
 	engine   *ledger.Engine
 	observer *batchObserver
 	catalog  *catalog.Catalog
@@ -41,14 +40,13 @@ func newEngineTarget(ctx context.Context, db *database, cfg Config) (*engineTarg
 		return nil, err
 	}
 	obs := newBatchObserver()
-	ps := newPhaseStore(store)
-	e := ledger.NewEngine(ps, ledger.Options{
+	e := ledger.NewEngine(store, ledger.Options{
 		Committers:   cfg.Committers,
 		BatchSizeMax: cfg.BatchMax,
 		QueueMax:     cfg.QueueMax,
 		Observer:     obs,
 	})
-	return &engineTarget{store: store, phases: ps, engine: e, observer: obs, catalog: cat}, nil
+	return &engineTarget{store: store, engine: e, observer: obs, catalog: cat}, nil
 }
 
 // openStore opens the scrip store of the run's database.
@@ -81,7 +79,7 @@ func (t *engineTarget) fund(ctx context.Context, account, key string, amount cre
 	return err
 }
 
-func (t *engineTarget) resetBatches() { t.observer.reset(); t.phases.reset() }
+func (t *engineTarget) resetBatches() { t.observer.reset() }
 
 func (t *engineTarget) charge(ctx context.Context, account, key string, amount credit.Amount) (string, error) {
 	r, err := t.engine.Charge(ctx, ledger.ChargeRequest{AccountID: account, Key: key, Amount: amount})
@@ -137,9 +135,7 @@ func (t *engineTarget) verify(ctx context.Context, progress func(accounts int)) 
 }
 
 func (t *engineTarget) batches() *BatchStats {
-	s := t.observer.stats()
-	s.Phases = t.phases.phases()
-	return s
+	return t.observer.stats()
 }
 
 func (t *engineTarget) close(ctx context.Context) error {

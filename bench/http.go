@@ -16,6 +16,7 @@ import (
 
 	"github.com/scriphq/scrip"
 	"github.com/scriphq/scrip/credit"
+	"github.com/scriphq/scrip/ledger"
 )
 
 // responseBytesMax bounds a response body the load generator reads.
@@ -321,11 +322,30 @@ func (t *httpTarget) batches() *BatchStats {
 		}
 		prev = cum
 	}
+	s.Phases = t.steps()
 	return s
 }
 
-// scrapeBatches reads scrip_batch_size, scrip_batch_duration_seconds and
-// process_cpu_seconds_total from the server's /metrics.
+// steps is the time of each step of the batches during the run, from the
+// server's scrip_batch_step_duration_seconds; nil from a server that does
+// not export it.
+func (t *httpTarget) steps() []Phase {
+	var out []Phase
+	for _, step := range ledger.Steps {
+		name := string(step)
+		n := int64(t.after["step_count:"+name] - t.before["step_count:"+name])
+		if n <= 0 {
+			continue
+		}
+		total := t.after["step_sum:"+name] - t.before["step_sum:"+name]
+		out = append(out, Phase{Name: name, Calls: n, MeanMs: round3(total * 1000 / float64(n)), TotalS: round2(total)})
+	}
+	return out
+}
+
+// scrapeBatches reads scrip_batch_size, scrip_batch_duration_seconds,
+// scrip_batch_step_duration_seconds and process_cpu_seconds_total from the
+// server's /metrics.
 func (t *httpTarget) scrapeBatches(ctx context.Context) (map[string]float64, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, t.base+"/metrics", nil)
 	if err != nil {
@@ -362,6 +382,10 @@ func (t *httpTarget) scrapeBatches(ctx context.Context) (map[string]float64, err
 			out["seconds"] = v
 		case name == "process_cpu_seconds_total":
 			out["cpu"] = v
+		case strings.HasPrefix(name, `scrip_batch_step_duration_seconds_sum{step="`):
+			out["step_sum:"+label(name)] = v
+		case strings.HasPrefix(name, `scrip_batch_step_duration_seconds_count{step="`):
+			out["step_count:"+label(name)] = v
 		case strings.HasPrefix(name, `scrip_batch_size_bucket{le="`):
 			le := strings.TrimSuffix(strings.TrimPrefix(name, `scrip_batch_size_bucket{le="`), `"}`)
 			if n, err := strconv.Atoi(le); err == nil {
@@ -370,6 +394,13 @@ func (t *httpTarget) scrapeBatches(ctx context.Context) (map[string]float64, err
 		}
 	}
 	return out, sc.Err()
+}
+
+// label is the value of a series' one label: step of
+// name{step="step"}.
+func label(series string) string {
+	_, v, _ := strings.Cut(series, `="`)
+	return strings.TrimSuffix(v, `"}`)
 }
 
 func (t *httpTarget) close(context.Context) error {

@@ -201,8 +201,8 @@ type BatchStats struct {
 	MeanMs float64 `json:"mean_ms"`
 	// Buckets counts batches by size: up to 1, 2, 4, ... operations.
 	Buckets []Bucket `json:"buckets"`
-	// Phases is where the batches' store transactions spent their time
-	// (engine level).
+	// Phases is where the batches spent their time, step by step (over
+	// HTTP from the server's scrip_batch_step_duration_seconds).
 	Phases []Phase `json:"phases,omitempty"`
 }
 
@@ -219,11 +219,20 @@ type batchObserver struct {
 	sizes   map[int]int64
 	elapsed time.Duration
 	failed  int64
+	steps   stepTotals
 }
 
-var _ ledger.Observer = (*batchObserver)(nil)
+var _ ledger.StepObserver = (*batchObserver)(nil)
 
-func newBatchObserver() *batchObserver { return &batchObserver{sizes: map[int]int64{}} }
+func newBatchObserver() *batchObserver {
+	return &batchObserver{sizes: map[int]int64{}, steps: newStepTotals()}
+}
+
+func (o *batchObserver) ObserveStep(step ledger.Step, elapsed time.Duration) {
+	o.mu.Lock()
+	o.steps.add(step, elapsed)
+	o.mu.Unlock()
+}
 
 func (o *batchObserver) ObserveBatch(size int, elapsed time.Duration, err error) {
 	o.mu.Lock()
@@ -242,13 +251,16 @@ func (o *batchObserver) reset() {
 	o.mu.Lock()
 	o.sizes = map[int]int64{}
 	o.elapsed, o.failed = 0, 0
+	o.steps = newStepTotals()
 	o.mu.Unlock()
 }
 
 func (o *batchObserver) stats() *BatchStats {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	return batchStats(o.sizes, o.elapsed, o.failed)
+	s := batchStats(o.sizes, o.elapsed, o.failed)
+	s.Phases = o.steps.phases()
+	return s
 }
 
 func batchStats(sizes map[int]int64, elapsed time.Duration, failed int64) *BatchStats {

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -478,5 +479,19 @@ func testAdmin(t *testing.T, e *env) {
 	}
 	if http.StatusOK != m.status {
 		t.Fatal(m.status)
+	}
+	// The account's creation, its grant and the charge were three batches,
+	// each begun, written and committed; none rolled back.
+	for step, want := range map[string]int{"begin": 3, "apply": 3, "write": 3, "commit": 3, "rollback": 0} {
+		series := `scrip_batch_step_duration_seconds_count{step="` + step + `"} `
+		_, rest, ok := strings.Cut(string(m.raw), series)
+		if !ok {
+			t.Errorf("/metrics lacks %s", series)
+			continue
+		}
+		line, _, _ := strings.Cut(rest, "\n")
+		if line != strconv.Itoa(want) {
+			t.Errorf("%s%s, want %d", series, line, want)
+		}
 	}
 }

@@ -13,7 +13,7 @@ import (
 )
 
 // Metrics are the server's Prometheus series. It is also the ledger's
-// Observer, for operations and batches: build it first, pass it to
+// Observer (a StepObserver), for operations, batches and their steps: build it first, pass it to
 // ledger.NewEngine in Options.Observer and to the server in Config.Metrics.
 // ObserveTick takes the billing scheduler's ticks
 // (billing.SchedulerOptions.Observe).
@@ -24,6 +24,7 @@ type Metrics struct {
 	ops       *prometheus.CounterVec
 	batch     prometheus.Histogram
 	batchTime prometheus.Histogram
+	stepTime  map[ledger.Step]prometheus.Observer
 	holdsOpen prometheus.Gauge
 
 	renewals   *prometheus.CounterVec
@@ -88,7 +89,18 @@ func NewMetrics(reg prometheus.Registerer, gat prometheus.Gatherer) (*Metrics, e
 			Help: "Billing scheduler ticks that stopped on an error (retried on the next tick).",
 		}),
 	}
-	for _, c := range []prometheus.Collector{m.latency, m.ops, m.batch, m.batchTime, m.holdsOpen,
+	steps := prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name: "scrip_batch_step_duration_seconds",
+		Help: "Time each step of a batch took: begin, load (or lock_accounts, load_holds, load_charges, load_grants, " +
+			"load_keyed), apply (in memory), write, commit, rollback.",
+		Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1},
+	}, []string{"step"})
+	m.stepTime = make(map[ledger.Step]prometheus.Observer, len(ledger.Steps))
+	for _, s := range ledger.Steps {
+		// Every step's series is there from the start, at zero.
+		m.stepTime[s] = steps.WithLabelValues(string(s))
+	}
+	for _, c := range []prometheus.Collector{m.latency, m.ops, m.batch, m.batchTime, steps, m.holdsOpen,
 		m.renewals, m.expired, m.due, m.tickTime, m.tickErrors} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
@@ -113,6 +125,15 @@ func (m *Metrics) request(route string, status int, d time.Duration) {
 func (m *Metrics) ObserveBatch(size int, elapsed time.Duration, err error) {
 	m.batch.Observe(float64(size))
 	m.batchTime.Observe(elapsed.Seconds())
+}
+
+var _ ledger.StepObserver = (*Metrics)(nil)
+
+// ObserveStep implements ledger.StepObserver.
+func (m *Metrics) ObserveStep(step ledger.Step, elapsed time.Duration) {
+	if o, ok := m.stepTime[step]; ok {
+		o.Observe(elapsed.Seconds())
+	}
 }
 
 // ObserveOp implements ledger.Observer.

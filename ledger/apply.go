@@ -128,23 +128,29 @@ func (e *Engine) applyReading(ctx context.Context, ops []*op, keys []TxKey) (err
 		Keys:     keys,
 	}
 
+	start := time.Now()
 	tx, err := e.store.Begin(ctx)
+	e.step(StepBegin, start)
 	if err != nil {
 		return fmt.Errorf("begin batch: %w", err)
 	}
 	committed := false
 	defer func() {
 		if !committed {
-			if rerr := tx.Rollback(ctx); rerr != nil && err == nil {
+			start := time.Now()
+			rerr := tx.Rollback(ctx)
+			e.step(StepRollback, start)
+			if rerr != nil && err == nil {
 				err = rerr
 			}
 		}
 	}()
 
-	loaded, err := load(ctx, tx, req)
+	loaded, err := e.load(ctx, tx, req)
 	if err != nil {
 		return err
 	}
+	start = time.Now()
 	b := &batch{
 		now:           now,
 		accounts:      make(map[string]*Account, len(loaded.Accounts)),
@@ -190,8 +196,12 @@ func (e *Engine) applyReading(ctx context.Context, ops []*op, keys []TxKey) (err
 	for _, o := range ops {
 		b.run(o)
 	}
+	w := b.writes()
+	e.step(StepApply, start)
 	if unread := unreadFailed(ops, keys); len(unread) > 0 {
+		start := time.Now()
 		found, err := tx.LoadKeyed(ctx, unread)
+		e.step(StepLoadKeyed, start)
 		if err != nil {
 			return fmt.Errorf("load idempotency keys: %w", err)
 		}
@@ -200,14 +210,19 @@ func (e *Engine) applyReading(ctx context.Context, ops []*op, keys []TxKey) (err
 		}
 	}
 
-	w := b.writes()
 	if w.Empty() {
 		return nil
 	}
-	if err := tx.Write(ctx, w); err != nil {
+	start = time.Now()
+	err = tx.Write(ctx, w)
+	e.step(StepWrite, start)
+	if err != nil {
 		return fmt.Errorf("write batch: %w", err)
 	}
-	if err := tx.Commit(ctx); err != nil {
+	start = time.Now()
+	err = tx.Commit(ctx)
+	e.step(StepCommit, start)
+	if err != nil {
 		return fmt.Errorf("commit batch: %w", err)
 	}
 	committed = true
@@ -243,9 +258,11 @@ func unreadFailed(ops []*op, read []TxKey) []TxKey {
 
 // load locks the batch's accounts and reads what its operations need: in one
 // round trip when tx is a Loader, otherwise one call at a time.
-func load(ctx context.Context, tx Tx, r LoadRequest) (Loaded, error) {
+func (e *Engine) load(ctx context.Context, tx Tx, r LoadRequest) (Loaded, error) {
 	if l, ok := tx.(Loader); ok {
+		start := time.Now()
 		out, err := l.Load(ctx, r)
+		e.step(StepLoad, start)
 		if err != nil {
 			return out, fmt.Errorf("load batch: %w", err)
 		}
@@ -260,7 +277,9 @@ func load(ctx context.Context, tx Tx, r LoadRequest) (Loaded, error) {
 			}
 		}
 		if len(missing) > 0 {
+			start := time.Now()
 			gs, err := tx.LoadGrants(ctx, nil, sortedUnique(missing))
+			e.step(StepLoadGrants, start)
 			if err != nil {
 				return out, fmt.Errorf("load grants: %w", err)
 			}
@@ -269,20 +288,27 @@ func load(ctx context.Context, tx Tx, r LoadRequest) (Loaded, error) {
 		return out, nil
 	}
 
-	var (
-		out Loaded
-		err error
-	)
-	if out.Accounts, err = tx.LockAccounts(ctx, r.Accounts); err != nil {
+	var out Loaded
+	start := time.Now()
+	accounts, err := tx.LockAccounts(ctx, r.Accounts)
+	e.step(StepLockAccounts, start)
+	if err != nil {
 		return out, fmt.Errorf("lock accounts: %w", err)
 	}
+	out.Accounts = accounts
 	if len(r.Holds) > 0 {
-		if out.Holds, err = tx.LoadHolds(ctx, r.Holds); err != nil {
+		start = time.Now()
+		out.Holds, err = tx.LoadHolds(ctx, r.Holds)
+		e.step(StepLoadHolds, start)
+		if err != nil {
 			return out, fmt.Errorf("load holds: %w", err)
 		}
 	}
 	if len(r.Charges) > 0 {
-		if out.Charges, err = tx.LoadCharges(ctx, r.Charges); err != nil {
+		start = time.Now()
+		out.Charges, err = tx.LoadCharges(ctx, r.Charges)
+		e.step(StepLoadCharges, start)
+		if err != nil {
 			return out, fmt.Errorf("load charges: %w", err)
 		}
 	}
@@ -294,11 +320,19 @@ func load(ctx context.Context, tx Tx, r LoadRequest) (Loaded, error) {
 		existing[i] = a.ID
 	}
 	grantIDs := sortedUnique(append(slices.Clone(r.Grants), allocatedGrants(&out)...))
-	if out.Grants, err = tx.LoadGrants(ctx, existing, grantIDs); err != nil {
+	start = time.Now()
+	out.Grants, err = tx.LoadGrants(ctx, existing, grantIDs)
+	e.step(StepLoadGrants, start)
+	if err != nil {
 		return out, fmt.Errorf("load grants: %w", err)
 	}
-	if out.Keyed, err = tx.LoadKeyed(ctx, r.Keys); err != nil {
-		return out, fmt.Errorf("load idempotency keys: %w", err)
+	if len(r.Keys) > 0 {
+		start = time.Now()
+		out.Keyed, err = tx.LoadKeyed(ctx, r.Keys)
+		e.step(StepLoadKeyed, start)
+		if err != nil {
+			return out, fmt.Errorf("load idempotency keys: %w", err)
+		}
 	}
 	return out, nil
 }

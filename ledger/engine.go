@@ -41,6 +41,41 @@ type Observer interface {
 	ObserveOp(op TxType, code string)
 }
 
+// StepObserver is an Observer that also takes the time of each step of a
+// batch: where a batch's time goes (round trips, the work in memory, the
+// commit's flush to disk).
+type StepObserver interface {
+	Observer
+	// ObserveStep is called after each step of a batch with how long it
+	// took. A step that runs more than once in a batch (a batch run again)
+	// is observed each time.
+	ObserveStep(step Step, elapsed time.Duration)
+}
+
+// Step is one step of a batch.
+type Step string
+
+// The steps of a batch, in the order the committer runs them. A store that
+// makes a batch's reads in one round trip (Loader) reports them as
+// StepLoad; another reports each read.
+const (
+	StepBegin        Step = "begin"
+	StepLoad         Step = "load"
+	StepLockAccounts Step = "lock_accounts"
+	StepLoadHolds    Step = "load_holds"
+	StepLoadCharges  Step = "load_charges"
+	StepLoadGrants   Step = "load_grants"
+	StepLoadKeyed    Step = "load_keyed"
+	StepApply        Step = "apply"
+	StepWrite        Step = "write"
+	StepCommit       Step = "commit"
+	StepRollback     Step = "rollback"
+)
+
+// Steps lists every Step in the order a batch runs them.
+var Steps = []Step{StepBegin, StepLoad, StepLockAccounts, StepLoadHolds, StepLoadCharges, StepLoadGrants,
+	StepLoadKeyed, StepApply, StepWrite, StepCommit, StepRollback}
+
 // Options configure an Engine. Zero values take the defaults.
 type Options struct {
 	Clock          Clock
@@ -79,6 +114,7 @@ type Engine struct {
 	stopSweep chan struct{}
 	owners    *owners
 	keys      *seenKeys
+	steps     StepObserver // nil unless Options.Observer is one
 }
 
 // NewEngine starts an engine on store. Close it to drain the queue.
@@ -118,6 +154,7 @@ func NewEngine(store Store, opt Options) *Engine {
 		owners:    newOwners(ownersMaxDefault),
 		keys:      newSeenKeys(),
 	}
+	e.steps, _ = opt.Observer.(StepObserver)
 	perQueue := max(1, opt.QueueMax/opt.Committers)
 	for i := range e.queues {
 		e.queues[i] = make(chan *op, perQueue)
@@ -348,6 +385,13 @@ func (e *Engine) sweepLoop() {
 }
 
 var errClosed = errors.New("engine closed")
+
+// step reports that a step of a batch, begun at start, has ended.
+func (e *Engine) step(s Step, start time.Time) {
+	if e.steps != nil {
+		e.steps.ObserveStep(s, time.Since(start))
+	}
+}
 
 // newID returns a unique, roughly time-ordered identifier with a prefix.
 func newID(prefix string) string {

@@ -26,7 +26,9 @@ func newBenchCmd() *cobra.Command {
 		Short: "Measure the ledger's throughput and latency, against a per-operation baseline",
 		Long: `bench drives the ledger with concurrent clients and reports operations per
 second, latency percentiles (HDR histogram), errors by code, the
-committer's batch sizes and the CPU time per operation (over HTTP the
+committer's batch sizes and the time of each step of a batch (reads,
+work in memory, writes, commit; over HTTP from the server's /metrics), and
+the CPU time per operation (over HTTP the
 server's too, from its /metrics; on Linux also the whole machine's and
 that of a PostgreSQL server on the same machine). It runs the engine in
 process on --database-url (a SQLite file or a PostgreSQL URL, where each

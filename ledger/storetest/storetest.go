@@ -30,6 +30,7 @@ func Run(t *testing.T, open Open) {
 		{"Accounts", testAccounts},
 		{"CreateInBatch", testCreateInBatch},
 		{"CreateAccountsConcurrently", testCreateAccountsConcurrently},
+		{"BatchSteps", testBatchSteps},
 		{"GrantsAndBalance", testGrantsAndBalance},
 		{"ConsumptionOrder", testConsumptionOrder},
 		{"HoldCapturePartial", testHoldCapturePartial},

@@ -176,7 +176,6 @@ func run(t *testing.T, cfg bench.Config) *bench.Report {
 	return rep
 }
 
-// checkMachineCPU checks the machine's share of a run, which Linux tells.
 // checkPhases checks that the report gives the steps of the run's batches:
 // each began and applied its operations, and they wrote and committed
 // (every workload changes balances), in no more time than the batches took.
@@ -210,6 +209,7 @@ func checkPhases(t *testing.T, b *bench.BatchStats, text string) {
 	}
 }
 
+// checkMachineCPU checks the machine's share of a run, which Linux tells.
 func checkMachineCPU(t *testing.T, name string, c *bench.CPU) {
 	t.Helper()
 	if runtime.GOOS != "linux" {

@@ -330,17 +330,15 @@ func (t *httpTarget) batches() *BatchStats {
 // server's scrip_batch_step_duration_seconds; nil from a server that does
 // not export it.
 func (t *httpTarget) steps() []Phase {
-	var out []Phase
+	s := newStepTotals()
 	for _, step := range ledger.Steps {
 		name := string(step)
-		n := int64(t.after["step_count:"+name] - t.before["step_count:"+name])
-		if n <= 0 {
-			continue
+		if n := int64(t.after["step_count:"+name] - t.before["step_count:"+name]); n > 0 {
+			s.calls[step] = n
+			s.total[step] = time.Duration((t.after["step_sum:"+name] - t.before["step_sum:"+name]) * float64(time.Second))
 		}
-		total := t.after["step_sum:"+name] - t.before["step_sum:"+name]
-		out = append(out, Phase{Name: name, Calls: n, MeanMs: round3(total * 1000 / float64(n)), TotalS: round2(total)})
 	}
-	return out
+	return s.phases()
 }
 
 // scrapeBatches reads scrip_batch_size, scrip_batch_duration_seconds,

@@ -16,6 +16,7 @@ import (
 	"io/fs"
 	"strings"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/pressly/goose/v3"
@@ -30,6 +31,19 @@ var migrations embed.FS
 // poolConnsDefault is the pool size when the URL sets no pool_max_conns:
 // one committer plus concurrent readers.
 const poolConnsDefault = 16
+
+// allocatorWarmUpSQL runs once on each new connection. Its 4 MiB string is
+// allocated by the server process outside its heap and freed at the end of
+// the query. With the C library's malloc (glibc, as on Debian and in the
+// official images) that raises the size from which the process maps memory
+// of its own to 4 MiB, and the free space it keeps at the top of its heap
+// to 8 MiB. Without it a backend gives back after each large batch the
+// memory the batch's arrays and rows took, and takes it again page by page
+// in the next one, a page fault each; under load that was several times
+// the faults and up to a third more of PostgreSQL's CPU per charge
+// (docs/performance.md, "Per step", item 12). A process keeps at most
+// 8 MiB it is not using; another allocator is not affected.
+const allocatorWarmUpSQL = `SELECT length(repeat('x', 4194304))`
 
 // Store is the ledger.Store on PostgreSQL. Other files of this package reach
 // the database through pool.
@@ -65,12 +79,17 @@ func Open(ctx context.Context, url string) (*Store, error) {
 	// CPU of index probes on pages that are in memory anyway. 1.1 is the
 	// usual figure for SSDs and cached data; the URL may set another.
 	//
-	// Plans are left to PostgreSQL's default (plan_cache_mode=auto): the
-	// batch statements are prepared once per connection and their generic
-	// plans are the same index probes for 1 row or 500, so after five
-	// executions they are no longer planned at all.
+	// The batch statements are prepared once per connection and run on
+	// their generic plans (Tx.send); the pool's other queries keep
+	// PostgreSQL's default, a custom plan where the values matter.
 	if _, ok := cfg.ConnConfig.RuntimeParams["random_page_cost"]; !ok {
 		cfg.ConnConfig.RuntimeParams["random_page_cost"] = "1.1"
+	}
+	cfg.AfterConnect = func(ctx context.Context, c *pgx.Conn) error {
+		if _, err := c.Exec(ctx, allocatorWarmUpSQL); err != nil {
+			return fmt.Errorf("postgres: warm up the connection: %w", err)
+		}
+		return nil
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {

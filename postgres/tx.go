@@ -19,7 +19,7 @@ import (
 
 // Tx is the write transaction of one batch, on a connection held for it.
 // BEGIN is not a round trip of its own: it goes out in front of the batch's
-// first statements.
+// first statements (beginQueries).
 type Tx struct {
 	conn        *pgxpool.Conn
 	copyRowsMin int
@@ -46,10 +46,13 @@ func (t *Tx) db(ctx context.Context) (querier, error) {
 		return nil, errTxEnded
 	}
 	if !t.begun {
-		t.begun = true
-		if _, err := t.conn.Exec(ctx, "BEGIN"); err != nil {
-			t.failed = true
+		br, err := t.send(ctx, &pgx.Batch{})
+		if err != nil {
 			return nil, err
+		}
+		if err := br.Close(); err != nil {
+			t.failed = true
+			return nil, fmt.Errorf("begin: %w", err)
 		}
 	}
 	return t.conn, nil
@@ -68,8 +71,21 @@ func collectTx[T any](ctx context.Context, t *Tx, scan func(scanner) (T, error),
 	return out, err
 }
 
-// send sends b as one pipeline, with BEGIN in front if no statement has begun
-// the transaction, and returns its results with BEGIN's already read.
+// beginQueries open a batch's transaction. The batch statements then take
+// their generic plans, the same index probes for 1 row or 1,000, instead
+// of being planned again at each execution: under PostgreSQL's default
+// (plan_cache_mode=auto) a statement whose arrays hold a row or two keeps a
+// custom plan, since the generic one is priced for ten rows, and planning
+// each statement of a lone charge cost the server about 0.1 ms. With
+// generic plans a charge at one client took PostgreSQL 394–437 µs of CPU
+// instead of 750–786, and its p50 went from 1.22–1.41 to 0.72–0.97 ms
+// (docs/performance.md, "Per step", item 12). SET LOCAL ends with the
+// transaction: the pool's other queries keep the default.
+var beginQueries = []string{"BEGIN", "SET LOCAL plan_cache_mode = force_generic_plan"}
+
+// send sends b as one pipeline, with beginQueries in front if no statement
+// has begun the transaction, and returns its results with theirs already
+// read.
 func (t *Tx) send(ctx context.Context, b *pgx.Batch) (pgx.BatchResults, error) {
 	if t.conn == nil {
 		return nil, errTxEnded
@@ -78,12 +94,18 @@ func (t *Tx) send(ctx context.Context, b *pgx.Batch) (pgx.BatchResults, error) {
 		return t.conn.SendBatch(ctx, b), nil
 	}
 	t.begun = true
-	b.QueuedQueries = append([]*pgx.QueuedQuery{{SQL: "BEGIN"}}, b.QueuedQueries...)
+	begin := make([]*pgx.QueuedQuery, len(beginQueries), len(beginQueries)+len(b.QueuedQueries))
+	for i, sql := range beginQueries {
+		begin[i] = &pgx.QueuedQuery{SQL: sql}
+	}
+	b.QueuedQueries = append(begin, b.QueuedQueries...)
 	br := t.conn.SendBatch(ctx, b)
-	if _, err := br.Exec(); err != nil {
-		br.Close()
-		t.failed = true
-		return nil, fmt.Errorf("begin: %w", err)
+	for range beginQueries {
+		if _, err := br.Exec(); err != nil {
+			br.Close()
+			t.failed = true
+			return nil, fmt.Errorf("begin: %w", err)
+		}
 	}
 	return br, nil
 }

@@ -1,0 +1,92 @@
+package postgres_test
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/scriphq/scrip/credit"
+	"github.com/scriphq/scrip/ledger"
+	"github.com/scriphq/scrip/postgres"
+	"github.com/scriphq/scrip/postgres/pgtest"
+)
+
+// Batches of one operation, as at light load, must run the batch
+// statements on their generic plans rather than plan them at each
+// execution, and the setting must end with each batch's transaction.
+func TestLoneBatchesUseGenericPlans(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	url := pgtest.URL(t)
+	// One connection, so that every batch and the checks below share it:
+	// prepared statements and their plan counts belong to a connection.
+	if strings.Contains(url, "://") {
+		url += "&pool_max_conns=1"
+	} else {
+		url += " pool_max_conns=1"
+	}
+	s, err := postgres.Open(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	e := ledger.NewEngine(s, ledger.Options{SweepEvery: -1})
+	defer e.Close(ctx)
+
+	const charges = 12
+	if _, _, err := e.CreateAccount(ctx, "acct-1", nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.Grant(ctx, ledger.GrantRequest{AccountID: "acct-1", Key: "g", Kind: ledger.KindTopUp, Amount: credit.Credits(100)}); err != nil {
+		t.Fatal(err)
+	}
+	for i := range charges {
+		if _, err := e.Charge(ctx, ledger.ChargeRequest{AccountID: "acct-1", Key: fmt.Sprintf("c%d", i), Amount: credit.Credits(1)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	pool := postgres.Pool(s)
+	rows, err := pool.Query(ctx, `SELECT statement, generic_plans, custom_plans FROM pg_prepared_statements
+		WHERE statement LIKE '%unnest(%' OR statement LIKE '%= ANY(%'`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	for rows.Next() {
+		var sql string
+		var generic, custom int64
+		if err := rows.Scan(&sql, &generic, &custom); err != nil {
+			t.Fatal(err)
+		}
+		name := strings.Join(strings.Fields(sql)[:3], " ")
+		if custom != 0 {
+			t.Errorf("%s…: %d custom plans (%d generic), want none", name, custom, generic)
+		}
+		switch {
+		case strings.HasPrefix(sql, "UPDATE grants"):
+			seen["grant update"] = generic >= charges
+		case strings.HasPrefix(sql, "UPDATE accounts"):
+			seen["account update"] = generic >= charges
+		case strings.Contains(sql, "FOR UPDATE"):
+			seen["lock"] = generic >= charges
+		}
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	for _, what := range []string{"grant update", "account update", "lock"} {
+		if !seen[what] {
+			t.Errorf("the %s did not run %d times on a generic plan", what, charges)
+		}
+	}
+
+	var mode string
+	if err := pool.QueryRow(ctx, `SHOW plan_cache_mode`).Scan(&mode); err != nil {
+		t.Fatal(err)
+	}
+	if mode != "auto" {
+		t.Errorf("plan_cache_mode outside a batch is %q, want auto", mode)
+	}
+}

@@ -41,7 +41,7 @@ const poolConnsDefault = 16
 // memory the batch's arrays and rows took, and takes it again page by page
 // in the next one, a page fault each; under load that was several times
 // the faults and up to a third more of PostgreSQL's CPU per charge
-// (docs/performance.md, "Per step", item 12). A process keeps at most
+// (docs/performance.md, "Per step", item 14). A process keeps at most
 // 8 MiB it is not using; another allocator is not affected.
 const allocatorWarmUpSQL = `SELECT length(repeat('x', 4194304))`
 

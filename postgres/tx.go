@@ -77,10 +77,11 @@ func collectTx[T any](ctx context.Context, t *Tx, scan func(scanner) (T, error),
 // (plan_cache_mode=auto) a statement whose arrays hold a row or two keeps a
 // custom plan, since the generic one is priced for ten rows, and planning
 // each statement of a lone charge cost the server about 0.1 ms. With
-// generic plans a charge at one client took PostgreSQL 394–437 µs of CPU
-// instead of 750–786, and its p50 went from 1.22–1.41 to 0.72–0.97 ms
-// (docs/performance.md, "Per step", item 12). SET LOCAL ends with the
-// transaction: the pool's other queries keep the default.
+// generic plans a charge at one client took PostgreSQL 326–401 µs of CPU
+// instead of 628–683, and its p50 went from 0.95–1.12 to 0.60–0.81 ms
+// (docs/performance.md, "Per step", item 14; under load they need the
+// connection's allocatorWarmUpSQL). SET LOCAL ends with the transaction:
+// the pool's other queries keep the default.
 var beginQueries = []string{"BEGIN", "SET LOCAL plan_cache_mode = force_generic_plan"}
 
 // send sends b as one pipeline, with beginQueries in front if no statement

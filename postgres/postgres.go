@@ -39,10 +39,11 @@ const poolConnsDefault = 16
 // of its own to 4 MiB, and the free space it keeps at the top of its heap
 // to 8 MiB. Without it a backend gives back after each large batch the
 // memory the batch's arrays and rows took, and takes it again page by page
-// in the next one, a page fault each; under load that was several times
-// the faults and up to a third more of PostgreSQL's CPU per charge
-// (docs/performance.md, "Per step", item 14). A process keeps at most
-// 8 MiB it is not using; another allocator is not affected.
+// in the next one, a page fault each. With the batches on generic plans
+// (Tx.send) that doubled the faults at 1,024 clients and cost 11–32 % of
+// the charges per second (docs/performance.md, "Per step", item 14). A
+// process keeps at most 8 MiB free at the top of its heap; another
+// allocator is not affected.
 const allocatorWarmUpSQL = `SELECT length(repeat('x', 4194304))`
 
 // Store is the ledger.Store on PostgreSQL. Other files of this package reach

@@ -47,6 +47,21 @@ func TestLoneBatchesUseGenericPlans(t *testing.T) {
 		}
 	}
 
+	// A batch whose first statement goes alone, not in the reads'
+	// pipeline, begins the same way.
+	for range charges {
+		tx, err := s.Begin(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tx.LockAccounts(ctx, []string{"acct-1"}); err != nil {
+			t.Fatal(err)
+		}
+		if err := tx.Rollback(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+
 	pool := postgres.Pool(s)
 	rows, err := pool.Query(ctx, `SELECT statement, generic_plans, custom_plans FROM pg_prepared_statements
 		WHERE statement LIKE '%unnest(%' OR statement LIKE '%= ANY(%'`)
@@ -70,7 +85,7 @@ func TestLoneBatchesUseGenericPlans(t *testing.T) {
 		case strings.HasPrefix(sql, "UPDATE accounts"):
 			seen["account update"] = generic >= charges
 		case strings.Contains(sql, "FOR UPDATE"):
-			seen["lock"] = generic >= charges
+			seen["lock"] = generic >= 2*charges
 		}
 	}
 	if err := rows.Err(); err != nil {
@@ -78,7 +93,7 @@ func TestLoneBatchesUseGenericPlans(t *testing.T) {
 	}
 	for _, what := range []string{"grant update", "account update", "lock"} {
 		if !seen[what] {
-			t.Errorf("the %s did not run %d times on a generic plan", what, charges)
+			t.Errorf("the %s did not run on a generic plan in every batch", what)
 		}
 	}
 

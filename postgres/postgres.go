@@ -34,8 +34,8 @@ const poolConnsDefault = 16
 
 // allocatorWarmUpSQL runs once on each new connection. Its 4 MiB string is
 // allocated by the server process outside its heap and freed at the end of
-// the query. With the C library's malloc (glibc, as on Debian and in the
-// official images) that raises the size from which the process maps memory
+// the query. With glibc's malloc (Debian's and Ubuntu's packages, the
+// official Debian-based images; not Alpine's musl) that raises the size from which the process maps memory
 // of its own to 4 MiB, and the free space it keeps at the top of its heap
 // to 8 MiB. Without it a backend gives back after each large batch the
 // memory the batch's arrays and rows took, and takes it again page by page

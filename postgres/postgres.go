@@ -35,15 +35,15 @@ const poolConnsDefault = 16
 // allocatorWarmUpSQL runs once on each new connection. Its 4 MiB string is
 // allocated by the server process outside its heap and freed at the end of
 // the query. With glibc's malloc (Debian's and Ubuntu's packages, the
-// official Debian-based images; not Alpine's musl) that raises the size from which the process maps memory
-// of its own to 4 MiB, and the free space it keeps at the top of its heap
-// to 8 MiB. Without it a backend gives back after each large batch the
-// memory the batch's arrays and rows took, and takes it again page by page
-// in the next one, a page fault each. With the batches on generic plans
-// (Tx.send) that doubled the faults at 1,024 clients and cost 11–32 % of
-// the charges per second (docs/performance.md, "Per step", item 14). A
-// process keeps at most 8 MiB free at the top of its heap; another
-// allocator is not affected.
+// official Debian-based images; not Alpine's musl) that raises the size
+// from which the process maps memory of its own to 4 MiB, and the free
+// space it keeps at the top of its heap to 8 MiB. Without it a backend
+// gives back after each large batch the memory the batch's arrays and rows
+// took, and takes it again page by page in the next one, a page fault
+// each. With the batches on generic plans (Tx.send) that doubled the
+// faults at 1,024 clients and cost 11–32 % of the charges per second
+// (docs/performance.md, "Per step", item 14). A process keeps at most
+// 8 MiB free at the top of its heap; another allocator is not affected.
 const allocatorWarmUpSQL = `SELECT length(repeat('x', 4194304))`
 
 // Store is the ledger.Store on PostgreSQL. Other files of this package reach

@@ -227,7 +227,13 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			t, err = newHTTPTarget(ctx, cfg)
 		} else {
 			rep.Level = "engine"
-			t, err = newEngineTarget(ctx, db, cfg)
+			var et *engineTarget
+			if et, err = newEngineTarget(ctx, db, cfg); err == nil {
+				// The engine's own figures, defaults included.
+				opt := et.engine.Options()
+				rep.Committers, rep.BatchMax = opt.Committers, opt.BatchSizeMax
+				t = et
+			}
 		}
 		if err != nil {
 			return nil, err

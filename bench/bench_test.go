@@ -33,6 +33,10 @@ func TestRunSQLite(t *testing.T) {
 			if rep.Store != "sqlite" || rep.Level != "engine" {
 				t.Errorf("store %q level %q, want sqlite engine", rep.Store, rep.Level)
 			}
+			// The engine's defaults, as the report states them: one writer.
+			if rep.Committers != 1 || rep.BatchMax <= 0 {
+				t.Errorf("committers %d, batch max %d; want SQLite's one committer and the engine's batch bound", rep.Committers, rep.BatchMax)
+			}
 		})
 	}
 }
@@ -51,6 +55,9 @@ func TestRunSQLiteHot(t *testing.T) {
 	if rep.Batches.Max > 16 {
 		t.Errorf("largest batch %d, want at most --batch-max 16", rep.Batches.Max)
 	}
+	if rep.Committers != 2 || rep.BatchMax != 16 {
+		t.Errorf("report says committers %d, batch max %d; want the 2 and 16 asked for", rep.Committers, rep.BatchMax)
+	}
 	if rep.Baseline != nil {
 		t.Error("baseline ran without being asked")
 	}
@@ -62,11 +69,15 @@ func TestRunPostgres(t *testing.T) {
 		t.Run(w, func(t *testing.T) {
 			cfg := bench.Config{
 				DatabaseURL: url, Reuse: true,
-				Workload: w, Accounts: 50, Concurrency: 16, Ops: 2000, Seed: 3, Baseline: true, Committers: 2,
+				Workload: w, Accounts: 50, Concurrency: 16, Ops: 2000, Seed: 3, Baseline: true,
 			}
 			rep := run(t, cfg)
 			if rep.Store != "postgres" {
 				t.Errorf("store %q, want postgres", rep.Store)
+			}
+			// No --committers: the store's default, as scrip serve runs.
+			if rep.Committers != 2 {
+				t.Errorf("committers %d, want PostgreSQL's default of 2", rep.Committers)
 			}
 		})
 	}

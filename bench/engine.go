@@ -30,7 +30,8 @@ type engineTarget struct {
 }
 
 func newEngineTarget(ctx context.Context, db *database, cfg Config) (*engineTarget, error) {
-	store, err := openStore(ctx, db, max(cfg.Committers, 1)+readConnsExtra)
+	// Room for the committers asked for, or for the store's default ones.
+	store, err := openStore(ctx, db, max(cfg.Committers, postgres.CommittersDefault)+readConnsExtra)
 	if err != nil {
 		return nil, err
 	}

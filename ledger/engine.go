@@ -86,7 +86,8 @@ type Options struct {
 	// QueueMax bounds the operations waiting for the committer; beyond it a
 	// mutation fails at once with queue_full.
 	QueueMax int
-	// Committers is the number of batches in flight at once (default 1).
+	// Committers is the number of batches in flight at once. Zero takes
+	// the store's own figure when it is a CommitterCounter, else 1.
 	// Each committer owns a share of the accounts (by a hash of the id),
 	// with its own queue, so concurrent batches of one engine never wait on
 	// each other's account locks and each account's operations still apply
@@ -98,6 +99,14 @@ type Options struct {
 	SweepEvery time.Duration
 	Logger     *slog.Logger
 	Observer   Observer
+}
+
+// CommitterCounter is a Store that commits best with more than one batch in
+// flight: an engine on it runs Committers committers unless its options
+// name a number.
+type CommitterCounter interface {
+	Store
+	Committers() int
 }
 
 // Engine applies ledger operations through a bounded queue and a batching
@@ -139,6 +148,9 @@ func NewEngine(store Store, opt Options) *Engine {
 	}
 	if opt.Committers <= 0 {
 		opt.Committers = 1
+		if c, ok := store.(CommitterCounter); ok && c.Committers() > 0 {
+			opt.Committers = c.Committers()
+		}
 	}
 	if opt.SweepEvery == 0 {
 		opt.SweepEvery = sweepEveryDefault
@@ -170,6 +182,9 @@ func NewEngine(store Store, opt Options) *Engine {
 
 // Store returns the engine's store.
 func (e *Engine) Store() Store { return e.store }
+
+// Options returns the engine's options with every default filled in.
+func (e *Engine) Options() Options { return e.opt }
 
 // Clock returns the engine's clock.
 func (e *Engine) Clock() Clock { return e.opt.Clock }

@@ -29,8 +29,14 @@ import (
 var migrations embed.FS
 
 // poolConnsDefault is the pool size when the URL sets no pool_max_conns:
-// one committer plus concurrent readers.
+// the committers plus concurrent readers.
 const poolConnsDefault = 16
+
+// CommittersDefault is the batches an engine keeps in flight on PostgreSQL
+// unless told otherwise: while one waits on the network, the server and
+// the log's flush, the other is built and sent, on its own accounts (about
+// twice the charges of one committer; docs/performance.md).
+const CommittersDefault = 2
 
 // allocatorWarmUpSQL runs once on each new connection. Its 4 MiB string is
 // allocated by the server process outside its heap and freed at the end of
@@ -143,6 +149,12 @@ func (s *Store) Migrate(ctx context.Context) error {
 	}
 	return nil
 }
+
+var _ ledger.CommitterCounter = (*Store)(nil)
+
+// Committers returns the committers an engine runs on this store by
+// default.
+func (s *Store) Committers() int { return CommittersDefault }
 
 // Close closes the pool.
 func (s *Store) Close() error {

@@ -44,7 +44,7 @@ Every run ends with the ledger's verification and a check of each
 account's balance against what the run spent; any difference fails the
 run (exit code 3).`,
 		Example: `  scrip bench --database-url bench.db --workload charge --accounts 10000 --concurrency 64 --duration 10s --baseline
-  scrip bench --database-url postgres://postgres@127.0.0.1:5432/test --hot 10 --committers 2 --duration 10s --baseline
+  scrip bench --database-url postgres://postgres@127.0.0.1:5432/test --hot 10 --duration 10s --baseline
   scrip bench --http http://127.0.0.1:8080 --api-key $SCRIP_ADMIN_KEY --concurrency 64 --duration 10s`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -106,7 +106,7 @@ run (exit code 3).`,
 	f.BoolVar(&cfg.Baseline, "baseline", false, "also run the per-operation baseline and report the ratio")
 	f.BoolVar(&cfg.BaselineOnly, "baseline-only", false, "run only the baseline")
 	f.BoolVar(&cfg.Priced, "priced", false, "with --http: charges name an action of the server's catalog, priced under the account's plan, instead of explicit credits")
-	f.IntVar(&cfg.Committers, "committers", 0, "engine: batches in flight at once (0: the engine's default)")
+	f.IntVar(&cfg.Committers, "committers", 0, "engine: batches in flight at once (0: as scrip serve, 2 on PostgreSQL and 1 on SQLite)")
 	f.IntVar(&cfg.BatchMax, "batch-max", 0, "engine: operations per batch at most (0: the engine's default)")
 	f.IntVar(&cfg.QueueMax, "queue-max", 0, "engine: queued operations at most (0: the engine's default)")
 	f.BoolVar(&cfg.Keep, "keep", false, "keep the PostgreSQL schema or SQLite file the run created")

@@ -27,7 +27,6 @@ import (
 	"github.com/scriphq/scrip/httpapi"
 	"github.com/scriphq/scrip/httpapi/auth"
 	"github.com/scriphq/scrip/ledger"
-	"github.com/scriphq/scrip/postgres"
 	"github.com/scriphq/scrip/stripe"
 )
 
@@ -278,18 +277,9 @@ func newServer(ctx context.Context, c serveConfig, st store, log *slog.Logger, m
 	if err != nil {
 		return nil, fmt.Errorf("catalog: %w", err)
 	}
-	committers := c.committers
-	if committers <= 0 {
-		// PostgreSQL runs two batches at once on disjoint accounts (about
-		// twice the throughput of one, measured); SQLite has one writer.
-		committers = 1
-		if _, ok := st.(*postgres.Store); ok {
-			committers = 2
-		}
-	}
 	engine := ledger.NewEngine(st, ledger.Options{
 		HoldTTLDefault: c.holdTTLDefault, HoldTTLMax: c.holdTTLMax, QueueMax: c.queueMax,
-		BatchSizeMax: c.batchSizeMax, Committers: committers, Logger: log, Observer: metrics,
+		BatchSizeMax: c.batchSizeMax, Committers: c.committers, Logger: log, Observer: metrics,
 	})
 	s := &server{catalog: holder, engine: engine, log: log}
 	s.billing = billing.New(engine, st, holder.Current, billing.Options{Logger: log, PlanCacheAge: c.planCacheAge})

@@ -328,16 +328,16 @@ func runTarget(ctx context.Context, cfg Config, db *database, t target) (res *Re
 	return res, nil
 }
 
-// cpuProbe holds the CPU times read at the start of a timed run: this
-// process's, the machine's, and those of a PostgreSQL server on this
-// machine.
+// cpuProbe holds the CPU times and page faults read at the start of a
+// timed run: this process's, the machine's, and those of a PostgreSQL
+// server on this machine.
 type cpuProbe struct {
-	self       time.Duration
+	self       procUsage
 	selfOK     bool
 	machine    machineTimes
 	machineOK  bool
 	postmaster int // 0 for none
-	server     map[int]time.Duration
+	server     map[int]procUsage
 }
 
 // startCPUProbe reads the times; postmaster is a local PostgreSQL server's
@@ -345,11 +345,11 @@ type cpuProbe struct {
 func startCPUProbe(postmaster int) *cpuProbe {
 	p := &cpuProbe{}
 	if postmaster != 0 {
-		if cpu, ok := treeCPU(procRoot, postmaster); ok {
-			p.postmaster, p.server = postmaster, cpu
+		if u, ok := treeUsage(procRoot, postmaster); ok {
+			p.postmaster, p.server = postmaster, u
 		}
 	}
-	p.self, p.selfOK = processCPU()
+	p.self, p.selfOK = processUsage()
 	p.machine, p.machineOK = readMachineTimes(procRoot)
 	return p
 }
@@ -358,17 +358,20 @@ func startCPUProbe(postmaster int) *cpuProbe {
 // differences in res.
 func (p *cpuProbe) finish(res *Result, t target) {
 	machine, machineOK := readMachineTimes(procRoot)
-	self, ok := processCPU()
+	self, ok := processUsage()
 	if !ok || !p.selfOK {
 		return
 	}
-	res.CPU = newCPU((self - p.self).Seconds(), res)
+	res.CPU = newCPU((self.cpu - p.self.cpu).Seconds(), res)
+	res.CPU.setFaults(self.faults-p.self.faults, res)
 	if machineOK && p.machineOK {
 		res.CPU.Machine = machineCPU(p.machine, machine, res)
 	}
 	if p.postmaster != 0 {
-		if now, ok := treeCPU(procRoot, p.postmaster); ok && ran(now) {
-			res.CPU.Database = newCPU(treeCPUSince(p.server, now).Seconds(), res)
+		if now, ok := treeUsage(procRoot, p.postmaster); ok && ran(now) {
+			u := treeUsageSince(p.server, now)
+			res.CPU.Database = newCPU(u.cpu.Seconds(), res)
+			res.CPU.Database.setFaults(u.faults, res)
 		}
 	}
 	if s, ok := t.(interface{ serverCPU() (float64, bool) }); ok {

@@ -145,9 +145,12 @@ func run(t *testing.T, cfg bench.Config) *bench.Report {
 			t.Errorf("%s: no CPU time in the report: %+v", name, c)
 		} else {
 			checkMachineCPU(t, name, c)
+			if runtime.GOOS == "linux" && c.FaultsPerOp == nil {
+				t.Errorf("%s: this process's page faults are not in the report", name)
+			}
 			if rep.Store == "postgres" && postgresRunsHere(t, cfg.DatabaseURL) {
-				if d := c.Database; d == nil || d.Seconds <= 0 || d.PerOpUs <= 0 {
-					t.Errorf("%s: PostgreSQL runs on this machine, but its CPU time is not in the report: %+v", name, d)
+				if d := c.Database; d == nil || d.Seconds <= 0 || d.PerOpUs <= 0 || d.FaultsPerOp == nil {
+					t.Errorf("%s: PostgreSQL runs on this machine, but its CPU time and page faults are not in the report: %+v", name, d)
 				}
 			}
 		}
@@ -183,6 +186,9 @@ func run(t *testing.T, cfg bench.Config) *bench.Report {
 	}
 	if c := rep.CPU; c != nil && c.Machine != nil && !strings.Contains(text.String(), fmt.Sprintf("machine %.2f of %d CPUs busy", c.Machine.Cores, c.Machine.CPUs)) {
 		t.Errorf("text report lacks the machine's CPU time:\n%s", text.String())
+	}
+	if c := rep.CPU; c != nil && c.Server == nil && c.FaultsPerOp != nil && !strings.Contains(text.String(), fmt.Sprintf("%.1f µs and %.2f page faults per operation (this process", c.PerOpUs, *c.FaultsPerOp)) {
+		t.Errorf("text report lacks this process's page faults:\n%s", text.String())
 	}
 	return rep
 }

@@ -2,7 +2,5 @@
 
 package bench
 
-import "time"
-
-// processCPU reports no CPU time where getrusage is missing.
-func processCPU() (time.Duration, bool) { return 0, false }
+// processUsage reports nothing where getrusage is missing.
+func processUsage() (procUsage, bool) { return procUsage{}, false }

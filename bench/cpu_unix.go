@@ -7,11 +7,12 @@ import (
 	"time"
 )
 
-// processCPU returns the CPU time this process has used, user and system.
-func processCPU() (time.Duration, bool) {
+// processUsage returns what this process has used: CPU time, user and
+// system, and minor page faults.
+func processUsage() (procUsage, bool) {
 	var ru syscall.Rusage
 	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0, false
+		return procUsage{}, false
 	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()), true
+	return procUsage{cpu: time.Duration(ru.Utime.Nano() + ru.Stime.Nano()), faults: uint64(ru.Minflt)}, true
 }

@@ -111,45 +111,63 @@ func startTime(root string, pid int) (time.Time, bool) {
 	return boot.Add(time.Duration(ticks) * time.Second / clockTicks), true
 }
 
-// treeCPU returns the CPU time of process pid and of each of its children,
+// procUsage is what a process has used since it started: time on a CPU,
+// and minor page faults, each a page of memory the kernel mapped in at
+// its first touch (costly under a hypervisor; docs/performance.md).
+type procUsage struct {
+	cpu    time.Duration
+	faults uint64
+}
+
+// treeUsage returns what process pid and each of its children have used,
 // by process id, read under root (a /proc): for a PostgreSQL server's
 // postmaster, every process of the server (backends, WAL writer,
 // checkpointer, ...). It is false when pid is not there.
-func treeCPU(root string, pid int) (map[int]time.Duration, bool) {
+func treeUsage(root string, pid int) (map[int]procUsage, bool) {
 	entries, err := os.ReadDir(root)
 	if err != nil {
 		return nil, false
 	}
-	out := map[int]time.Duration{}
+	out := map[int]procUsage{}
 	for _, e := range entries {
 		p, err := strconv.Atoi(e.Name())
 		if err != nil || p <= 0 {
 			continue
 		}
 		dir := filepath.Join(root, e.Name())
+		f, ok := statFields(dir)
+		if !ok || len(f) < 8 {
+			continue
+		}
 		if p != pid {
-			if ppid, ok := parentOf(dir); !ok || ppid != pid {
+			if ppid, err := strconv.Atoi(f[1]); err != nil || ppid != pid {
 				continue
 			}
 		}
+		faults, err := strconv.ParseUint(f[7], 10, 64) // field 10, minflt
+		if err != nil {
+			continue
+		}
 		if cpu, ok := processRunTime(dir); ok {
-			out[p] = cpu
+			out[p] = procUsage{cpu: cpu, faults: faults}
 		}
 	}
 	_, found := out[pid]
 	return out, found
 }
 
-// treeCPUSince returns the CPU time the processes of now spent since
-// before: all of it for a process that was not there before. A process
-// that ended in between is not counted.
-func treeCPUSince(before, now map[int]time.Duration) time.Duration {
-	var sum time.Duration
-	for p, cpu := range now {
-		if b, ok := before[p]; ok && b <= cpu {
-			cpu -= b
+// treeUsageSince returns what the processes of now used since before: all
+// of it for a process that was not there before (or whose id was taken
+// by a new process). A process that ended in between is not counted.
+func treeUsageSince(before, now map[int]procUsage) procUsage {
+	var sum procUsage
+	for p, u := range now {
+		if b, ok := before[p]; ok && b.cpu <= u.cpu && b.faults <= u.faults {
+			u.cpu -= b.cpu
+			u.faults -= b.faults
 		}
-		sum += cpu
+		sum.cpu += u.cpu
+		sum.faults += u.faults
 	}
 	return sum
 }
@@ -171,9 +189,9 @@ func statFields(dir string) ([]string, bool) {
 
 // ran reports whether any of the processes shows time on a CPU: a kernel
 // that keeps no scheduler statistics shows none.
-func ran(cpu map[int]time.Duration) bool {
-	for _, d := range cpu {
-		if d > 0 {
+func ran(usage map[int]procUsage) bool {
+	for _, u := range usage {
+		if u.cpu > 0 {
 			return true
 		}
 	}

@@ -8,9 +8,9 @@ import (
 )
 
 // fakeProc writes a /proc with the machine's times and the processes given
-// as pid: {parent pid, run time in ns, command line}. Every process started
-// 123.45 s after boot.
-func fakeProc(t *testing.T, stat string, procs map[string][3]string) string {
+// as pid: {parent pid, run time in ns, minor page faults, command line}.
+// Every process started 123.45 s after boot.
+func fakeProc(t *testing.T, stat string, procs map[string][4]string) string {
 	t.Helper()
 	root := t.TempDir()
 	write := func(name, content string) {
@@ -24,9 +24,9 @@ func fakeProc(t *testing.T, stat string, procs map[string][3]string) string {
 	write("stat", stat)
 	for pid, p := range procs {
 		// A command name may hold spaces and parentheses.
-		write(pid+"/stat", pid+" (a (b) c) S "+p[0]+" 1 1 0 -1 4194560 1 0 0 0 7 3 0 0 20 0 1 0 12345 1000 10\n")
+		write(pid+"/stat", pid+" (a (b) c) S "+p[0]+" 1 1 0 -1 4194560 "+p[2]+" 0 0 0 7 3 0 0 20 0 1 0 12345 1000 10\n")
 		write(pid+"/schedstat", p[1]+" 5000 12\n")
-		write(pid+"/cmdline", p[2])
+		write(pid+"/cmdline", p[3])
 	}
 	return root
 }
@@ -71,7 +71,7 @@ func TestMachineTimes(t *testing.T) {
 		t.Error("read times without a /proc")
 	}
 
-	root := fakeProc(t, "cpu 0 0 0 0 0 0 0 0\ncpu0 0 0 0 0 0 0 0 0\nbtime 1700000000\n", map[string][3]string{"7": {"1", "1", ""}})
+	root := fakeProc(t, "cpu 0 0 0 0 0 0 0 0\ncpu0 0 0 0 0 0 0 0 0\nbtime 1700000000\n", map[string][4]string{"7": {"1", "1", "0", ""}})
 	if got, ok := startTime(root, 7); !ok || !got.Equal(time.Unix(1700000123, 450_000_000)) {
 		t.Errorf("start time %s, %v; want 123.45 s after boot", got, ok)
 	}
@@ -83,40 +83,46 @@ func TestMachineTimes(t *testing.T) {
 	}
 }
 
-func TestTreeCPU(t *testing.T) {
+func TestTreeUsage(t *testing.T) {
 	t.Parallel()
-	before := fakeProc(t, "cpu 0 0 0 0 0 0 0 0\n", map[string][3]string{
-		"100": {"1", "1000000", "/usr/lib/postgresql/15/bin/postgres\x00-D\x00/data\x00"},
-		"101": {"100", "5000000", "postgres: checkpointer\x00"},
-		"102": {"100", "7000000", "postgres: postgres test 127.0.0.1(5000) idle\x00"},
-		"103": {"100", "9000000", "postgres: postgres test 127.0.0.1(5001) idle\x00"}, // ends before the second reading
-		"200": {"1", "50000000", "other\x00"},
-		"201": {"200", "60000000", "postgres: of another server\x00"},
+	before := fakeProc(t, "cpu 0 0 0 0 0 0 0 0\n", map[string][4]string{
+		"100": {"1", "1000000", "900", "/usr/lib/postgresql/15/bin/postgres\x00-D\x00/data\x00"},
+		"101": {"100", "5000000", "40", "postgres: checkpointer\x00"},
+		"102": {"100", "7000000", "300", "postgres: postgres test 127.0.0.1(5000) idle\x00"},
+		"103": {"100", "9000000", "50", "postgres: postgres test 127.0.0.1(5001) idle\x00"}, // ends before the second reading
+		"105": {"100", "3000000", "500", "postgres: postgres test 127.0.0.1(5002) idle\x00"}, // ends; its id is taken again
+		"200": {"1", "50000000", "10", "other\x00"},
+		"201": {"200", "60000000", "10", "postgres: of another server\x00"},
 	})
-	after := fakeProc(t, "cpu 0 0 0 0 0 0 0 0\n", map[string][3]string{
-		"100": {"1", "1500000", ""},
-		"101": {"100", "6000000", ""},
-		"102": {"100", "17000000", ""},
-		"104": {"100", "2000000", ""}, // started in between
-		"200": {"1", "90000000", ""},
-		"201": {"200", "99000000", ""},
+	after := fakeProc(t, "cpu 0 0 0 0 0 0 0 0\n", map[string][4]string{
+		"100": {"1", "1500000", "900", ""},
+		"101": {"100", "6000000", "41", ""},
+		"102": {"100", "17000000", "2300", ""},
+		"104": {"100", "2000000", "700", ""}, // started in between
+		"105": {"100", "4000000", "60", ""},  // a new process under the same id
+		"200": {"1", "90000000", "99999", ""},
+		"201": {"200", "99000000", "99999", ""},
 	})
-	a, ok := treeCPU(before, 100)
-	if !ok || len(a) != 4 || a[102] != 7*time.Millisecond {
+	a, ok := treeUsage(before, 100)
+	if !ok || len(a) != 5 || a[102] != (procUsage{cpu: 7 * time.Millisecond, faults: 300}) {
 		t.Fatalf("first reading %v, %v", a, ok)
 	}
-	b, ok := treeCPU(after, 100)
-	if !ok || len(b) != 4 || !ran(b) {
+	b, ok := treeUsage(after, 100)
+	if !ok || len(b) != 5 || !ran(b) {
 		t.Fatalf("second reading %v, %v", b, ok)
 	}
-	if ran(map[int]time.Duration{100: 0, 101: 0}) {
+	if ran(map[int]procUsage{100: {faults: 3}, 101: {}}) {
 		t.Error("processes without scheduler statistics ran")
 	}
-	// 0.5 + 1 + 10 ms, and the 2 ms of the process that started.
-	if got, want := treeCPUSince(a, b), 13500*time.Microsecond; got != want {
-		t.Errorf("CPU since: %s, want %s", got, want)
+	// 0.5 + 1 + 10 ms and 0 + 1 + 2,000 faults, and all of the 2 ms and
+	// 700 faults of the process that started, and all of the 4 ms and 60
+	// faults of the new 105 (fewer faults than the old one had: counted
+	// from zero, although its time alone went up).
+	want := procUsage{cpu: 17500 * time.Microsecond, faults: 2761}
+	if got := treeUsageSince(a, b); got != want {
+		t.Errorf("used since: %+v, want %+v", got, want)
 	}
-	if _, ok := treeCPU(after, 999); ok {
+	if _, ok := treeUsage(after, 999); ok {
 		t.Error("found a process that is not there")
 	}
 	if !isPostgresBackend(before, 102) || isPostgresBackend(before, 100) || isPostgresBackend(before, 200) {

@@ -113,6 +113,11 @@ type CPU struct {
 	Seconds float64 `json:"seconds"`
 	Cores   float64 `json:"cores"`
 	PerOpUs float64 `json:"per_op_us"`
+	// FaultsPerOp is the minor page faults per operation: memory mapped
+	// in at its first touch, which a process that gives memory back and
+	// takes it again pays for every time. Absent where unknown (the
+	// server's over HTTP).
+	FaultsPerOp *float64 `json:"faults_per_op,omitempty"`
 	// Server is the server's over HTTP, from process_cpu_seconds_total on
 	// its /metrics (to 0.01 s); nil at engine level.
 	Server *CPU `json:"server,omitempty"`
@@ -146,6 +151,23 @@ func newCPU(seconds float64, r *Result) *CPU {
 		c.PerOpUs = round2(seconds * 1e6 / float64(r.Ops))
 	}
 	return c
+}
+
+// setFaults records n minor page faults over the run's operations.
+func (c *CPU) setFaults(n uint64, r *Result) {
+	if r.Ops > 0 {
+		f := round3(float64(n) / float64(r.Ops))
+		c.FaultsPerOp = &f
+	}
+}
+
+// perOp says what c cost each operation: its CPU time, and its page
+// faults where known.
+func (c *CPU) perOp() string {
+	if c.FaultsPerOp == nil {
+		return fmt.Sprintf("%.1f µs per operation", c.PerOpUs)
+	}
+	return fmt.Sprintf("%.1f µs and %.2f page faults per operation", c.PerOpUs, *c.FaultsPerOp)
 }
 
 // KindStats is one kind of operation within a workload.
@@ -403,15 +425,15 @@ func (r *Result) writeText(w io.Writer) {
 	}
 	if c := r.CPU; c != nil {
 		if c.Server != nil {
-			fmt.Fprintf(w, "  cpu          load generator %.2f cores, %.1f µs per operation; server %.2f cores, %.1f µs per operation\n",
-				c.Cores, c.PerOpUs, c.Server.Cores, c.Server.PerOpUs)
+			fmt.Fprintf(w, "  cpu          load generator %.2f cores, %s; server %.2f cores, %s\n",
+				c.Cores, c.perOp(), c.Server.Cores, c.Server.perOp())
 		} else {
-			fmt.Fprintf(w, "  cpu          %.2f cores, %.1f µs per operation (this process: %s and load generator)\n",
-				c.Cores, c.PerOpUs, r.Target)
+			fmt.Fprintf(w, "  cpu          %.2f cores, %s (this process: %s and load generator)\n",
+				c.Cores, c.perOp(), r.Target)
 		}
 		var parts []string
 		if d := c.Database; d != nil {
-			parts = append(parts, fmt.Sprintf("PostgreSQL %.2f cores, %.1f µs per operation", d.Cores, d.PerOpUs))
+			parts = append(parts, fmt.Sprintf("PostgreSQL %.2f cores, %s", d.Cores, d.perOp()))
 		}
 		if m := c.Machine; m != nil {
 			parts = append(parts, fmt.Sprintf("machine %.2f of %d CPUs busy, %.1f µs per operation, %.2f idle, %.2f stolen",

@@ -30,7 +30,8 @@ committer's batch sizes and the time of each step of a batch (reads,
 work in memory, writes, commit; over HTTP from the server's /metrics), and
 the CPU time per operation (over HTTP the
 server's too, from its /metrics; on Linux also the whole machine's and
-that of a PostgreSQL server on the same machine). It runs the engine in
+that of a PostgreSQL server on the same machine), with the page faults
+per operation of this process and of that server. It runs the engine in
 process on --database-url (a SQLite file or a PostgreSQL URL, where each
 run gets a fresh schema), or end to end against a running server with
 --http (with --database-url the server's database, for --baseline and

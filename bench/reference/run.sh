@@ -51,21 +51,7 @@ for tool in psql pgbench; do
   command -v "$tool" >/dev/null || { echo "run.sh: $tool not found (PostgreSQL's client programs)" >&2; exit 2; }
 done
 
-# libpq_url drops the query parameters libpq does not know: the pool and
-# statement settings of scrip's driver, and search_path (set here through
-# PGOPTIONS instead).
-libpq_url() {
-  local base=${1%%\?*} query= kept=() p
-  [[ "$1" == *\?* ]] && query=${1#*\?}
-  local IFS='&'
-  for p in $query; do
-    case "${p%%=*}" in
-      pool_*|search_path|default_query_exec_mode|statement_cache_capacity|description_cache_capacity) ;;
-      *) kept+=("$p") ;;
-    esac
-  done
-  if (( ${#kept[@]} )); then echo "$base?${kept[*]}"; else echo "$base"; fi
-}
+source bench/reference/libpq.sh
 url=$(libpq_url "$url")
 
 schema="scrip_reference_$$"

@@ -30,7 +30,8 @@ type engineTarget struct {
 }
 
 func newEngineTarget(ctx context.Context, db *database, cfg Config) (*engineTarget, error) {
-	// Room for the committers asked for, or for the store's default ones.
+	// Room for the committers asked for, or for the PostgreSQL store's
+	// default ones (the pool is sized before the store can be asked).
 	store, err := openStore(ctx, db, max(cfg.Committers, postgres.CommittersDefault)+readConnsExtra)
 	if err != nil {
 		return nil, err

@@ -157,8 +157,9 @@ func treeUsage(root string, pid int) (map[int]procUsage, bool) {
 }
 
 // treeUsageSince returns what the processes of now used since before: all
-// of it for a process that was not there before (or whose id was taken
-// by a new process). A process that ended in between is not counted.
+// of it for a process that was not there before, or whose counters went
+// down (its id taken by a new process). A process that ended in between
+// is not counted.
 func treeUsageSince(before, now map[int]procUsage) procUsage {
 	var sum procUsage
 	for p, u := range now {

@@ -89,7 +89,7 @@ func TestTreeUsage(t *testing.T) {
 		"100": {"1", "1000000", "900", "/usr/lib/postgresql/15/bin/postgres\x00-D\x00/data\x00"},
 		"101": {"100", "5000000", "40", "postgres: checkpointer\x00"},
 		"102": {"100", "7000000", "300", "postgres: postgres test 127.0.0.1(5000) idle\x00"},
-		"103": {"100", "9000000", "50", "postgres: postgres test 127.0.0.1(5001) idle\x00"}, // ends before the second reading
+		"103": {"100", "9000000", "50", "postgres: postgres test 127.0.0.1(5001) idle\x00"},  // ends before the second reading
 		"105": {"100", "3000000", "500", "postgres: postgres test 127.0.0.1(5002) idle\x00"}, // ends; its id is taken again
 		"200": {"1", "50000000", "10", "other\x00"},
 		"201": {"200", "60000000", "10", "postgres: of another server\x00"},

@@ -14,6 +14,7 @@ type countedStore struct {
 func (s countedStore) Committers() int { return s.n }
 
 func TestCommittersDefault(t *testing.T) {
+	t.Parallel()
 	plain, _ := newBenchStore(1)
 	tests := []struct {
 		name  string

@@ -9,7 +9,11 @@
 //
 // Each NAME names the reports DIR/NAME-1.json, DIR/NAME-2.json, ...; the
 // table has one row per NAME, in the order given, labelled LABEL or, by
-// default, by what the reports say was run. The median of an even
+// default, by what the reports say was run. Each figure is the median of
+// its own over the rounds (operations per second, the baseline's, the
+// ratio), so one row's figures may come from different rounds; the p50,
+// p99 and CPU are those of the round with the median operations per
+// second. The median of an even
 // number of rounds is the lower middle one, so that every figure in the
 // table is one a run gave. It exits with status 1 when a report is
 // missing, unreadable or failed its verification.
@@ -45,6 +49,9 @@ func main() {
 
 // printTable writes the table of the runs' reports under dir to w.
 func printTable(w io.Writer, dir string, runs []string) error {
+	if len(runs) == 0 {
+		return errors.New("no run to print")
+	}
 	fmt.Fprintln(w, "| run | ops/s, median (runs) | p50 / p99 ms | CPU µs per op: process / PostgreSQL / machine | baseline ops/s, median (runs) | ratio, median (runs) |")
 	fmt.Fprintln(w, "|---|---|---|---|---|---|")
 	var (
@@ -63,8 +70,9 @@ func printTable(w io.Writer, dir string, runs []string) error {
 		}
 		reports += len(reps)
 		for _, r := range reps {
-			if m := machine(r); m != nil {
-				steal = max(steal, m.StealCores)
+			steal = max(steal, stealCores(&r.Result))
+			if r.Baseline != nil {
+				steal = max(steal, stealCores(r.Baseline))
 			}
 		}
 		fmt.Fprintln(w, row(reps, title))
@@ -180,11 +188,13 @@ func cpu(r *bench.Report) string {
 	return strings.Join(parts, " / ")
 }
 
-func machine(r *bench.Report) *bench.MachineCPU {
-	if r.CPU == nil {
-		return nil
+// stealCores is the CPU the hypervisor took during a run, in cores (0
+// where the report does not tell).
+func stealCores(r *bench.Result) float64 {
+	if r.CPU == nil || r.CPU.Machine == nil {
+		return 0
 	}
-	return r.CPU.Machine
+	return r.CPU.Machine.StealCores
 }
 
 // each lists a figure of every round, in round order.

@@ -19,8 +19,9 @@
 #   OUT                  directory for the reports (default a new one under $TMPDIR)
 #   SCRIP                scrip binary (default: built from this checkout)
 #
-# psql is needed (CHECKPOINT, and the HTTP run's database). A role that may
-# not take a CHECKPOINT (superuser or pg_checkpoint) runs without.
+# psql and curl are needed. The role creates and drops a database for the
+# HTTP run (CREATEDB); one that may not take a CHECKPOINT (superuser or
+# pg_checkpoint) runs without. The SQLite files go under $TMPDIR.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 source bench/reference/libpq.sh
@@ -38,10 +39,19 @@ done
 (( rounds <= 100 )) || { echo "rounds: ROUNDS ($rounds) must be at most 100" >&2; exit 2; }
 (( hot <= accounts )) || { echo "rounds: HOT ($hot) must be at most ACCOUNTS ($accounts)" >&2; exit 2; }
 command -v psql >/dev/null || { echo "rounds: psql not found (PostgreSQL's client programs)" >&2; exit 2; }
-
-work=$(mktemp -d)
+command -v curl >/dev/null || { echo "rounds: curl not found" >&2; exit 2; }
 out=${OUT:-$(mktemp -d "${TMPDIR:-/tmp}/scrip-rounds-XXXXXX")}
 mkdir -p "$out"
+# The table reads every round it finds: an earlier run's must not be there.
+if compgen -G "$out/*.json" >/dev/null; then
+  echo "rounds: $out holds reports already; give OUT an empty directory" >&2; exit 2
+fi
+
+work=$(mktemp -d)
+# A SQLite file in memory would flush for free.
+if [ "$(stat -f -c %T "$work" 2>/dev/null)" = tmpfs ]; then
+  echo "rounds: warning: $work is in memory (tmpfs), so the SQLite runs do not measure the disk; set TMPDIR to a directory on it" >&2
+fi
 libpq=$(libpq_url "$url")
 serve_pid=""
 http_db=""
@@ -82,6 +92,7 @@ bench() {
 # serve DATABASE_URL: starts scrip serve on a free port of the loopback and
 # sets base to its URL and key to an admin key of its database.
 serve() {
+  : >"$work/serve.log"
   "$scrip" serve --addr 127.0.0.1:0 --database-url "$1" --rate-limit 0 --billing-tick 0 >"$work/serve.log" 2>&1 &
   serve_pid=$!
   base=""
@@ -90,12 +101,16 @@ serve() {
     [ -n "$base" ] && curl -sf "$base/readyz" >/dev/null 2>&1 && break
     sleep 0.1
   done
-  [ -n "$base" ] || { echo "rounds: scrip serve did not start:" >&2; cat "$work/serve.log" >&2; exit 1; }
-  key=$("$scrip" keys create --scope admin --name rounds --database-url "$1" 2>>"$work/serve.log")
+  if [ -z "$base" ] || ! curl -sf "$base/readyz" >/dev/null 2>&1; then
+    echo "rounds: scrip serve did not become ready:" >&2; cat "$work/serve.log" >&2; exit 1
+  fi
+  if ! key=$("$scrip" keys create --scope admin --name rounds --database-url "$1" 2>"$work/keys.log"); then
+    echo "rounds: could not create an API key:" >&2; cat "$work/keys.log" >&2; exit 1
+  fi
 }
 
 stop_serve() {
-  kill -TERM "$serve_pid"
+  kill -TERM "$serve_pid" 2>/dev/null || echo "rounds: scrip serve had stopped before the end of the run:" >&2
   wait "$serve_pid" || true
   serve_pid=""
 }

@@ -96,6 +96,7 @@ func open(path string, walFrames int) (*Store, error) {
 }
 
 func (s *Store) open() error {
+	installPageCache()
 	ctx := context.Background()
 	common := url.Values{}
 	common.Add("_pragma", fmt.Sprintf("busy_timeout(%d)", busyTimeoutMillis))

@@ -29,9 +29,9 @@ import (
 // a move to the temporary number the largest number is put back as it
 // was. The page leaves that number two calls later, for the number of
 // another page of the same split, which the cache held already, so the
-// bound again covers every page the cache holds. Before the change the
-// commit step of a batch over HTTP on SQLite took 1.13–1.25 ms, after it
-// 0.79–0.91 (docs/performance.md, "Per step", item 15).
+// bound again covers every page the cache holds. The commit step of a
+// batch of 25 charges became a fifth to a quarter shorter
+// (docs/performance.md, "Per step", item 15).
 //
 // The methods must be set before SQLite initializes, which the first
 // connection of the process does. installPageCache is called before

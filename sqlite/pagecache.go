@@ -10,10 +10,12 @@ import (
 	sqlite3 "modernc.org/sqlite/lib"
 )
 
-// The store runs SQLite's own page cache (pcache1) with one change, to
-// what it remembers of the page numbers it has held.
+// The store runs SQLite's own page cache (pcache1), for every connection of
+// the process, with one change, to what it remembers of the page numbers
+// it holds.
 //
-// pcache1 keeps the largest page number it has ever held (iMaxKey), and
+// pcache1 keeps a bound on the page numbers it holds (iMaxKey: raised by
+// every number it files a page under, lowered when it drops pages), and
 // at the end of every write transaction SQLite asks it to drop the pages
 // past the end of the database. When that number is far past the end, it
 // walks every slot of its hash table and every page in them: for the
@@ -29,15 +31,15 @@ import (
 // a move to the temporary number the largest number is put back as it
 // was. The page leaves that number two calls later, for the number of
 // another page of the same split, which the cache held already, so the
-// bound again covers every page the cache holds. The commit step of a
-// batch of 25 charges became a fifth to a quarter shorter
+// bound again covers every page the cache holds. The commit step of
+// batches of a few dozen charges became a fifth to a quarter shorter
 // (docs/performance.md, "Per step", item 15).
 //
 // The methods must be set before SQLite initializes, which the first
-// connection of the process does. installPageCache is called before
-// the store's first connection; if SQLite was initialized before (a
-// connection opened elsewhere in the process), the cache stays as it is
-// and only the time of the commits differs.
+// connection of the process does, or a VFS lookup or registration, or an
+// extension registered for every connection. installPageCache runs first
+// in the store's open; if SQLite was initialized before, the cache stays
+// as it is and only the time of the commits differs.
 
 // pendingByte is the offset of SQLite's lock bytes (PENDING_BYTE): the page
 // that holds them is never part of a database, and balance_nonroot files

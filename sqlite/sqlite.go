@@ -96,6 +96,7 @@ func open(path string, walFrames int) (*Store, error) {
 }
 
 func (s *Store) open() error {
+	// Before anything that initializes SQLite: registerWALVFS's lookup does.
 	installPageCache()
 	ctx := context.Background()
 	common := url.Values{}

@@ -199,7 +199,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	rep := &Report{
 		Workload: cfg.Workload, Accounts: cfg.Accounts, Hot: cfg.Hot, Concurrency: cfg.Concurrency,
 		Seed: cfg.Seed, CPUs: runtime.NumCPU(), Procs: runtime.GOMAXPROCS(0), GoVersion: runtime.Version(),
-		Committers: cfg.Committers, BatchMax: cfg.BatchMax, Priced: cfg.Priced,
+		Priced: cfg.Priced,
 	}
 	rep.LoadAverage[0] = loadAverage()
 	defer func() { rep.LoadAverage[1] = loadAverage() }()

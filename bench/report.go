@@ -42,11 +42,13 @@ type Report struct {
 	Hot         int    `json:"hot,omitempty"`
 	Concurrency int    `json:"concurrency"`
 	// Priced: charges named an action of the server's catalog.
-	Priced     bool   `json:"priced,omitempty"`
-	Seed       uint64 `json:"seed"`
-	Committers int    `json:"committers,omitempty"`
-	BatchMax   int    `json:"batch_max,omitempty"`
-	CPUs       int    `json:"cpus"`
+	Priced bool   `json:"priced,omitempty"`
+	Seed   uint64 `json:"seed"`
+	// Committers and BatchMax are what the engine ran with, defaults
+	// included: at engine level only, where the flags apply.
+	Committers int `json:"committers,omitempty"`
+	BatchMax   int `json:"batch_max,omitempty"`
+	CPUs       int `json:"cpus"`
 	// Procs is this process's GOMAXPROCS (scrip bench raises it to 2 at
 	// engine level, as scrip serve does).
 	Procs     int    `json:"gomaxprocs"`

@@ -54,6 +54,9 @@ type Store struct {
 	reader *sql.DB
 	w      writeStmts
 	r      readStmts
+	// heads is the writer's cache of the accounts and live grants that
+	// batches read.
+	heads *heads
 
 	walFrames       int
 	checkpointer    *sql.DB
@@ -87,7 +90,7 @@ func open(path string, walFrames int) (*Store, error) {
 	if path != Memory && strings.ContainsRune(path, '?') {
 		return nil, fmt.Errorf("sqlite: open %q: path may not contain '?'", path)
 	}
-	s := &Store{path: path, walFrames: walFrames}
+	s := &Store{path: path, walFrames: walFrames, heads: newHeads()}
 	if err := s.open(); err != nil {
 		s.Close()
 		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
@@ -310,7 +313,7 @@ type writeStmts struct {
 	stmtSet
 	lockAccounts                                         *sql.Stmt
 	loadGrants, loadHolds, loadCharges, loadKeyed        *sql.Stmt
-	loadLiveGrants                                       *sql.Stmt
+	loadLiveGrants, dataVersion                          *sql.Stmt
 	updateAccount, updateGrant, updateHold, updateCharge *sql.Stmt
 	spendGrant                                           *sql.Stmt
 	accounts, grants, holds, charges, transactions       inserter
@@ -340,6 +343,7 @@ func (w *writeStmts) prepare(ctx context.Context, db *sql.DB) error {
 		 AND t.idempotency_key = json_extract(k.value, '$[1]')
 		WHERE t.idempotency_key <> ''
 		ORDER BY t.account_id, t.seq`)
+	w.dataVersion = w.prep(ctx, db, `PRAGMA data_version`)
 	w.updateAccount = w.prep(ctx, db, `UPDATE accounts SET seq = ?, hash = ? WHERE id = ?`)
 	w.updateGrant = w.prep(ctx, db, `UPDATE grants SET remaining = ?, closed = ? WHERE id = ?`)
 	// closed is in the WHERE clause of grants_live and grants_due: SQLite

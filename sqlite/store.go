@@ -18,7 +18,14 @@ func (s *Store) Begin(ctx context.Context) (ledger.Tx, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: begin: %w", err)
 	}
-	return &Tx{s: s, tx: tx}, nil
+	t := &Tx{s: s, tx: tx}
+	var version int64
+	if err := t.stmt(ctx, s.w.dataVersion).QueryRowContext(ctx).Scan(&version); err != nil {
+		_ = tx.Rollback()
+		return nil, fmt.Errorf("sqlite: begin: data version: %w", err)
+	}
+	s.heads.check(version)
+	return t, nil
 }
 
 // notFound turns sql.ErrNoRows into ledger.ErrNotFound.

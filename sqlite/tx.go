@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"math/bits"
+	"slices"
 	"strings"
 
 	"modernc.org/sqlite"
@@ -28,6 +29,8 @@ type Tx struct {
 	// write after it would run and commit on its own; or the transaction
 	// may hold part of the batch. No Write or Commit runs after it.
 	failed error
+	// written is the batch's Write, for the writer's cache at commit.
+	written *ledger.Writes
 }
 
 var _ ledger.Tx = (*Tx)(nil)
@@ -46,9 +49,14 @@ func (t *Tx) stmt(ctx context.Context, st *sql.Stmt) *sql.Stmt {
 
 // LockAccounts returns the accounts of ids that exist, in id order. The
 // writer already holds SQLite's database-wide write lock (BEGIN IMMEDIATE),
-// so nothing else can change them until the batch ends.
+// so nothing else can change them until the batch ends. Accounts the
+// writer has read before come from its cache (heads).
 func (t *Tx) LockAccounts(ctx context.Context, ids []string) ([]ledger.Account, error) {
-	rows, err := t.stmt(ctx, t.s.w.lockAccounts).QueryContext(ctx, encodeIDs(ids))
+	found, missing := t.s.heads.lookAccounts(ids)
+	if len(missing) == 0 {
+		return found, nil
+	}
+	rows, err := t.stmt(ctx, t.s.w.lockAccounts).QueryContext(ctx, encodeIDs(missing))
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: lock accounts: %w", err)
 	}
@@ -56,21 +64,35 @@ func (t *Tx) LockAccounts(ctx context.Context, ids []string) ([]ledger.Account, 
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: lock accounts: %w", err)
 	}
+	t.s.heads.putAccounts(as)
+	if len(found) == 0 {
+		return as, nil
+	}
+	as = append(found, as...)
+	slices.SortFunc(as, func(a, b ledger.Account) int { return strings.Compare(a.ID, b.ID) })
 	return as, nil
 }
 
 // LoadGrants returns the live grants of the accounts and the grants named by
-// id, each once, by account then creation order.
+// id, each once, by account then creation order. Without grants named, the
+// live grants of accounts the writer has read before come from its cache.
 func (t *Tx) LoadGrants(ctx context.Context, accountIDs, grantIDs []string) ([]ledger.Grant, error) {
-	var (
-		rows *sql.Rows
-		err  error
-	)
-	if len(grantIDs) == 0 {
-		rows, err = t.stmt(ctx, t.s.w.loadLiveGrants).QueryContext(ctx, encodeIDs(accountIDs))
-	} else {
-		rows, err = t.stmt(ctx, t.s.w.loadGrants).QueryContext(ctx, encodeIDs(accountIDs), encodeIDs(grantIDs))
+	if len(grantIDs) > 0 {
+		rows, err := t.stmt(ctx, t.s.w.loadGrants).QueryContext(ctx, encodeIDs(accountIDs), encodeIDs(grantIDs))
+		if err != nil {
+			return nil, fmt.Errorf("sqlite: load grants: %w", err)
+		}
+		gs, err := collect(rows, scanGrant)
+		if err != nil {
+			return nil, fmt.Errorf("sqlite: load grants: %w", err)
+		}
+		return gs, nil
 	}
+	found, missing := t.s.heads.lookGrants(nil, accountIDs)
+	if len(missing) == 0 {
+		return found, nil
+	}
+	rows, err := t.stmt(ctx, t.s.w.loadLiveGrants).QueryContext(ctx, encodeIDs(missing))
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: load grants: %w", err)
 	}
@@ -78,6 +100,12 @@ func (t *Tx) LoadGrants(ctx context.Context, accountIDs, grantIDs []string) ([]l
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: load grants: %w", err)
 	}
+	t.s.heads.putGrants(missing, gs)
+	if len(found) == 0 {
+		return gs, nil
+	}
+	gs = append(found, gs...)
+	sortGrants(gs)
 	return gs, nil
 }
 
@@ -143,6 +171,7 @@ func (t *Tx) Write(ctx context.Context, w *ledger.Writes) error {
 		t.failed = err
 		return fmt.Errorf("sqlite: write: %w", err)
 	}
+	t.written = w
 	return nil
 }
 
@@ -282,7 +311,13 @@ func (t *Tx) Commit(ctx context.Context) error {
 	if t.failed != nil {
 		return fmt.Errorf("sqlite: commit after a failed write: %w", t.failed)
 	}
+	// The cache takes the batch's writes before the writer connection is
+	// free for the next batch; a commit that fails empties it.
+	if t.written != nil {
+		t.s.heads.committed(t.written)
+	}
 	if err := t.tx.Commit(); err != nil {
+		t.s.heads.drop()
 		return fmt.Errorf("sqlite: commit: %w", err)
 	}
 	return nil

@@ -77,7 +77,13 @@ func TestVerifyReportsInAccountOrder(t *testing.T) {
 // cleanup closes both.
 func openEngine(t *testing.T) (*Store, *ledger.Engine) {
 	t.Helper()
-	s, err := Open(filepath.Join(t.TempDir(), "v.db"))
+	return openEngineAt(t, filepath.Join(t.TempDir(), "v.db"))
+}
+
+// openEngineAt is openEngine on the file at path.
+func openEngineAt(t *testing.T, path string) (*Store, *ledger.Engine) {
+	t.Helper()
+	s, err := Open(path)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -23,7 +23,14 @@ const headsMax = 32768
 // A write by any other connection, another process's or another store's
 // on the same file, changes the file's data version (PRAGMA data_version,
 // which the writer's own commits leave alone). Each batch reads it first,
-// and a change empties the cache.
+// and a change empties the cache. Writes on the writer connection itself
+// are seen only through Tx: accounts and grants change nowhere else, and
+// Migrate empties the cache. (The version is the writer connection's own
+// count; the writer pool never replaces its one connection, lifetime and
+// idle time unbounded, unless the driver reports it broken.)
+//
+// The values handed out share their metadata maps with the cache; the
+// engine never changes a loaded account's or grant's metadata.
 type heads struct {
 	mu sync.Mutex
 	// version is the data version the entries hold for; -1 before the
@@ -61,14 +68,41 @@ func (h *heads) check(version int64) {
 	}
 }
 
-// drop empties the cache until the next check: after a commit that failed,
-// what the file holds is not known.
+// drop empties the cache until the next check: what the file holds is not
+// known.
 func (h *heads) drop() {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	h.drops++
+	h.dropLocked()
+}
+
+func (h *heads) dropLocked() {
+	if len(h.accounts) > 0 {
+		h.drops++
+	}
 	clear(h.accounts)
 	h.version = -1
+}
+
+// commit runs commitTx, the SQL commit of a batch that wrote w (nil: one
+// whose writes the cache cannot follow), and brings the cache to what the
+// batch wrote if it committed, or empties it if not. The cache stays locked
+// throughout: database/sql hands the connection to the next batch inside
+// the commit, and that batch must not read the cache before it is known
+// whether this one committed.
+func (h *heads) commit(commitTx func() error, w *ledger.Writes) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if err := commitTx(); err != nil {
+		h.dropLocked()
+		return err
+	}
+	if w == nil {
+		h.dropLocked()
+		return nil
+	}
+	h.committedLocked(w)
+	return nil
 }
 
 // lookAccounts returns the cached accounts of ids and the ids not cached.
@@ -149,14 +183,12 @@ func (h *heads) putGrants(accountIDs []string, gs []ledger.Grant) {
 	}
 }
 
-// committed brings the cache to what a committed batch wrote: the accounts'
+// committedLocked brings the cache to what a committed batch wrote: the accounts'
 // heads and the grants' remaining credits, as the UPDATEs of Tx.write set
 // them. An account that gained a grant, or whose grant is not where the
 // cache expects it, has its grants read through SQLite next time, so that
 // they come back as the file keeps them.
-func (h *heads) committed(w *ledger.Writes) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
+func (h *heads) committedLocked(w *ledger.Writes) {
 	for i := range w.Accounts {
 		if e, ok := h.accounts[w.Accounts[i].ID]; ok {
 			e.account.Seq, e.account.Hash = w.Accounts[i].Seq, w.Accounts[i].Hash

@@ -2,6 +2,7 @@ package sqlite
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"testing"
@@ -196,5 +197,111 @@ func TestHeadsBound(t *testing.T) {
 	h.check(2)
 	if n := len(h.accounts); n != 0 {
 		t.Errorf("%d accounts cached after the data version changed, want 0", n)
+	}
+}
+
+// A batch whose commit fails (the log cannot be written) empties the cache,
+// and the batch that takes the writer connection next, which may be waiting
+// for it during that commit, reads the heads the file holds, not the failed
+// batch's.
+func TestHeadsAfterFailedCommit(t *testing.T) {
+	ctx := context.Background()
+	s := openTest(t)
+	createAccounts(t, s, "a", "b")
+	write(t, s, fixture())
+	lock := func(tx ledger.Tx) ledger.Account {
+		t.Helper()
+		as, err := tx.LockAccounts(ctx, []string{"b"})
+		if err != nil || len(as) != 1 {
+			t.Fatalf("lock b: %v, %d accounts", err, len(as))
+		}
+		return as[0]
+	}
+	tx, err := s.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := lock(tx) // now cached
+	if err := tx.Write(ctx, &ledger.Writes{
+		Accounts:     []ledger.Account{{ID: "b", CreatedAt: t0, Seq: before.Seq + 1, Hash: "hb"}},
+		Transactions: []ledger.Transaction{{ID: "x1", AccountID: "b", Seq: before.Seq + 1, Type: ledger.TxCharge, IdempotencyKey: "kb", CreatedAt: t0, Hash: "hb"}},
+	}); err != nil {
+		t.Fatal(err)
+	}
+
+	type head struct {
+		a   ledger.Account
+		err error
+	}
+	next := make(chan head, 1)
+	go func() {
+		tx, err := s.Begin(ctx) // waits for the connection
+		if err != nil {
+			next <- head{err: err}
+			return
+		}
+		defer tx.Rollback(ctx)
+		as, err := tx.LockAccounts(ctx, []string{"b"})
+		if err == nil && len(as) != 1 {
+			err = fmt.Errorf("%d accounts", len(as))
+		}
+		if err != nil {
+			next <- head{err: err}
+			return
+		}
+		next <- head{a: as[0]}
+	}()
+	failing := failLogWrites(t)
+	failing.Store(true)
+	err = tx.Commit(ctx)
+	failing.Store(false)
+	if err == nil {
+		t.Fatal("commit succeeded with the log failing")
+	}
+	if err := tx.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	after := <-next
+	if after.err != nil {
+		t.Fatalf("lock b in the next batch: %v", after.err)
+	}
+	if after.a.Seq != before.Seq || after.a.Hash != before.Hash {
+		t.Errorf("after a failed commit the next batch read seq %d hash %q, want seq %d hash %q", after.a.Seq, after.a.Hash, before.Seq, before.Hash)
+	}
+}
+
+// The cache stays locked while a batch commits, so that the next batch,
+// which database/sql hands the connection inside the commit, reads it only
+// once the commit's outcome is in it: the failed batch's heads dropped, the
+// committed batch's kept.
+func TestHeadsCommitHoldsLock(t *testing.T) {
+	h := newHeads()
+	h.check(1)
+	w := &ledger.Writes{Accounts: []ledger.Account{{ID: "a", Seq: 2, Hash: "h2"}}}
+	commitTx := func(err error) func() error {
+		return func() error {
+			if h.mu.TryLock() {
+				h.mu.Unlock()
+				t.Error("the cache is not locked during the commit")
+			}
+			return err
+		}
+	}
+
+	h.putAccounts([]ledger.Account{{ID: "a", Seq: 1, Hash: "h1"}})
+	if err := h.commit(commitTx(errors.New("disk full")), w); err == nil {
+		t.Fatal("a failed commit returned no error")
+	}
+	if found, _ := h.lookAccounts([]string{"a"}); len(found) != 0 {
+		t.Errorf("after a failed commit the cache holds %+v", found)
+	}
+
+	h.check(1)
+	h.putAccounts([]ledger.Account{{ID: "a", Seq: 1, Hash: "h1"}})
+	if err := h.commit(commitTx(nil), w); err != nil {
+		t.Fatal(err)
+	}
+	if found, _ := h.lookAccounts([]string{"a"}); len(found) != 1 || found[0].Seq != 2 || found[0].Hash != "h2" {
+		t.Errorf("after a commit the cache holds %+v, want seq 2 hash h2", found)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"math/bits"
+	"reflect"
 	"slices"
 	"strings"
 
@@ -29,8 +30,17 @@ type Tx struct {
 	// write after it would run and commit on its own; or the transaction
 	// may hold part of the batch. No Write or Commit runs after it.
 	failed error
-	// written is the batch's Write, for the writer's cache at commit.
-	written *ledger.Writes
+	// written is the batch's Write, for the writer's cache at commit;
+	// rewritten marks a second Write, which the cache does not follow.
+	written   *ledger.Writes
+	rewritten bool
+}
+
+// cached reports whether the transaction's reads may come from the
+// writer's cache: not once it has written, when the file holds the
+// transaction's own writes.
+func (t *Tx) cached() bool {
+	return t.written == nil && t.failed == nil
 }
 
 var _ ledger.Tx = (*Tx)(nil)
@@ -52,11 +62,28 @@ func (t *Tx) stmt(ctx context.Context, st *sql.Stmt) *sql.Stmt {
 // so nothing else can change them until the batch ends. Accounts the
 // writer has read before come from its cache (heads).
 func (t *Tx) LockAccounts(ctx context.Context, ids []string) ([]ledger.Account, error) {
+	if !t.cached() {
+		return t.lockAccounts(ctx, ids)
+	}
 	found, missing := t.s.heads.lookAccounts(ids)
 	if len(missing) == 0 {
-		return found, nil
+		return found, checkCached(t, ctx, "accounts", found, func() ([]ledger.Account, error) { return t.lockAccounts(ctx, ids) })
 	}
-	rows, err := t.stmt(ctx, t.s.w.lockAccounts).QueryContext(ctx, encodeIDs(missing))
+	as, err := t.lockAccounts(ctx, missing)
+	if err != nil {
+		return nil, err
+	}
+	t.s.heads.putAccounts(as)
+	if len(found) > 0 {
+		as = append(found, as...)
+		slices.SortFunc(as, func(a, b ledger.Account) int { return strings.Compare(a.ID, b.ID) })
+	}
+	return as, checkCached(t, ctx, "accounts", as, func() ([]ledger.Account, error) { return t.lockAccounts(ctx, ids) })
+}
+
+// lockAccounts reads the accounts of ids through SQLite.
+func (t *Tx) lockAccounts(ctx context.Context, ids []string) ([]ledger.Account, error) {
+	rows, err := t.stmt(ctx, t.s.w.lockAccounts).QueryContext(ctx, encodeIDs(ids))
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: lock accounts: %w", err)
 	}
@@ -64,12 +91,6 @@ func (t *Tx) LockAccounts(ctx context.Context, ids []string) ([]ledger.Account, 
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: lock accounts: %w", err)
 	}
-	t.s.heads.putAccounts(as)
-	if len(found) == 0 {
-		return as, nil
-	}
-	as = append(found, as...)
-	slices.SortFunc(as, func(a, b ledger.Account) int { return strings.Compare(a.ID, b.ID) })
 	return as, nil
 }
 
@@ -77,22 +98,53 @@ func (t *Tx) LockAccounts(ctx context.Context, ids []string) ([]ledger.Account, 
 // id, each once, by account then creation order. Without grants named, the
 // live grants of accounts the writer has read before come from its cache.
 func (t *Tx) LoadGrants(ctx context.Context, accountIDs, grantIDs []string) ([]ledger.Grant, error) {
-	if len(grantIDs) > 0 {
-		rows, err := t.stmt(ctx, t.s.w.loadGrants).QueryContext(ctx, encodeIDs(accountIDs), encodeIDs(grantIDs))
-		if err != nil {
-			return nil, fmt.Errorf("sqlite: load grants: %w", err)
-		}
-		gs, err := collect(rows, scanGrant)
-		if err != nil {
-			return nil, fmt.Errorf("sqlite: load grants: %w", err)
-		}
-		return gs, nil
+	if len(grantIDs) > 0 || !t.cached() {
+		return t.loadGrants(ctx, accountIDs, grantIDs)
 	}
-	found, missing := t.s.heads.lookGrants(nil, accountIDs)
-	if len(missing) == 0 {
-		return found, nil
+	gs, missing := t.s.heads.lookGrants(nil, accountIDs)
+	if len(missing) > 0 {
+		read, err := t.loadGrants(ctx, missing, nil)
+		if err != nil {
+			return nil, err
+		}
+		t.s.heads.putGrants(missing, read)
+		if len(gs) == 0 {
+			gs = read
+		} else {
+			gs = append(gs, read...)
+			sortGrants(gs)
+		}
 	}
-	rows, err := t.stmt(ctx, t.s.w.loadLiveGrants).QueryContext(ctx, encodeIDs(missing))
+	return gs, checkCached(t, ctx, "live grants", gs, func() ([]ledger.Grant, error) { return t.loadGrants(ctx, accountIDs, nil) })
+}
+
+// checkCached compares, when the store checks its cache (tests), what a
+// read returned with what SQLite reads.
+func checkCached[T any](t *Tx, ctx context.Context, what string, got []T, read func() ([]T, error)) error {
+	if !t.s.checkHeads {
+		return nil
+	}
+	want, err := read()
+	if err != nil {
+		return err
+	}
+	if !reflect.DeepEqual(got, want) {
+		return fmt.Errorf("sqlite: the writer's cache of %s differs from the file:\n cache %+v\n file  %+v", what, got, want)
+	}
+	return nil
+}
+
+// loadGrants reads through SQLite what LoadGrants returns.
+func (t *Tx) loadGrants(ctx context.Context, accountIDs, grantIDs []string) ([]ledger.Grant, error) {
+	var (
+		rows *sql.Rows
+		err  error
+	)
+	if len(grantIDs) == 0 {
+		rows, err = t.stmt(ctx, t.s.w.loadLiveGrants).QueryContext(ctx, encodeIDs(accountIDs))
+	} else {
+		rows, err = t.stmt(ctx, t.s.w.loadGrants).QueryContext(ctx, encodeIDs(accountIDs), encodeIDs(grantIDs))
+	}
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: load grants: %w", err)
 	}
@@ -100,12 +152,6 @@ func (t *Tx) LoadGrants(ctx context.Context, accountIDs, grantIDs []string) ([]l
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: load grants: %w", err)
 	}
-	t.s.heads.putGrants(missing, gs)
-	if len(found) == 0 {
-		return gs, nil
-	}
-	gs = append(found, gs...)
-	sortGrants(gs)
 	return gs, nil
 }
 
@@ -171,6 +217,7 @@ func (t *Tx) Write(ctx context.Context, w *ledger.Writes) error {
 		t.failed = err
 		return fmt.Errorf("sqlite: write: %w", err)
 	}
+	t.rewritten = t.written != nil
 	t.written = w
 	return nil
 }
@@ -311,13 +358,11 @@ func (t *Tx) Commit(ctx context.Context) error {
 	if t.failed != nil {
 		return fmt.Errorf("sqlite: commit after a failed write: %w", t.failed)
 	}
-	// The cache takes the batch's writes before the writer connection is
-	// free for the next batch; a commit that fails empties it.
-	if t.written != nil {
-		t.s.heads.committed(t.written)
+	w := t.written
+	if t.rewritten {
+		w = nil
 	}
-	if err := t.tx.Commit(); err != nil {
-		t.s.heads.drop()
+	if err := t.s.heads.commit(t.tx.Commit, w); err != nil {
 		return fmt.Errorf("sqlite: commit: %w", err)
 	}
 	return nil

@@ -59,6 +59,9 @@ type Store struct {
 	// through SQLite as well, and a difference fails the batch.
 	heads      *heads
 	checkHeads bool
+	// writerMutex is SQLite's mutex of the writer connection, off while
+	// the store is open (connmutex.go).
+	writerMutex connMutex
 
 	walFrames       int
 	checkpointer    *sql.DB
@@ -153,6 +156,9 @@ func (s *Store) open() error {
 	s.writer.SetConnMaxLifetime(0)
 	s.writer.SetConnMaxIdleTime(0)
 	if err := s.writer.PingContext(ctx); err != nil {
+		return err
+	}
+	if err := s.writerMutex.release(ctx, s.writer); err != nil {
 		return err
 	}
 
@@ -255,7 +261,7 @@ func (s *Store) Close() error {
 		errs = append(errs, s.reader.Close())
 	}
 	if s.writer != nil {
-		errs = append(errs, s.writer.Close())
+		errs = append(errs, s.writerMutex.restore(context.Background(), s.writer), s.writer.Close())
 	}
 	return errors.Join(errs...)
 }

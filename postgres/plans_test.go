@@ -105,3 +105,80 @@ func TestLoneBatchesUseGenericPlans(t *testing.T) {
 		t.Errorf("plan_cache_mode outside a batch is %q, want auto", mode)
 	}
 }
+
+// A batch statement's generic plan, made while its table is small, must
+// still find rows through the index once the table has grown: the plan is
+// kept for the connection's life, and a sequential scan of a table that
+// holds every hold ever made would make each capture read all of them.
+func TestBatchPlansUseIndexesOnSmallTables(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	url := pgtest.URL(t)
+	if strings.Contains(url, "://") {
+		url += "&pool_max_conns=1"
+	} else {
+		url += " pool_max_conns=1"
+	}
+	s, err := postgres.Open(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	pool := postgres.Pool(s)
+	// Statistics of an empty holds table, as after an ANALYZE of a fresh
+	// database.
+	if _, err := pool.Exec(ctx, `ANALYZE holds`); err != nil {
+		t.Fatal(err)
+	}
+	e := ledger.NewEngine(s, ledger.Options{SweepEvery: -1})
+	defer e.Close(ctx)
+	if _, _, err := e.CreateAccount(ctx, "acct-1", nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.Grant(ctx, ledger.GrantRequest{AccountID: "acct-1", Key: "g", Kind: ledger.KindTopUp, Amount: credit.Credits(100)}); err != nil {
+		t.Fatal(err)
+	}
+	// The first capture plans the holds lookup with one hold in the table.
+	h, err := e.Hold(ctx, ledger.HoldRequest{AccountID: "acct-1", Key: "h", Amount: credit.Credits(1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.Capture(ctx, ledger.CaptureRequest{HoldID: h.Hold.ID, Key: "c"}); err != nil {
+		t.Fatal(err)
+	}
+
+	var name string
+	err = pool.QueryRow(ctx, `SELECT name FROM pg_prepared_statements
+		WHERE statement LIKE 'SELECT %FROM holds WHERE id = ANY($1)%' AND statement NOT LIKE '%pg_prepared_statements%'
+		  AND generic_plans > 0`).Scan(&name)
+	if err != nil {
+		t.Fatalf("the batch's holds lookup on a generic plan: %v", err)
+	}
+	// EXPLAIN EXECUTE shows the plan the statement keeps.
+	tx, err := pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	if _, err := tx.Exec(ctx, `SET LOCAL plan_cache_mode = force_generic_plan`); err != nil {
+		t.Fatal(err)
+	}
+	rows, err := tx.Query(ctx, `EXPLAIN EXECUTE `+name+`('{h1}')`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var plan []string
+	for rows.Next() {
+		var line string
+		if err := rows.Scan(&line); err != nil {
+			t.Fatal(err)
+		}
+		plan = append(plan, line)
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	if text := strings.Join(plan, "\n"); strings.Contains(text, "Seq Scan") || !strings.Contains(text, "Index") {
+		t.Errorf("the holds lookup's kept plan does not use the index:\n%s", text)
+	}
+}

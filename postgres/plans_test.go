@@ -12,25 +12,32 @@ import (
 	"github.com/scriphq/scrip/postgres/pgtest"
 )
 
+// openOneConn opens a store on a fresh schema with a pool of one
+// connection, so that every batch and a test's checks share it: prepared
+// statements and their plans belong to a connection.
+func openOneConn(t *testing.T) *postgres.Store {
+	t.Helper()
+	url := pgtest.URL(t)
+	if strings.Contains(url, "://") {
+		url += "&pool_max_conns=1"
+	} else {
+		url += " pool_max_conns=1"
+	}
+	s, err := postgres.Open(context.Background(), url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
 // Batches of one operation, as at light load, must run the batch
 // statements on their generic plans rather than plan them at each
 // execution, and the setting must end with each batch's transaction.
 func TestLoneBatchesUseGenericPlans(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	url := pgtest.URL(t)
-	// One connection, so that every batch and the checks below share it:
-	// prepared statements and their plan counts belong to a connection.
-	if strings.Contains(url, "://") {
-		url += "&pool_max_conns=1"
-	} else {
-		url += " pool_max_conns=1"
-	}
-	s, err := postgres.Open(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := openOneConn(t)
 	e := ledger.NewEngine(s, ledger.Options{SweepEvery: -1})
 	defer e.Close(ctx)
 
@@ -113,17 +120,7 @@ func TestLoneBatchesUseGenericPlans(t *testing.T) {
 func TestBatchPlansUseIndexesOnSmallTables(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	url := pgtest.URL(t)
-	if strings.Contains(url, "://") {
-		url += "&pool_max_conns=1"
-	} else {
-		url += " pool_max_conns=1"
-	}
-	s, err := postgres.Open(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := openOneConn(t)
 	pool := postgres.Pool(s)
 	// Statistics of an empty holds table, as after an ANALYZE of a fresh
 	// database.

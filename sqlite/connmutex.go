@@ -2,74 +2,69 @@ package sqlite
 
 import (
 	"context"
-	"database/sql"
+	"database/sql/driver"
 	"reflect"
 	"unsafe"
 
+	"modernc.org/libc"
 	sqlite3 "modernc.org/sqlite/lib"
 )
 
-// connMutex takes SQLite's connection mutex off the writer connection.
+// writerConnector opens the writer's connections. The pool keeps one for
+// the store's life, but database/sql replaces it when the driver reports it
+// unusable, as modernc's does after a statement on it was interrupted (a
+// caller's context ended), so what each connection needs is done here, for
+// every one the pool opens.
 //
-// The driver opens every connection with SQLITE_OPEN_FULLMUTEX, so SQLite
-// locks and unlocks the connection's recursive mutex around every call
-// into it: each step, each value bound, each column read. On the writer,
-// with modernc's mutexes in Go, that was about 5 % of its CPU time at 64
-// clients. database/sql never lets two goroutines use a connection at
-// once, the writer connection is the store's alone, and what the driver
-// does from another goroutine, interrupting a statement whose context ends,
-// takes no mutex: what SQLITE_OPEN_NOMUTEX is for. The store clears the
-// handle's mutex when it opens the writer and puts it back before it
-// closes it, so that SQLite frees it. SQLite's other mutexes, those of
-// structures that connections share (the page cache's, the memory
-// allocator's), stay.
-type connMutex struct {
-	db    uintptr // the sqlite3 handle whose mutex was taken; 0: none
-	mutex uintptr
+// The writer's cache (heads) holds for the data version the writer
+// connection counted, and a new connection counts from its own start: each
+// new connection empties the cache.
+//
+// And each connection runs without SQLite's connection mutex. The driver
+// opens every connection with SQLITE_OPEN_FULLMUTEX, so SQLite locks and
+// unlocks the connection's recursive mutex around every call into it: each
+// step, each value bound, each column read. On the writer, with modernc's
+// mutexes in Go, that was about 5 % of its CPU time at 64 clients.
+// database/sql never lets two goroutines use a connection at the same
+// time, and what the driver does from another goroutine, interrupting a
+// statement whose context ends, takes no mutex: what SQLITE_OPEN_NOMUTEX is
+// for. The connection's mutex is freed and its handle left without one, as
+// a NOMUTEX open leaves it; SQLite keeps no other reference to it. SQLite's
+// other mutexes, those of structures that connections share (the page
+// cache's, the memory allocator's), stay.
+type writerConnector struct {
+	driver.Connector
+	heads *heads
 }
 
-// release clears the mutex of db's one connection. A driver whose
-// connection does not hold its handle where this one does keeps its mutex.
-func (m *connMutex) release(ctx context.Context, db *sql.DB) error {
-	return rawHandle(ctx, db, func(h uintptr) {
-		p := (*sqlite3.Tsqlite3)(unsafe.Add(nil, h))
-		m.db, m.mutex = h, p.Fmutex
-		p.Fmutex = 0
-	})
-}
-
-// restore puts the mutex back, if db's connection is still the one it was
-// taken from.
-func (m *connMutex) restore(ctx context.Context, db *sql.DB) error {
-	if m.db == 0 {
-		return nil
-	}
-	return rawHandle(ctx, db, func(h uintptr) {
-		if h == m.db {
-			(*sqlite3.Tsqlite3)(unsafe.Add(nil, h)).Fmutex = m.mutex
-			m.db = 0
-		}
-	})
-}
-
-// rawHandle calls fn with the sqlite3 handle of a connection of db, while
-// nothing else may use that connection.
-func rawHandle(ctx context.Context, db *sql.DB, fn func(uintptr)) error {
-	c, err := db.Conn(ctx)
+func (c writerConnector) Connect(ctx context.Context) (driver.Conn, error) {
+	dc, err := c.Connector.Connect(ctx)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	defer c.Close()
-	return c.Raw(func(dc any) error {
-		v := reflect.ValueOf(dc)
-		if v.Kind() != reflect.Pointer || v.Elem().Kind() != reflect.Struct {
-			return nil
+	c.heads.drop()
+	if h, ok := sqliteHandle(dc); ok {
+		p := (*sqlite3.Tsqlite3)(unsafe.Add(nil, h))
+		if m := p.Fmutex; m != 0 {
+			p.Fmutex = 0
+			tls := libc.NewTLS()
+			sqlite3.Xsqlite3_mutex_free(tls, m)
+			tls.Close()
 		}
-		f := v.Elem().FieldByName("db")
-		if !f.IsValid() || f.Kind() != reflect.Uintptr || f.Uint() == 0 {
-			return nil
-		}
-		fn(uintptr(f.Uint()))
-		return nil
-	})
+	}
+	return dc, nil
+}
+
+// sqliteHandle returns the sqlite3 handle of a driver connection, if the
+// driver keeps it where modernc's does.
+func sqliteHandle(dc any) (uintptr, bool) {
+	v := reflect.ValueOf(dc)
+	if v.Kind() != reflect.Pointer || v.Elem().Kind() != reflect.Struct {
+		return 0, false
+	}
+	f := v.Elem().FieldByName("db")
+	if !f.IsValid() || f.Kind() != reflect.Uintptr || f.Uint() == 0 {
+		return 0, false
+	}
+	return uintptr(f.Uint()), true
 }

@@ -2,50 +2,91 @@ package sqlite
 
 import (
 	"context"
+	"database/sql"
+	"errors"
 	"testing"
+	"time"
 	"unsafe"
 
 	sqlite3 "modernc.org/sqlite/lib"
 )
 
-// writerMutexOf returns the mutex of the writer connection's handle.
-func writerMutexOf(t *testing.T, s *Store) uintptr {
+// writerHandle returns the sqlite3 handle of the writer's connection and
+// its mutex.
+func writerHandle(t *testing.T, s *Store) (handle, mutex uintptr) {
 	t.Helper()
-	var m uintptr
-	found := false
-	if err := rawHandle(context.Background(), s.writer, func(h uintptr) {
-		m, found = (*sqlite3.Tsqlite3)(unsafe.Add(nil, h)).Fmutex, true
-	}); err != nil {
+	c, err := s.writer.Conn(context.Background())
+	if err != nil {
 		t.Fatal(err)
 	}
-	if !found {
-		t.Fatal("the driver's connection holds no sqlite3 handle where the store looks for it")
+	defer c.Close()
+	err = c.Raw(func(dc any) error {
+		h, ok := sqliteHandle(dc)
+		if !ok {
+			return errors.New("the driver's connection holds no sqlite3 handle where the store looks for it")
+		}
+		handle, mutex = h, (*sqlite3.Tsqlite3)(unsafe.Add(nil, h)).Fmutex
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
-	return m
+	return handle, mutex
 }
 
-// The writer connection runs without SQLite's connection mutex while the
-// store is open, and gets it back before it closes.
-func TestWriterWithoutConnectionMutex(t *testing.T) {
+// The writer's connection runs without SQLite's connection mutex, and so
+// does the one the pool opens when the driver has it discard the first
+// (after an interrupted statement); that one also empties the writer's
+// cache, since it counts the file's data version afresh.
+func TestWriterConnections(t *testing.T) {
 	ctx := context.Background()
 	s := openTest(t)
-	if s.writerMutex.db == 0 || s.writerMutex.mutex == 0 {
-		t.Fatalf("the writer's mutex was not taken off: %+v", s.writerMutex)
-	}
-	if m := writerMutexOf(t, s); m != 0 {
-		t.Errorf("the writer's handle has mutex %#x while the store is open, want none", m)
-	}
-	taken := s.writerMutex.mutex
-	if err := s.writerMutex.restore(ctx, s.writer); err != nil {
-		t.Fatal(err)
-	}
-	if m := writerMutexOf(t, s); m != taken {
-		t.Errorf("after restore the handle has mutex %#x, want %#x", m, taken)
-	}
-	// Off again, for the rest of the store's life and its Close.
-	if err := s.writerMutex.release(ctx, s.writer); err != nil {
-		t.Fatal(err)
+	first, m := writerHandle(t, s)
+	if m != 0 {
+		t.Errorf("the writer's connection has mutex %#x, want none", m)
 	}
 	createAccounts(t, s, "a")
 	write(t, s, fixture())
+	tx, err := s.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.LockAccounts(ctx, []string{"a"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if found, _ := s.heads.lookAccounts([]string{"a"}); len(found) != 1 {
+		t.Fatal("account a is not cached")
+	}
+
+	// A statement that runs until its context ends.
+	short, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
+	defer cancel()
+	var n int64
+	err = s.writer.QueryRowContext(short, `WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c)
+		SELECT count(*) FROM c`).Scan(&n)
+	if err == nil || errors.Is(err, sql.ErrNoRows) {
+		t.Fatalf("an endless statement ended with %v", err)
+	}
+	second, m := writerHandle(t, s)
+	if second == first {
+		t.Fatal("the pool kept the interrupted connection; this test no longer opens a second one")
+	}
+	if m != 0 {
+		t.Errorf("the writer's second connection has mutex %#x, want none", m)
+	}
+	if found, _ := s.heads.lookAccounts([]string{"a"}); len(found) != 0 {
+		t.Error("the cache kept its accounts across a new writer connection")
+	}
+	// The store writes on the new connection.
+	tx, err = s.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	if as, err := tx.LockAccounts(ctx, []string{"a"}); err != nil || len(as) != 1 {
+		t.Fatalf("lock a on the new connection: %v, %d accounts", err, len(as))
+	}
 }

@@ -20,7 +20,7 @@ import (
 	"time"
 
 	"github.com/pressly/goose/v3"
-	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
+	"modernc.org/sqlite" // also registers the "sqlite" database/sql driver, for the readers
 
 	"github.com/scriphq/scrip/ledger"
 )
@@ -59,9 +59,6 @@ type Store struct {
 	// through SQLite as well, and a difference fails the batch.
 	heads      *heads
 	checkHeads bool
-	// writerMutex is SQLite's mutex of the writer connection, off while
-	// the store is open (connmutex.go).
-	writerMutex connMutex
 
 	walFrames       int
 	checkpointer    *sql.DB
@@ -144,10 +141,11 @@ func (s *Store) open() error {
 		wq.Set("vfs", walVFSName)
 	}
 
-	var err error
-	if s.writer, err = sql.Open("sqlite", s.path+"?"+wq.Encode()); err != nil {
+	wc, err := sqlite.NewConnector(s.path + "?" + wq.Encode())
+	if err != nil {
 		return err
 	}
+	s.writer = sql.OpenDB(writerConnector{Connector: wc, heads: s.heads})
 	// One connection, kept for the life of the store: SQLite has one writer,
 	// statements are prepared on it once, and an in-memory database lives
 	// only as long as its connection.
@@ -156,9 +154,6 @@ func (s *Store) open() error {
 	s.writer.SetConnMaxLifetime(0)
 	s.writer.SetConnMaxIdleTime(0)
 	if err := s.writer.PingContext(ctx); err != nil {
-		return err
-	}
-	if err := s.writerMutex.release(ctx, s.writer); err != nil {
 		return err
 	}
 
@@ -261,7 +256,7 @@ func (s *Store) Close() error {
 		errs = append(errs, s.reader.Close())
 	}
 	if s.writer != nil {
-		errs = append(errs, s.writerMutex.restore(context.Background(), s.writer), s.writer.Close())
+		errs = append(errs, s.writer.Close())
 	}
 	return errors.Join(errs...)
 }

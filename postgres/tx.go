@@ -80,18 +80,25 @@ func collectTx[T any](ctx context.Context, t *Tx, scan func(scanner) (T, error),
 // generic plans a charge at one client took PostgreSQL 326–401 µs of CPU
 // instead of 628–683, and its p50 went from 0.95–1.12 to 0.60–0.81 ms
 // (docs/performance.md, "Per step", item 14; under load they need the
-// connection's allocatorWarmUpSQL). SET LOCAL ends with the transaction:
+// connection's allocatorWarmUpSQL). The setting ends with the transaction:
 // the pool's other queries keep the default.
 //
 // A generic plan is made once per connection and kept until the table's
-// statistics change, and one made while a table is small scans it: on a
-// fresh database the holds, charges and journal lookups of a batch went on
-// reading every row of tables that had since grown to 100,000 rows, until
-// autovacuum analyzed them (the load step of hold+capture batches at 6 ms
-// instead of 4, p99 0.6–0.7 s, in 2 of 9 runs). Every batch statement
-// finds its rows through an index, so the batches also turn sequential
-// scans off: their plans use the index whatever the table's size.
-var beginQueries = []string{"BEGIN", "SET LOCAL plan_cache_mode = force_generic_plan", "SET LOCAL enable_seqscan = off"}
+// statistics change or its definition does, and one made while a table is
+// small scans it whole: on a fresh database a batch's holds lookup would go
+// on reading every hold after the table had grown to 100,000 rows, until
+// autovacuum analyzed it (the likely cause of hold+capture runs at half
+// their rate, p99 0.6–0.7 s, in 2 of 9). Every batch statement finds its
+// rows by key, so the batches turn off sequential scans, and hash and merge
+// joins, which an UPDATE ... FROM unnest planned on a small table would
+// otherwise use over the whole of its table's index: each row is then an
+// index probe, whatever the table's size. The settings are local to the
+// transaction (set_config's third argument, as SET LOCAL). The plans are
+// cached by statement text: no statement outside a batch may share a batch
+// statement's text, or its plan could be made without these settings.
+var beginQueries = []string{"BEGIN", `SELECT set_config('plan_cache_mode', 'force_generic_plan', true),
+	set_config('enable_seqscan', 'off', true), set_config('enable_hashjoin', 'off', true),
+	set_config('enable_mergejoin', 'off', true)`}
 
 // send sends b as one pipeline, with beginQueries in front if no statement
 // has begun the transaction, and returns its results with theirs already

@@ -25,9 +25,9 @@ const headsMax = 32768
 // which the writer's own commits leave alone). Each batch reads it first,
 // and a change empties the cache. Writes on the writer connection itself
 // are seen only through Tx: accounts and grants change nowhere else, and
-// Migrate empties the cache. (The version is the writer connection's own
-// count; the writer pool never replaces its one connection, lifetime and
-// idle time unbounded, unless the driver reports it broken.)
+// Migrate empties the cache. The version is the writer connection's own
+// count, so each new writer connection empties the cache too
+// (writerConnector).
 //
 // The values handed out share their metadata maps with the cache; the
 // engine never changes a loaded account's or grant's metadata.

@@ -8,8 +8,8 @@ import (
 	"github.com/scriphq/scrip/ledger"
 )
 
-// headsMax bounds the accounts the writer keeps in memory (about 20 MiB
-// with a grant or two each); past it, each account read in evicts another.
+// headsMax bounds the accounts the writer keeps in memory; past it, each
+// account read in evicts another.
 const headsMax = 32768
 
 // heads keeps, for the writer, what a batch reads of the accounts it has
@@ -147,23 +147,22 @@ func (h *heads) evict() {
 	}
 }
 
-// lookGrants appends the cached live grants of accountIDs to dst and
-// returns the accounts whose grants are not cached.
-func (h *heads) lookGrants(dst []ledger.Grant, accountIDs []string) ([]ledger.Grant, []string) {
+// lookGrants returns the cached live grants of accountIDs and the accounts
+// whose grants are not cached.
+func (h *heads) lookGrants(accountIDs []string) (found []ledger.Grant, missing []string) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	var missing []string
 	for _, id := range accountIDs {
 		e, ok := h.accounts[id]
 		if !ok || e.grants == nil {
 			missing = append(missing, id)
 			continue
 		}
-		dst = append(dst, e.grants...)
+		found = append(found, e.grants...)
 	}
 	h.hits += len(accountIDs) - len(missing)
 	h.misses += len(missing)
-	return dst, missing
+	return found, missing
 }
 
 // putGrants caches the live grants of accountIDs, read through SQLite, for
@@ -183,9 +182,9 @@ func (h *heads) putGrants(accountIDs []string, gs []ledger.Grant) {
 	}
 }
 
-// committedLocked brings the cache to what a committed batch wrote: the accounts'
-// heads and the grants' remaining credits, as the UPDATEs of Tx.write set
-// them. An account that gained a grant, or whose grant is not where the
+// committedLocked brings the cache to what a committed batch wrote: the
+// accounts' heads and the grants' remaining credits, as the UPDATEs of
+// Tx.write set them. An account that gained a grant, or whose grant is not where the
 // cache expects it, has its grants read through SQLite next time, so that
 // they come back as the file keeps them.
 func (h *heads) committedLocked(w *ledger.Writes) {

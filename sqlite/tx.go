@@ -65,18 +65,19 @@ func (t *Tx) LockAccounts(ctx context.Context, ids []string) ([]ledger.Account, 
 	if !t.cached() {
 		return t.lockAccounts(ctx, ids)
 	}
-	found, missing := t.s.heads.lookAccounts(ids)
-	if len(missing) == 0 {
-		return found, checkCached(t, ctx, "accounts", found, func() ([]ledger.Account, error) { return t.lockAccounts(ctx, ids) })
-	}
-	as, err := t.lockAccounts(ctx, missing)
-	if err != nil {
-		return nil, err
-	}
-	t.s.heads.putAccounts(as)
-	if len(found) > 0 {
-		as = append(found, as...)
-		slices.SortFunc(as, func(a, b ledger.Account) int { return strings.Compare(a.ID, b.ID) })
+	as, missing := t.s.heads.lookAccounts(ids)
+	if len(missing) > 0 {
+		read, err := t.lockAccounts(ctx, missing)
+		if err != nil {
+			return nil, err
+		}
+		t.s.heads.putAccounts(read)
+		if len(as) == 0 {
+			as = read
+		} else {
+			as = append(as, read...)
+			slices.SortFunc(as, func(a, b ledger.Account) int { return strings.Compare(a.ID, b.ID) })
+		}
 	}
 	return as, checkCached(t, ctx, "accounts", as, func() ([]ledger.Account, error) { return t.lockAccounts(ctx, ids) })
 }
@@ -101,7 +102,7 @@ func (t *Tx) LoadGrants(ctx context.Context, accountIDs, grantIDs []string) ([]l
 	if len(grantIDs) > 0 || !t.cached() {
 		return t.loadGrants(ctx, accountIDs, grantIDs)
 	}
-	gs, missing := t.s.heads.lookGrants(nil, accountIDs)
+	gs, missing := t.s.heads.lookGrants(accountIDs)
 	if len(missing) > 0 {
 		read, err := t.loadGrants(ctx, missing, nil)
 		if err != nil {

@@ -8,3 +8,7 @@ func SetJournalCopyRowsMin(s *Store, n int) { s.copyRowsMin = n }
 
 // Pool returns the store's connection pool.
 func Pool(s *Store) *pgxpool.Pool { return s.pool }
+
+// BatchSettings is the statement that gives a batch's transaction its
+// planner settings.
+var BatchSettings = beginQueries[1]

@@ -161,8 +161,12 @@ func TestBatchPlansUseIndexesOnSmallTables(t *testing.T) {
 }
 
 // keptPlan returns the plan that the connection's one prepared statement
-// whose text is like pattern keeps: EXPLAIN EXECUTE under generic plans,
-// with every parameter NULL.
+// whose text is like pattern keeps: EXPLAIN EXECUTE with every parameter
+// NULL, in a transaction begun as a batch begins. A kept plan can be
+// dropped at any moment (by an autovacuum ANALYZE, or when other sessions'
+// catalog changes overflow the server's invalidation queue, as a test run's
+// parallel schemas can); EXECUTE then plans again under the settings of the
+// transaction it runs in, which for the batch statements are a batch's.
 func keptPlan(t *testing.T, pool *pgxpool.Pool, pattern string) string {
 	t.Helper()
 	ctx := context.Background()
@@ -181,7 +185,7 @@ func keptPlan(t *testing.T, pool *pgxpool.Pool, pattern string) string {
 		t.Fatal(err)
 	}
 	defer tx.Rollback(ctx)
-	if _, err := tx.Exec(ctx, `SET LOCAL plan_cache_mode = force_generic_plan`); err != nil {
+	if _, err := tx.Exec(ctx, postgres.BatchSettings); err != nil {
 		t.Fatal(err)
 	}
 	args := strings.TrimSuffix(strings.Repeat("NULL,", params), ",")

@@ -92,10 +92,14 @@ func collectTx[T any](ctx context.Context, t *Tx, scan func(scanner) (T, error),
 // rows by key, so the batches turn off sequential scans, and hash and merge
 // joins, which an UPDATE ... FROM unnest planned on a small table would
 // otherwise use over the whole of its table's index: each row is then an
-// index probe, whatever the table's size. The settings are local to the
-// transaction (set_config's third argument, as SET LOCAL). The plans are
-// cached by statement text: no statement outside a batch may share a batch
-// statement's text, or its plan could be made without these settings.
+// index probe, whatever the table's size. (The one exception seen: a table
+// last analyzed with a single row gets an UPDATE plan that walks its whole
+// index, kept until the next analysis. Autovacuum first analyzes a table at
+// 50 rows, so only an ANALYZE by hand makes that plan.) The settings are
+// local to the transaction (set_config's third argument, as SET LOCAL). The
+// plans are cached by statement text: no statement outside a batch may
+// share a batch statement's text, or its plan could be made without these
+// settings.
 var beginQueries = []string{"BEGIN", `SELECT set_config('plan_cache_mode', 'force_generic_plan', true),
 	set_config('enable_seqscan', 'off', true), set_config('enable_hashjoin', 'off', true),
 	set_config('enable_mergejoin', 'off', true)`}

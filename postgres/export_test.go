@@ -11,4 +11,4 @@ func Pool(s *Store) *pgxpool.Pool { return s.pool }
 
 // BatchSettings is the statement that gives a batch's transaction its
 // planner settings.
-var BatchSettings = beginQueries[1]
+const BatchSettings = batchSettings

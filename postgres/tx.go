@@ -100,9 +100,13 @@ func collectTx[T any](ctx context.Context, t *Tx, scan func(scanner) (T, error),
 // plans are cached by statement text: no statement outside a batch may
 // share a batch statement's text, or its plan could be made without these
 // settings.
-var beginQueries = []string{"BEGIN", `SELECT set_config('plan_cache_mode', 'force_generic_plan', true),
+var beginQueries = []string{"BEGIN", batchSettings}
+
+// batchSettings is the statement of beginQueries that sets a batch's
+// planner settings.
+const batchSettings = `SELECT set_config('plan_cache_mode', 'force_generic_plan', true),
 	set_config('enable_seqscan', 'off', true), set_config('enable_hashjoin', 'off', true),
-	set_config('enable_mergejoin', 'off', true)`}
+	set_config('enable_mergejoin', 'off', true)`
 
 // send sends b as one pipeline, with beginQueries in front if no statement
 // has begun the transaction, and returns its results with theirs already

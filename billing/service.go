@@ -133,14 +133,15 @@ func (s *Service) Get(ctx context.Context, accountID string) (Subscription, erro
 // into account).
 func (s *Service) Plan(ctx context.Context, accountID string) (string, error) {
 	now := s.now()
-	e, ok, gen := s.subs.get(accountID, now)
-	if !ok {
+	e, err := s.subs.load(ctx, accountID, now, func(ctx context.Context) (cachedSub, error) {
 		sub, err := s.store.Subscription(ctx, accountID)
 		if err != nil && !errors.Is(err, ErrNotFound) {
-			return "", fmt.Errorf("plan of %s: %w", accountID, err)
+			return cachedSub{}, fmt.Errorf("plan of %s: %w", accountID, err)
 		}
-		e = cachedSub{terms: sub.terms(), found: err == nil, at: now}
-		s.subs.put(accountID, e, gen)
+		return cachedSub{terms: sub.terms(), found: err == nil, at: now}, nil
+	})
+	if err != nil {
+		return "", err
 	}
 	if !e.found {
 		return "", nil

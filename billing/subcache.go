@@ -1,8 +1,12 @@
 package billing
 
 import (
+	"context"
+	"strconv"
 	"sync"
 	"time"
+
+	"github.com/scriphq/scrip/internal/flight"
 )
 
 // subCacheEntriesMax bounds the cache (an entry is 136 bytes and its key);
@@ -13,12 +17,14 @@ const subCacheEntriesMax = 100_000
 // Options.PlanCacheAge, so that pricing a request does not read the store
 // each time. Writes through the Service forget the account's entry; a
 // generation number keeps a read that raced a write from putting back what
-// the write replaced.
+// the write replaced. Misses of the same account at once share one read
+// (load).
 type subCache struct {
-	age time.Duration
-	mu  sync.Mutex
-	gen uint64
-	m   map[string]cachedSub
+	age   time.Duration
+	mu    sync.Mutex
+	gen   uint64
+	m     map[string]cachedSub
+	reads flight.Group[cachedSub]
 }
 
 // cachedSub is what decides an account's plan as read at at; found false:
@@ -34,6 +40,29 @@ func newSubCache(age time.Duration) *subCache {
 		return nil
 	}
 	return &subCache{age: age, m: map[string]cachedSub{}}
+}
+
+// load returns the account's entry from the cache while it is younger than
+// the cache's age at now, else from read, and keeps what read returned.
+// Misses of the account while a read of it is under way wait for that
+// read, unless a write was forgotten since it began: a hot account's entry
+// expires under every request in flight on it at once, and this process's
+// own writes still show at once. Without a cache, load is read.
+func (c *subCache) load(ctx context.Context, accountID string, now time.Time, read func(context.Context) (cachedSub, error)) (cachedSub, error) {
+	e, ok, gen := c.get(accountID, now)
+	if ok {
+		return e, nil
+	}
+	if c == nil {
+		return read(ctx)
+	}
+	return c.reads.Do(ctx, strconv.FormatUint(gen, 10)+" "+accountID, func(ctx context.Context) (cachedSub, error) {
+		e, err := read(ctx)
+		if err == nil {
+			c.put(accountID, e, gen)
+		}
+		return e, err
+	})
 }
 
 // get returns the entry of the account if it is younger than the cache's

@@ -1,10 +1,12 @@
 package httpapi
 
 import (
+	"context"
 	"sync"
 	"time"
 
 	"github.com/scriphq/scrip/httpapi/auth"
+	"github.com/scriphq/scrip/internal/flight"
 )
 
 // keyCacheEntriesMax bounds the cache; past it, it starts over empty.
@@ -13,10 +15,13 @@ const keyCacheEntriesMax = 10_000
 // keyCache keeps verified keys for a short time, so a request does not read
 // the key store and hash its secret again. A revocation made elsewhere takes
 // effect on this process once the entry is older than the cache's age.
+// Requests that miss the same secret at once share one read of the store
+// (load).
 type keyCache struct {
-	age time.Duration
-	mu  sync.Mutex
-	m   map[string]cachedKey // by the full secret
+	age   time.Duration
+	mu    sync.Mutex
+	m     map[string]cachedKey // by the full secret
+	reads flight.Group[auth.Key]
 }
 
 type cachedKey struct {
@@ -29,6 +34,27 @@ func newKeyCache(age time.Duration) *keyCache {
 		return nil
 	}
 	return &keyCache{age: age, m: map[string]cachedKey{}}
+}
+
+// load returns the key of secret from the cache while its entry is younger
+// than the cache's age at now, else from read, and keeps what read
+// verified. Misses of the same secret while a read of it is under way wait
+// for that read: when an entry expires every request in flight with that
+// key misses it together. Without a cache, load is read.
+func (c *keyCache) load(ctx context.Context, secret string, now time.Time, read func(context.Context) (auth.Key, error)) (auth.Key, error) {
+	if c == nil {
+		return read(ctx)
+	}
+	if k, ok := c.get(secret, now); ok {
+		return k, nil
+	}
+	return c.reads.Do(ctx, secret, func(ctx context.Context) (auth.Key, error) {
+		k, err := read(ctx)
+		if err == nil {
+			c.put(secret, k, now)
+		}
+		return k, err
+	})
 }
 
 func (c *keyCache) get(secret string, now time.Time) (auth.Key, bool) {

@@ -289,23 +289,30 @@ func (s *Server) authenticate(r *http.Request) (principal, error) {
 	if s.cfg.AdminKey != "" && constantTimeEqual(cred, s.cfg.AdminKey) {
 		return principal{keyID: "admin_key", scopes: []auth.Scope{auth.ScopeAdmin}}, nil
 	}
-	now := s.clock.Now()
-	if k, ok := s.keys.get(cred, now); ok {
-		return principal{keyID: k.ID, scopes: k.Scopes}, nil
+	k, err := s.keys.load(r.Context(), cred, s.clock.Now(), func(ctx context.Context) (auth.Key, error) {
+		return s.verifyKey(ctx, cred)
+	})
+	if err != nil {
+		return principal{}, err
 	}
-	id, ok := auth.ParseKeyID(cred)
+	return principal{keyID: k.ID, scopes: k.Scopes}, nil
+}
+
+// verifyKey reads the key a secret names from the store and checks the
+// secret against it.
+func (s *Server) verifyKey(ctx context.Context, secret string) (auth.Key, error) {
+	id, ok := auth.ParseKeyID(secret)
 	if !ok {
-		return principal{}, scrip.Errorf(scrip.EUnauthorized, "invalid API key")
+		return auth.Key{}, scrip.Errorf(scrip.EUnauthorized, "invalid API key")
 	}
-	k, err := s.cfg.Keys.Key(r.Context(), id)
-	if errors.Is(err, auth.ErrKeyNotFound) || (err == nil && (!k.Match(cred) || k.Revoked())) {
-		return principal{}, scrip.Errorf(scrip.EUnauthorized, "invalid API key")
+	k, err := s.cfg.Keys.Key(ctx, id)
+	if errors.Is(err, auth.ErrKeyNotFound) || (err == nil && (!k.Match(secret) || k.Revoked())) {
+		return auth.Key{}, scrip.Errorf(scrip.EUnauthorized, "invalid API key")
 	}
 	if err != nil {
-		return principal{}, fmt.Errorf("load key: %w", err)
+		return auth.Key{}, fmt.Errorf("load key: %w", err)
 	}
-	s.keys.put(cred, k, now)
-	return principal{keyID: k.ID, scopes: k.Scopes}, nil
+	return k, nil
 }
 
 func (s *Server) authorize(r *http.Request, rt route, p principal) error {

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -53,6 +54,7 @@ func Run(t *testing.T, open Open) {
 		{"RestartMidRenewal", testRestart},
 		{"TwoSchedulers", testTwoSchedulers},
 		{"PlanCacheAcrossProcesses", testPlanCache},
+		{"PlanCacheSharesReads", testPlanCacheSharesReads},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, open) })
@@ -1079,4 +1081,89 @@ func testPlanCache(t *testing.T, open Open) {
 	a.wantPlan("u", "pro")
 	clock.Set(end)
 	a.wantPlan("u", "")
+}
+
+// heldSubs counts the reads of subscriptions and, once armed, holds the
+// first read, with what it read, until released.
+type heldSubs struct {
+	billing.Store
+	reads   atomic.Int32
+	armed   atomic.Bool
+	started chan struct{}
+	release chan struct{}
+}
+
+func (h *heldSubs) arm() {
+	h.started, h.release = make(chan struct{}), make(chan struct{})
+	h.armed.Store(true)
+}
+
+func (h *heldSubs) Subscription(ctx context.Context, accountID string) (billing.Subscription, error) {
+	h.reads.Add(1)
+	sub, err := h.Store.Subscription(ctx, accountID)
+	if h.armed.CompareAndSwap(true, false) {
+		close(h.started)
+		<-h.release
+	}
+	return sub, err
+}
+
+// Plan calls that find an account's entry expired at the same moment make
+// one read of the store between them; a change made by this process while
+// that read is under way still shows at once.
+func testPlanCacheSharesReads(t *testing.T, open Open) {
+	t0 := date(2025, 3, 1, 12)
+	const age = 5 * time.Second
+	s, _ := open(t)
+	subs := &heldSubs{Store: s}
+	clock := ledger.NewManualClock(t0)
+	a := newEnv(t, s, subs, clock, billing.Options{PlanCacheAge: age})
+	a.subscribe("u", "basic")
+	a.wantPlan("u", "basic")
+
+	plans := func(n int) (func() []string, func() []error) {
+		got, errs := make([]string, n), make([]error, n)
+		var wg sync.WaitGroup
+		for i := range n {
+			wg.Go(func() { got[i], errs[i] = a.svc.Plan(a.ctx, "u") })
+		}
+		return func() []string { wg.Wait(); return got }, func() []error { wg.Wait(); return errs }
+	}
+
+	clock.Set(t0.Add(age))
+	subs.reads.Store(0)
+	subs.arm()
+	const calls = 16
+	got, errs := plans(calls)
+	<-subs.started
+	time.Sleep(100 * time.Millisecond) // the other calls reach the expired entry
+	close(subs.release)
+	for i, p := range got() {
+		if err := errs()[i]; err != nil || p != "basic" {
+			t.Fatalf("call %d: plan %q, %v; want basic", i, p, err)
+		}
+	}
+	if n := subs.reads.Load(); n != 1 {
+		t.Fatalf("%d calls on an expired entry read the store %d times, want 1", calls, n)
+	}
+
+	// A read starts, and is held with the basic plan it read; this process
+	// then upgrades. Plan must not wait for the read that began before.
+	clock.Set(t0.Add(2 * age))
+	subs.arm()
+	stale, _ := plans(1)
+	<-subs.started
+	if _, err := a.svc.ChangePlan(a.ctx, billing.ChangePlanRequest{AccountID: "u", PlanCode: "pro", Key: "c1"}); err != nil {
+		t.Fatal(err)
+	}
+	after, _ := plans(1)
+	time.Sleep(100 * time.Millisecond)
+	close(subs.release)
+	if p := stale()[0]; p != "basic" {
+		t.Fatalf("the read held from before the upgrade gave %q, want basic", p)
+	}
+	if p := after()[0]; p != "pro" {
+		t.Fatalf("Plan after this process's upgrade gave %q while an older read was under way, want pro", p)
+	}
+	a.wantPlan("u", "pro")
 }

@@ -67,18 +67,41 @@ var (
 	_ ledger.AccountsReader = snapshot{}
 )
 
+// Options adjusts Open to the program that opens the store.
+type Options struct {
+	// WarmPool makes the pool open all its connections at start, in the
+	// background, and replace the ones that close the same way, unless the
+	// URL sets pool_min_conns. Otherwise a connection is opened when a
+	// query finds none idle, and that query waits for it: a new server
+	// process and the connection's warm-up, 0.1 s on an idle machine of
+	// docs/performance.md and up to a second on a busy one, where the
+	// requests of a server growing its pool under load waited that long
+	// ("Per step", item 19). For servers; a command that runs a few
+	// queries leaves it off.
+	WarmPool bool
+}
+
 // Open connects to the database at url and applies pending migrations.
 //
-// The URL takes the pgx parameters, among them pool_max_conns (default 16)
-// and search_path: tables and goose's version table land in the first
-// schema of the search path.
+// The URL takes the pgx parameters, among them pool_max_conns (default 16),
+// pool_min_conns (default 0, or pool_max_conns with Options.WarmPool) and
+// search_path: tables and goose's version table land in the first schema
+// of the search path.
 func Open(ctx context.Context, url string) (*Store, error) {
+	return OpenWith(ctx, url, Options{})
+}
+
+// OpenWith is Open with options.
+func OpenWith(ctx context.Context, url string, opt Options) (*Store, error) {
 	cfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: parse url: %w", err)
 	}
 	if !strings.Contains(url, "pool_max_conns") {
 		cfg.MaxConns = poolConnsDefault
+	}
+	if opt.WarmPool && !strings.Contains(url, "pool_min_conns") {
+		cfg.MinConns = cfg.MaxConns
 	}
 	// The batches touch a few hundred rows by key in tables of thousands.
 	// At the default random_page_cost of 4 the planner prices that as a

@@ -148,12 +148,12 @@ type store interface {
 	Migrate(ctx context.Context) error
 }
 
-// openStore opens PostgreSQL for a postgres:// URL and SQLite otherwise,
-// and describes which for the operator.
-func openStore(ctx context.Context, url string) (store, string, error) {
+// openStore opens PostgreSQL for a postgres:// URL, with opt, and SQLite
+// otherwise, and describes which for the operator.
+func openStore(ctx context.Context, url string, opt postgres.Options) (store, string, error) {
 	switch {
 	case strings.HasPrefix(url, "postgres://"), strings.HasPrefix(url, "postgresql://"):
-		s, err := postgres.Open(ctx, url)
+		s, err := postgres.OpenWith(ctx, url, opt)
 		if err != nil {
 			return nil, "", err
 		}

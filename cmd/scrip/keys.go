@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/scriphq/scrip/httpapi/auth"
+	"github.com/scriphq/scrip/postgres"
 )
 
 func newKeysCmd() *cobra.Command {
@@ -132,7 +133,7 @@ func withStore(cmd *cobra.Command, url *string, fn func(ctx context.Context, st 
 	if ctx == nil {
 		ctx = context.Background()
 	}
-	st, _, err := openStore(ctx, *url)
+	st, _, err := openStore(ctx, *url, postgres.Options{})
 	if err != nil {
 		return err
 	}

@@ -5,6 +5,8 @@ import (
 	"fmt"
 
 	"github.com/spf13/cobra"
+
+	"github.com/scriphq/scrip/postgres"
 )
 
 func newMigrateCmd() *cobra.Command {
@@ -19,7 +21,7 @@ func newMigrateCmd() *cobra.Command {
 				return err
 			}
 			ctx := context.Background()
-			st, desc, err := openStore(ctx, url)
+			st, desc, err := openStore(ctx, url, postgres.Options{})
 			if err != nil {
 				return err
 			}

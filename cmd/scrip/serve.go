@@ -27,6 +27,7 @@ import (
 	"github.com/scriphq/scrip/httpapi"
 	"github.com/scriphq/scrip/httpapi/auth"
 	"github.com/scriphq/scrip/ledger"
+	"github.com/scriphq/scrip/postgres"
 	"github.com/scriphq/scrip/stripe"
 )
 
@@ -148,7 +149,7 @@ func serve(cmd *cobra.Command, c serveConfig) error {
 		return err
 	}
 	ctx := context.Background()
-	st, storeDesc, err := openStore(ctx, c.databaseURL)
+	st, storeDesc, err := openStore(ctx, c.databaseURL, postgres.Options{WarmPool: true})
 	if err != nil {
 		return err
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/stripe/stripe-go/v85/webhook"
 
 	"github.com/scriphq/scrip/httpapi"
+	"github.com/scriphq/scrip/postgres"
 	"github.com/scriphq/scrip/postgres/pgtest"
 	"github.com/scriphq/scrip/stripe/stripemock"
 )
@@ -71,7 +72,7 @@ func startServe(t *testing.T, databaseURL string, args ...string) (*running, err
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	st, _, err := openStore(ctx, c.databaseURL)
+	st, _, err := openStore(ctx, c.databaseURL, postgres.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,71 @@
+package postgres_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/scriphq/scrip/postgres"
+	"github.com/scriphq/scrip/postgres/pgtest"
+)
+
+// TestWarmPool checks that Options.WarmPool opens the whole pool without
+// waiting for queries to need it, that pool_min_conns in the URL takes
+// precedence, and that without the option the pool grows only on demand.
+func TestWarmPool(t *testing.T) {
+	t.Parallel()
+	url := pgtest.URL(t)
+	if !strings.Contains(url, "://") {
+		t.Skip("the test adds pool parameters to a postgres:// URL")
+	}
+	open := func(t *testing.T, params string, opt postgres.Options) *postgres.Store {
+		s, err := postgres.OpenWith(context.Background(), url+"&"+params, opt)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		return s
+	}
+	// conns waits until the pool holds at least want connections or a
+	// minute has passed, and returns how many it holds.
+	conns := func(s *postgres.Store, want int32) int32 {
+		deadline := time.Now().Add(time.Minute)
+		for {
+			n := postgres.Pool(s).Stat().TotalConns()
+			if n >= want || time.Now().After(deadline) {
+				return n
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	// The store's own queries at Open (its migrations) take at most two
+	// connections at once.
+	const opened = 2
+
+	t.Run("warm", func(t *testing.T) {
+		s := open(t, "pool_max_conns=6", postgres.Options{WarmPool: true})
+		if n := conns(s, 6); n != 6 {
+			t.Fatalf("a warm pool of 6 holds %d connections", n)
+		}
+	})
+	t.Run("url's pool_min_conns", func(t *testing.T) {
+		s := open(t, "pool_max_conns=6&pool_min_conns=4", postgres.Options{WarmPool: true})
+		if n := postgres.Pool(s).Config().MinConns; n != 4 {
+			t.Fatalf("a warm pool with pool_min_conns=4 in its URL keeps at least %d connections", n)
+		}
+		if n := conns(s, 4); n < 4 {
+			t.Fatalf("a pool with pool_min_conns=4 holds %d connections", n)
+		}
+	})
+	t.Run("lazy", func(t *testing.T) {
+		s := open(t, "pool_max_conns=6", postgres.Options{})
+		time.Sleep(200 * time.Millisecond) // what a warm pool would open, it has begun to
+		if n := postgres.Pool(s).Config().MinConns; n != 0 {
+			t.Fatalf("a pool without WarmPool keeps at least %d connections", n)
+		}
+		if n := postgres.Pool(s).Stat().TotalConns(); n > opened {
+			t.Fatalf("a pool without WarmPool holds %d connections after Open, want at most %d", n, opened)
+		}
+	})
+}

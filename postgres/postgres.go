@@ -72,11 +72,11 @@ type Options struct {
 	// WarmPool makes the pool open all its connections at start, in the
 	// background, and replace the ones that close the same way, unless the
 	// URL sets pool_min_conns. Otherwise a connection is opened when a
-	// query finds none idle, and that query waits for it: a new server
-	// process and the connection's warm-up, 0.1 s on an idle machine of
-	// docs/performance.md and up to a second on a busy one, where the
-	// requests of a server growing its pool under load waited that long
-	// ("Per step", item 19). For servers; a command that runs a few
+	// query finds none idle, and that query waits while PostgreSQL starts
+	// a process for it and the connection warms up: about 0.1 s on the
+	// idle machine of docs/performance.md's latest figures, and up to a
+	// second for the requests of a server that grew its pool under load
+	// there ("Per step", item 19). For servers; a command that runs a few
 	// queries leaves it off.
 	WarmPool bool
 }

@@ -13,6 +13,9 @@ import (
 // past it the cache starts empty again.
 const subCacheEntriesMax = 100_000
 
+// subReadTimeout bounds a read of a subscription that requests share.
+const subReadTimeout = 10 * time.Second
+
 // subCache keeps the plan terms of the subscriptions Plan read, for
 // Options.PlanCacheAge, so that pricing a request does not read the store
 // each time. Writes through the Service forget the account's entry; a
@@ -39,7 +42,9 @@ func newSubCache(age time.Duration) *subCache {
 	if age <= 0 {
 		return nil
 	}
-	return &subCache{age: age, m: map[string]cachedSub{}}
+	c := &subCache{age: age, m: map[string]cachedSub{}}
+	c.reads.Timeout = subReadTimeout
+	return c
 }
 
 // load returns the account's entry from the cache while it is younger than

@@ -12,6 +12,9 @@ import (
 // keyCacheEntriesMax bounds the cache; past it, it starts over empty.
 const keyCacheEntriesMax = 10_000
 
+// keyReadTimeout bounds a read of the key store that requests share.
+const keyReadTimeout = 10 * time.Second
+
 // keyCache keeps verified keys for a short time, so a request does not read
 // the key store and hash its secret again. A revocation made elsewhere takes
 // effect on this process once the entry is older than the cache's age.
@@ -33,7 +36,9 @@ func newKeyCache(age time.Duration) *keyCache {
 	if age <= 0 {
 		return nil
 	}
-	return &keyCache{age: age, m: map[string]cachedKey{}}
+	c := &keyCache{age: age, m: map[string]cachedKey{}}
+	c.reads.Timeout = keyReadTimeout
+	return c
 }
 
 // load returns the key of secret from the cache while its entry is younger

@@ -289,8 +289,13 @@ func (s *Server) authenticate(r *http.Request) (principal, error) {
 	if s.cfg.AdminKey != "" && constantTimeEqual(cred, s.cfg.AdminKey) {
 		return principal{keyID: "admin_key", scopes: []auth.Scope{auth.ScopeAdmin}}, nil
 	}
+	// Before the cache: a malformed secret starts no read to share.
+	id, ok := auth.ParseKeyID(cred)
+	if !ok {
+		return principal{}, scrip.Errorf(scrip.EUnauthorized, "invalid API key")
+	}
 	k, err := s.keys.load(r.Context(), cred, s.clock.Now(), func(ctx context.Context) (auth.Key, error) {
-		return s.verifyKey(ctx, cred)
+		return s.verifyKey(ctx, id, cred)
 	})
 	if err != nil {
 		return principal{}, err
@@ -298,13 +303,9 @@ func (s *Server) authenticate(r *http.Request) (principal, error) {
 	return principal{keyID: k.ID, scopes: k.Scopes}, nil
 }
 
-// verifyKey reads the key a secret names from the store and checks the
-// secret against it.
-func (s *Server) verifyKey(ctx context.Context, secret string) (auth.Key, error) {
-	id, ok := auth.ParseKeyID(secret)
-	if !ok {
-		return auth.Key{}, scrip.Errorf(scrip.EUnauthorized, "invalid API key")
-	}
+// verifyKey reads the key id from the store and checks the secret, which
+// names it, against it.
+func (s *Server) verifyKey(ctx context.Context, id, secret string) (auth.Key, error) {
 	k, err := s.cfg.Keys.Key(ctx, id)
 	if errors.Is(err, auth.ErrKeyNotFound) || (err == nil && (!k.Match(secret) || k.Revoked())) {
 		return auth.Key{}, scrip.Errorf(scrip.EUnauthorized, "invalid API key")

@@ -12,15 +12,17 @@ import (
 
 // TestWarmPool checks that Options.WarmPool opens the whole pool without
 // waiting for queries to need it, that pool_min_conns in the URL takes
-// precedence, and that without the option the pool grows only on demand.
+// precedence, as does its lifetime jitter, and that without the option the
+// pool grows only on demand.
 func TestWarmPool(t *testing.T) {
 	t.Parallel()
 	url := pgtest.URL(t)
+	sep := "&" // pgtest's URL has a query: its search_path
 	if !strings.Contains(url, "://") {
-		t.Skip("the test adds pool parameters to a postgres:// URL")
+		sep = " " // keyword/value form
 	}
 	open := func(t *testing.T, params string, opt postgres.Options) *postgres.Store {
-		s, err := postgres.OpenWith(context.Background(), url+"&"+params, opt)
+		s, err := postgres.OpenWith(context.Background(), url+sep+strings.ReplaceAll(params, "&", sep), opt)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -48,11 +50,19 @@ func TestWarmPool(t *testing.T) {
 		if n := conns(s, 6); n != 6 {
 			t.Fatalf("a warm pool of 6 holds %d connections", n)
 		}
+		cfg := postgres.Pool(s).Config()
+		if cfg.MaxConnLifetimeJitter != cfg.MaxConnLifetime/5 {
+			t.Fatalf("a warm pool's connections end their lifetime of %v spread over %v, want a fifth of it",
+				cfg.MaxConnLifetime, cfg.MaxConnLifetimeJitter)
+		}
 	})
-	t.Run("url's pool_min_conns", func(t *testing.T) {
-		s := open(t, "pool_max_conns=6&pool_min_conns=4", postgres.Options{WarmPool: true})
+	t.Run("url's parameters", func(t *testing.T) {
+		s := open(t, "pool_max_conns=6&pool_min_conns=4&pool_max_conn_lifetime_jitter=1m", postgres.Options{WarmPool: true})
 		if n := postgres.Pool(s).Config().MinConns; n != 4 {
 			t.Fatalf("a warm pool with pool_min_conns=4 in its URL keeps at least %d connections", n)
+		}
+		if j := postgres.Pool(s).Config().MaxConnLifetimeJitter; j != time.Minute {
+			t.Fatalf("a warm pool with pool_max_conn_lifetime_jitter=1m in its URL has %v", j)
 		}
 		if n := conns(s, 4); n < 4 {
 			t.Fatalf("a pool with pool_min_conns=4 holds %d connections", n)

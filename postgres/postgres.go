@@ -71,7 +71,10 @@ var (
 type Options struct {
 	// WarmPool makes the pool open all its connections at start, in the
 	// background, and replace the ones that close the same way, unless the
-	// URL sets pool_min_conns. Otherwise a connection is opened when a
+	// URL sets pool_min_conns; their lifetimes (pool_max_conn_lifetime,
+	// an hour by default) then end spread over a fifth of it more, unless
+	// the URL sets pool_max_conn_lifetime_jitter, so that they do not all
+	// close at once. Otherwise a connection is opened when a
 	// query finds none idle, and that query waits while PostgreSQL starts
 	// a process for it and the connection warms up: about 0.1 s on the
 	// idle machine of docs/performance.md's latest figures, and up to a
@@ -102,6 +105,11 @@ func OpenWith(ctx context.Context, url string, opt Options) (*Store, error) {
 	}
 	if opt.WarmPool && !strings.Contains(url, "pool_min_conns") {
 		cfg.MinConns = cfg.MaxConns
+	}
+	if opt.WarmPool && !strings.Contains(url, "pool_max_conn_lifetime_jitter") {
+		// Opened together, the connections would reach their lifetime
+		// together and leave the pool empty until it refills.
+		cfg.MaxConnLifetimeJitter = cfg.MaxConnLifetime / 5
 	}
 	// The batches touch a few hundred rows by key in tables of thousands.
 	// At the default random_page_cost of 4 the planner prices that as a

@@ -12,21 +12,25 @@ import (
 	"context"
 	"fmt"
 	"runtime/debug"
+	"time"
 
 	"golang.org/x/sync/singleflight"
 )
 
 // Group shares reads by key. The zero Group is ready to use.
 type Group[V any] struct {
-	g singleflight.Group
+	// Timeout bounds a shared read, which no caller can cancel; zero: no
+	// bound.
+	Timeout time.Duration
+	g       singleflight.Group
 }
 
 // Do returns what read returns for key. A caller that asks for a key while
 // a read of it is under way waits for that read instead of starting
 // another; once it has returned, the next caller starts a new one. The
 // read does not stop when the caller that started it gives up, so that
-// its end does not fail the others; each caller stops waiting when its
-// own ctx is done. A read that panics is an error for every caller, as
+// its end does not fail the others, but it stops at the Group's Timeout;
+// each caller stops waiting when its own ctx is done. A read that panics is an error for every caller, as
 // net/http turns a handler's panic into one failed request, not a crashed
 // process.
 func (g *Group[V]) Do(ctx context.Context, key string, read func(context.Context) (V, error)) (V, error) {
@@ -36,7 +40,13 @@ func (g *Group[V]) Do(ctx context.Context, key string, read func(context.Context
 				err = fmt.Errorf("shared read panicked: %v\n%s", p, debug.Stack()) // not the key: it may be a secret
 			}
 		}()
-		return read(context.WithoutCancel(ctx))
+		rctx := context.WithoutCancel(ctx)
+		if g.Timeout > 0 {
+			var cancel context.CancelFunc
+			rctx, cancel = context.WithTimeout(rctx, g.Timeout)
+			defer cancel()
+		}
+		return read(rctx)
 	})
 	select {
 	case r := <-ch:

@@ -2,6 +2,7 @@ package postgres_test
 
 import (
 	"context"
+	neturl "net/url"
 	"strings"
 	"testing"
 	"time"
@@ -66,6 +67,23 @@ func TestWarmPool(t *testing.T) {
 		}
 		if n := conns(s, 4); n < 4 {
 			t.Fatalf("a pool with pool_min_conns=4 holds %d connections", n)
+		}
+	})
+	t.Run("the parameter's name elsewhere in the URL", func(t *testing.T) {
+		// A password (which trust authentication ignores) that reads like
+		// a pool parameter sets none.
+		withPassword := url + " password=pool_min_conns"
+		if u, err := neturl.Parse(url); err == nil && u.Scheme != "" {
+			u.User = neturl.UserPassword(u.User.Username(), "pool_min_conns")
+			withPassword = u.String()
+		}
+		s, err := postgres.OpenWith(context.Background(), withPassword, postgres.Options{WarmPool: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		if cfg := postgres.Pool(s).Config(); cfg.MinConns != cfg.MaxConns {
+			t.Fatalf("a warm pool whose URL sets no pool_min_conns keeps %d of its %d connections", cfg.MinConns, cfg.MaxConns)
 		}
 	})
 	t.Run("lazy", func(t *testing.T) {

@@ -14,9 +14,9 @@ import (
 	"fmt"
 	"hash/fnv"
 	"io/fs"
-	"strings"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/pressly/goose/v3"
@@ -100,13 +100,21 @@ func OpenWith(ctx context.Context, url string, opt Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("postgres: parse url: %w", err)
 	}
-	if !strings.Contains(url, "pool_max_conns") {
+	// The pool's parameters the URL sets, which pgxpool's config no longer
+	// tells from its defaults: pgconn keeps every setting it does not know
+	// as a run-time parameter, whatever the URL's form or a service file.
+	given, err := pgconn.ParseConfig(url)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: parse url: %w", err)
+	}
+	sets := func(name string) bool { _, ok := given.RuntimeParams[name]; return ok }
+	if !sets("pool_max_conns") {
 		cfg.MaxConns = poolConnsDefault
 	}
-	if opt.WarmPool && !strings.Contains(url, "pool_min_conns") {
+	if opt.WarmPool && !sets("pool_min_conns") {
 		cfg.MinConns = cfg.MaxConns
 	}
-	if opt.WarmPool && !strings.Contains(url, "pool_max_conn_lifetime_jitter") {
+	if opt.WarmPool && !sets("pool_max_conn_lifetime_jitter") {
 		// Opened together, the connections would reach their lifetime
 		// together and leave the pool empty until it refills.
 		cfg.MaxConnLifetimeJitter = cfg.MaxConnLifetime / 5

@@ -54,12 +54,12 @@ func newSubCache(age time.Duration) *subCache {
 // expires under every request in flight on it at once, and this process's
 // own writes still show at once. Without a cache, load is read.
 func (c *subCache) load(ctx context.Context, accountID string, now time.Time, read func(context.Context) (cachedSub, error)) (cachedSub, error) {
+	if c == nil {
+		return read(ctx)
+	}
 	e, ok, gen := c.get(accountID, now)
 	if ok {
 		return e, nil
-	}
-	if c == nil {
-		return read(ctx)
 	}
 	return c.reads.Do(ctx, strconv.FormatUint(gen, 10)+" "+accountID, func(ctx context.Context) (cachedSub, error) {
 		e, err := read(ctx)

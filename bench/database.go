@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // schemaPrefix starts the name of each PostgreSQL schema a run creates.
@@ -88,8 +89,17 @@ func (db *database) describe() string {
 }
 
 // withPoolSize returns the URL with pool_max_conns set unless it sets one.
+// Whether it does is read from pgconn's parse, as the store reads it, so
+// that a password or a value containing the name does not count.
 func (db *database) withPoolSize(n int) string {
-	if db.kind != "postgres" || strings.Contains(db.url, "pool_max_conns") {
+	if db.kind != "postgres" {
+		return db.url
+	}
+	c, err := pgconn.ParseConfig(db.url)
+	if err != nil {
+		return db.url
+	}
+	if _, ok := c.RuntimeParams["pool_max_conns"]; ok {
 		return db.url
 	}
 	u, err := url.Parse(db.url)

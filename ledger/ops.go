@@ -234,21 +234,20 @@ func (e *Engine) ExpireDue(ctx context.Context) (int, error) {
 	return n, firstFail
 }
 
-// Balance projects an account's balance from its grants and open holds. It
-// reads without taking any write lock.
+// Balance projects an account's balance from its grants and open holds,
+// read together from one snapshot (Store.AccountState), so that available
+// and held never count a hold's credits twice or not at all. It reads
+// without taking any write lock.
 func (e *Engine) Balance(ctx context.Context, accountID string) (Balance, error) {
-	if _, err := e.Account(ctx, accountID); err != nil {
-		return Balance{}, err
+	st, err := readByID(ctx, accountID, e.store.AccountState)
+	if errors.Is(err, ErrNotFound) {
+		return Balance{}, scrip.Errorf(scrip.EAccountNotFound, "account %q not found", accountID)
+	}
+	if err != nil {
+		return Balance{}, fmt.Errorf("balance of %s: %w", accountID, err)
 	}
 	now := e.now()
-	gs, err := e.store.Grants(ctx, accountID, false)
-	if err != nil {
-		return Balance{}, fmt.Errorf("balance of %s: %w", accountID, err)
-	}
-	hs, err := e.store.OpenHolds(ctx, accountID)
-	if err != nil {
-		return Balance{}, fmt.Errorf("balance of %s: %w", accountID, err)
-	}
+	gs, hs := st.Grants, st.Holds
 	ptrs := make([]*Grant, len(gs))
 	for i := range gs {
 		ptrs[i] = &gs[i]

@@ -37,6 +37,12 @@ type Store interface {
 	Grants(ctx context.Context, accountID string, all bool) ([]Grant, error)
 	// OpenHolds returns the account's open holds.
 	OpenHolds(ctx context.Context, accountID string) ([]Hold, error)
+	// AccountState returns what a balance is made of, the account, its
+	// grants that are not closed and have credits remaining and its open
+	// holds, read from one snapshot of the database: a hold placed or
+	// settled meanwhile shows in its grants and its holds both, or in
+	// neither. ErrNotFound when the account does not exist.
+	AccountState(ctx context.Context, accountID string) (AccountState, error)
 	Grant(ctx context.Context, id string) (Grant, error)
 	Hold(ctx context.Context, id string) (Hold, error)
 	Charge(ctx context.Context, id string) (Charge, error)
@@ -57,6 +63,14 @@ type Store interface {
 	Journal(ctx context.Context, accountID string, fn func(*Transaction) error) error
 
 	Close() error
+}
+
+// AccountState is an account with its live grants, in creation order, and
+// its open holds, oldest first, as they were at one moment.
+type AccountState struct {
+	Account Account
+	Grants  []Grant
+	Holds   []Hold
 }
 
 // Tx is the write transaction of one batch. The committer calls LockAccounts

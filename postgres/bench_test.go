@@ -10,6 +10,7 @@ import (
 
 	"github.com/scriphq/scrip/credit"
 	"github.com/scriphq/scrip/ledger"
+	"github.com/scriphq/scrip/ledger/storetest"
 	"github.com/scriphq/scrip/postgres"
 )
 
@@ -149,4 +150,10 @@ func (c *charger) batch(ctx context.Context) error {
 		return err
 	}
 	return tx.Commit(ctx)
+}
+
+// BenchmarkBalance measures a balance read: the account, its live grants
+// and its open holds from one snapshot, in one round trip.
+func BenchmarkBalance(b *testing.B) {
+	storetest.BenchBalance(b, openStore(b))
 }

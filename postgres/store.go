@@ -36,13 +36,21 @@ func (s *Store) Account(ctx context.Context, id string) (ledger.Account, error) 
 	return a, nil
 }
 
+// The live grants of an account, and its open holds, in the order
+// ledger.Store promises.
+const (
+	grantsLiveSQL = `SELECT ` + grantColumns + ` FROM grants
+		WHERE account_id = $1 AND NOT closed AND remaining > 0 ORDER BY created_at, id`
+	openHoldsSQL = `SELECT ` + holdColumns + ` FROM holds
+		WHERE account_id = $1 AND status = 'open' ORDER BY created_at, id`
+)
+
 // Grants returns the account's live grants, or all of them, in creation order.
 func (s *Store) Grants(ctx context.Context, accountID string, all bool) ([]ledger.Grant, error) {
-	q := `SELECT ` + grantColumns + ` FROM grants WHERE account_id = $1`
-	if !all {
-		q += ` AND NOT closed AND remaining > 0`
+	q := grantsLiveSQL
+	if all {
+		q = `SELECT ` + grantColumns + ` FROM grants WHERE account_id = $1 ORDER BY created_at, id`
 	}
-	q += ` ORDER BY created_at, id`
 	gs, err := collect(ctx, s.pool, scanGrant, q, accountID)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: grants of %s: %w", accountID, err)
@@ -52,12 +60,50 @@ func (s *Store) Grants(ctx context.Context, accountID string, all bool) ([]ledge
 
 // OpenHolds returns the account's open holds, oldest first.
 func (s *Store) OpenHolds(ctx context.Context, accountID string) ([]ledger.Hold, error) {
-	hs, err := collect(ctx, s.pool, scanHold, `SELECT `+holdColumns+` FROM holds
-		WHERE account_id = $1 AND status = 'open' ORDER BY created_at, id`, accountID)
+	hs, err := collect(ctx, s.pool, scanHold, openHoldsSQL, accountID)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: open holds of %s: %w", accountID, err)
 	}
 	return hs, nil
+}
+
+// AccountState reads the account, its live grants and its open holds in a
+// read-only REPEATABLE READ transaction, which gives its statements one
+// snapshot, sent with its BEGIN and COMMIT as one pipeline: one round trip,
+// as many as a single query. A pipeline that fails leaves its connection
+// inside the transaction, and the pool then closes it rather than reuse it.
+func (s *Store) AccountState(ctx context.Context, id string) (ledger.AccountState, error) {
+	var st ledger.AccountState
+	b := &pgx.Batch{}
+	b.Queue(`BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY`)
+	b.Queue(`SELECT `+accountColumns+` FROM accounts WHERE id = $1`, id)
+	b.Queue(grantsLiveSQL, id)
+	b.Queue(openHoldsSQL, id)
+	b.Queue(`COMMIT`)
+	br := s.pool.SendBatch(ctx, b)
+	err := func() error {
+		if _, err := br.Exec(); err != nil {
+			return fmt.Errorf("postgres: state of account %s: %w", id, err)
+		}
+		var err error
+		if st.Account, err = scanAccount(br.QueryRow()); err != nil {
+			return notFound(err, "account", id)
+		}
+		if st.Grants, err = batchRows(br, scanGrant); err != nil {
+			return fmt.Errorf("postgres: grants of %s: %w", id, err)
+		}
+		if st.Holds, err = batchRows(br, scanHold); err != nil {
+			return fmt.Errorf("postgres: open holds of %s: %w", id, err)
+		}
+		if _, err := br.Exec(); err != nil {
+			return fmt.Errorf("postgres: state of account %s: %w", id, err)
+		}
+		return nil
+	}()
+	if cerr := br.Close(); err == nil && cerr != nil {
+		err = fmt.Errorf("postgres: state of account %s: %w", id, cerr)
+	}
+	return st, err
 }
 
 func (s *Store) Grant(ctx context.Context, id string) (ledger.Grant, error) {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/scriphq/scrip/credit"
 	"github.com/scriphq/scrip/ledger"
+	"github.com/scriphq/scrip/ledger/storetest"
 )
 
 var t0 = time.Date(2025, 3, 14, 15, 9, 26, 535897000, time.UTC)
@@ -975,4 +976,10 @@ func BenchmarkWrite(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/tx")
+}
+
+// BenchmarkBalance measures a balance read: the account, its live grants
+// and its open holds in one read transaction.
+func BenchmarkBalance(b *testing.B) {
+	storetest.BenchBalance(b, openTest(b))
 }

@@ -62,6 +62,39 @@ func (s *Store) Grants(ctx context.Context, accountID string, all bool) ([]ledge
 	return gs, nil
 }
 
+// AccountState reads the account, its live grants and its open holds in
+// one read transaction: in WAL mode its first read fixes the snapshot the
+// others see, whatever the writer commits meanwhile.
+func (s *Store) AccountState(ctx context.Context, id string) (ledger.AccountState, error) {
+	var st ledger.AccountState
+	tx, err := s.reader.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		return st, fmt.Errorf("sqlite: state of account %q: %w", id, err)
+	}
+	defer tx.Rollback()
+	if st.Account, err = scanAccount(tx.StmtContext(ctx, s.r.account).QueryRowContext(ctx, id)); err != nil {
+		return st, notFound("account", id, err)
+	}
+	rows, err := tx.StmtContext(ctx, s.r.grantsLive).QueryContext(ctx, id)
+	if err == nil {
+		st.Grants, err = collect(rows, scanGrant)
+	}
+	if err != nil {
+		return st, fmt.Errorf("sqlite: grants of %q: %w", id, err)
+	}
+	rows, err = tx.StmtContext(ctx, s.r.openHolds).QueryContext(ctx, id)
+	if err == nil {
+		st.Holds, err = collect(rows, scanHold)
+	}
+	if err != nil {
+		return st, fmt.Errorf("sqlite: open holds of %q: %w", id, err)
+	}
+	if err := tx.Commit(); err != nil {
+		return st, fmt.Errorf("sqlite: state of account %q: %w", id, err)
+	}
+	return st, nil
+}
+
 func (s *Store) Grant(ctx context.Context, id string) (ledger.Grant, error) {
 	g, err := scanGrant(s.r.grant.QueryRowContext(ctx, id))
 	if err != nil {

@@ -32,6 +32,7 @@ func Run(t *testing.T, open Open) {
 		{"CreateAccountsConcurrently", testCreateAccountsConcurrently},
 		{"BatchSteps", testBatchSteps},
 		{"GrantsAndBalance", testGrantsAndBalance},
+		{"BalanceWhileWriting", testBalanceWhileWriting},
 		{"ConsumptionOrder", testConsumptionOrder},
 		{"HoldCapturePartial", testHoldCapturePartial},
 		{"HoldCaptureOver", testHoldCaptureOver},
@@ -192,6 +193,11 @@ func testAccounts(t *testing.T, open Open) {
 	}
 	_, err = e.eng.Account(e.ctx, "nobody")
 	wantCode(t, err, scrip.EAccountNotFound)
+	_, err = e.eng.Balance(e.ctx, "nobody")
+	wantCode(t, err, scrip.EAccountNotFound)
+	if bal := e.balance("user_1"); bal.AccountID != "user_1" || bal.Available != 0 || bal.Held != 0 {
+		t.Fatalf("balance after a missing account's = %+v", bal)
+	}
 	_, err = e.eng.Charge(e.ctx, ledger.ChargeRequest{AccountID: "nobody", Key: "k", Amount: amt("1")})
 	wantCode(t, err, scrip.EAccountNotFound)
 	long := string(make([]byte, 129))
@@ -227,6 +233,8 @@ func testAccounts(t *testing.T, open Open) {
 		_, err = e.eng.Adjust(e.ctx, ledger.AdjustRequest{AccountID: odd, Key: e.key(), Amount: amt("1"), Reason: bad})
 		wantCode(t, err, scrip.EInvalid)
 		_, err = e.eng.Account(e.ctx, bad)
+		wantCode(t, err, scrip.EAccountNotFound)
+		_, err = e.eng.Balance(e.ctx, bad)
 		wantCode(t, err, scrip.EAccountNotFound)
 		_, err = e.eng.GetHold(e.ctx, bad)
 		wantCode(t, err, scrip.EHoldNotFound)

@@ -16,6 +16,10 @@ import (
 // journalPageRows bounds the rows Journal reads per query.
 const journalPageRows = 1000
 
+// rollbackTimeout bounds the ROLLBACK that takes a connection out of a
+// read that failed inside its transaction.
+const rollbackTimeout = 2 * time.Second
+
 // Reads use the pool directly and take no locks.
 
 // Begin opens the write transaction of one batch on a connection of its own;
@@ -69,19 +73,26 @@ func (s *Store) OpenHolds(ctx context.Context, accountID string) ([]ledger.Hold,
 
 // AccountState reads the account, its live grants and its open holds in a
 // read-only REPEATABLE READ transaction, which gives its statements one
-// snapshot, sent with its BEGIN and COMMIT as one pipeline: one round trip,
-// as many as a single query. A pipeline that fails leaves its connection
-// inside the transaction, and the pool then closes it rather than reuse it.
+// snapshot, sent with its BEGIN and COMMIT as one pipeline: one round trip
+// once the connection has the statements prepared. An error from the server
+// skips the rest of the pipeline and leaves the connection in the failed
+// transaction; it is rolled back before the connection goes back to the
+// pool, which would otherwise close it and open another.
 func (s *Store) AccountState(ctx context.Context, id string) (ledger.AccountState, error) {
 	var st ledger.AccountState
+	conn, err := s.pool.Acquire(ctx)
+	if err != nil {
+		return st, fmt.Errorf("postgres: state of account %s: %w", id, err)
+	}
+	defer conn.Release()
 	b := &pgx.Batch{}
 	b.Queue(`BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY`)
 	b.Queue(`SELECT `+accountColumns+` FROM accounts WHERE id = $1`, id)
 	b.Queue(grantsLiveSQL, id)
 	b.Queue(openHoldsSQL, id)
 	b.Queue(`COMMIT`)
-	br := s.pool.SendBatch(ctx, b)
-	err := func() error {
+	br := conn.SendBatch(ctx, b)
+	err = func() error {
 		if _, err := br.Exec(); err != nil {
 			return fmt.Errorf("postgres: state of account %s: %w", id, err)
 		}
@@ -102,6 +113,11 @@ func (s *Store) AccountState(ctx context.Context, id string) (ledger.AccountStat
 	}()
 	if cerr := br.Close(); err == nil && cerr != nil {
 		err = fmt.Errorf("postgres: state of account %s: %w", id, cerr)
+	}
+	if c := conn.Conn(); err != nil && !c.IsClosed() && c.PgConn().TxStatus() != 'I' {
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), rollbackTimeout)
+		_, _ = c.Exec(rctx, `ROLLBACK`) // failing, it leaves the pool to close the connection
+		cancel()
 	}
 	return st, err
 }

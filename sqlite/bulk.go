@@ -14,10 +14,10 @@ var (
 	_ ledger.AccountsReader = snapshot{}
 )
 
-// ReadAccounts runs fn's reads in one read transaction of a reader
-// connection, so that they all see one snapshot (ledger.BulkReader).
+// ReadAccounts runs fn's reads in one read transaction of a connection of
+// the bulk pool, so that they all see one snapshot (ledger.BulkReader).
 func (s *Store) ReadAccounts(ctx context.Context, fn func(ledger.AccountsReader) error) error {
-	tx, err := s.reader.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	tx, err := s.bulk.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
 	if err != nil {
 		return fmt.Errorf("sqlite: begin snapshot: %w", err)
 	}

@@ -48,10 +48,12 @@ const (
 // Store is a ledger.Store on one SQLite database file.
 type Store struct {
 	path string
-	// writer has exactly one connection; reader is the read-only pool (the
-	// same handle as writer for an in-memory database).
+	// writer has exactly one connection; reader is the read-only pool and
+	// bulk the read-only pool of ReadAccounts (each the same handle as
+	// writer for an in-memory database).
 	writer *sql.DB
 	reader *sql.DB
+	bulk   *sql.DB
 	w      writeStmts
 	r      readStmts
 	// heads is the writer's cache of the accounts and live grants that
@@ -158,20 +160,41 @@ func (s *Store) open() error {
 	}
 
 	if s.path == Memory {
-		s.reader = s.writer
+		s.reader, s.bulk = s.writer, s.writer
 	} else {
 		rq := url.Values{}
 		for k, v := range common {
 			rq[k] = append(rq[k], v...)
 		}
 		rq.Add("_pragma", "query_only(1)")
-		rq.Add("_pragma", fmt.Sprintf("mmap_size(%d)", mmapBytes))
+		bq := url.Values{}
+		for k, v := range rq {
+			bq[k] = append(bq[k], v...)
+		}
+		// No memory map for the readers. While the writer commits, nearly
+		// every read transaction finds the database changed since the
+		// connection's last, and SQLite then drops its page cache and
+		// unmaps the whole file, to map it again at the next page read:
+		// every page a read touches is a fresh page fault, dearer on a
+		// virtual machine than a read call per page
+		// (docs/performance.md, "Per step", item 21).
+		rq.Add("_pragma", "mmap_size(0)")
 		if s.reader, err = sql.Open("sqlite", s.path+"?"+rq.Encode()); err != nil {
 			return err
 		}
 		n := min(max(4, runtime.GOMAXPROCS(0)), readConnsMax)
 		s.reader.SetMaxOpenConns(n)
 		s.reader.SetMaxIdleConns(n)
+		// ReadAccounts reads much of the file, in transactions that follow
+		// each other on a ledger at rest (verification): its own pool keeps
+		// the map between them and reads the pages without a copy. It
+		// connects on first use.
+		bq.Add("_pragma", fmt.Sprintf("mmap_size(%d)", mmapBytes))
+		if s.bulk, err = sql.Open("sqlite", s.path+"?"+bq.Encode()); err != nil {
+			return err
+		}
+		s.bulk.SetMaxOpenConns(n)
+		s.bulk.SetMaxIdleConns(n)
 	}
 
 	if err := s.Migrate(ctx); err != nil {
@@ -252,8 +275,10 @@ func (s *Store) Close() error {
 		s.checkpointer = nil
 	}
 	errs = append(errs, s.w.close(), s.r.close())
-	if s.reader != nil && s.reader != s.writer {
-		errs = append(errs, s.reader.Close())
+	for _, db := range []*sql.DB{s.reader, s.bulk} {
+		if db != nil && db != s.writer {
+			errs = append(errs, db.Close())
+		}
 	}
 	if s.writer != nil {
 		errs = append(errs, s.writer.Close())

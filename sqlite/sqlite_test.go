@@ -2,6 +2,7 @@ package sqlite
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"path/filepath"
@@ -982,4 +983,26 @@ func BenchmarkWrite(b *testing.B) {
 // and its open holds in one read transaction.
 func BenchmarkBalance(b *testing.B) {
 	storetest.BenchBalance(b, openTest(b))
+}
+
+// TestReaderMemoryMap checks that the writer and the pool of bulk reads
+// read the file through a memory map and the readers do not: under a
+// stream of commits each read transaction would unmap the whole file and
+// fault its pages in again.
+func TestReaderMemoryMap(t *testing.T) {
+	s := openTest(t)
+	ctx := context.Background()
+	for _, c := range []struct {
+		name string
+		db   *sql.DB
+		want int64
+	}{{"writer", s.writer, mmapBytes}, {"reader", s.reader, 0}, {"bulk reader", s.bulk, mmapBytes}} {
+		var n int64
+		if err := c.db.QueryRowContext(ctx, `PRAGMA mmap_size`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		if n != c.want {
+			t.Errorf("the %s's mmap_size is %d, want %d", c.name, n, c.want)
+		}
+	}
 }

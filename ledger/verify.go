@@ -116,9 +116,16 @@ func (e *Engine) verifyPage(ctx context.Context, ids []string) []accountCheck {
 				if !isBulk || !verifyBulk(ctx, bulk, ids[lo:hi], checks[lo:hi]) {
 					// Without bulk reads, or when they failed: one
 					// account at a time, so that an error names its
-					// account and the others' problems stay.
+					// account and the others' problems stay. Each from
+					// a snapshot of its own where the store has them:
+					// separate reads while batches commit could see an
+					// account's journal and its grants at different
+					// moments, and report a difference that is not
+					// there.
 					for i := lo; i < hi; i++ {
-						e.verifyOne(ctx, ids[i], &checks[i])
+						if !isBulk || !verifyBulk(ctx, bulk, ids[i:i+1], checks[i:i+1]) {
+							e.verifyOne(ctx, ids[i], &checks[i])
+						}
 					}
 				}
 			}

@@ -123,7 +123,7 @@ func (e *Engine) verifyPage(ctx context.Context, ids []string) []accountCheck {
 					// moments, and report a difference that is not
 					// there.
 					for i := lo; i < hi; i++ {
-						if !isBulk || !verifyBulk(ctx, bulk, ids[i:i+1], checks[i:i+1]) {
+						if !isBulk || hi-lo == 1 || !verifyBulk(ctx, bulk, ids[i:i+1], checks[i:i+1]) {
 							e.verifyOne(ctx, ids[i], &checks[i])
 						}
 					}

@@ -185,16 +185,18 @@ func (s *Store) open() error {
 		n := min(max(4, runtime.GOMAXPROCS(0)), readConnsMax)
 		s.reader.SetMaxOpenConns(n)
 		s.reader.SetMaxIdleConns(n)
-		// ReadAccounts reads much of the file, in transactions that follow
-		// each other on a ledger at rest (verification): its own pool keeps
-		// the map between them and reads the pages without a copy. It
-		// connects on first use.
+		// Verification (ReadAccounts) and export (Journal) read much of
+		// the file, in transactions that follow each other on a ledger at
+		// rest: a pool of their own keeps the map between them and reads
+		// the pages without a copy. Its connections close after a minute
+		// unused, and with them their maps.
 		bq.Add("_pragma", fmt.Sprintf("mmap_size(%d)", mmapBytes))
 		if s.bulk, err = sql.Open("sqlite", s.path+"?"+bq.Encode()); err != nil {
 			return err
 		}
 		s.bulk.SetMaxOpenConns(n)
 		s.bulk.SetMaxIdleConns(n)
+		s.bulk.SetConnMaxIdleTime(time.Minute)
 	}
 
 	if err := s.Migrate(ctx); err != nil {
@@ -203,7 +205,7 @@ func (s *Store) open() error {
 	if err := s.w.prepare(ctx, s.writer); err != nil {
 		return err
 	}
-	if err := s.r.prepare(ctx, s.reader); err != nil {
+	if err := s.r.prepare(ctx, s.reader, s.bulk); err != nil {
 		return err
 	}
 	if s.path != Memory {
@@ -394,14 +396,15 @@ func (w *writeStmts) prepare(ctx context.Context, db *sql.DB) error {
 	return w.err
 }
 
-// Statements of the read path, on the read pool.
+// Statements of the read path, on the read pool but for journal, on the
+// bulk pool: Journal reads whole journals (scrip export).
 type readStmts struct {
 	stmtSet
 	account, grant, grantsLive, grantsAll, openHolds, hold, charge *sql.Stmt
 	transactions, dueGrants, dueHolds, accountIDs, journal         *sql.Stmt
 }
 
-func (r *readStmts) prepare(ctx context.Context, db *sql.DB) error {
+func (r *readStmts) prepare(ctx context.Context, db, bulk *sql.DB) error {
 	r.account = r.prep(ctx, db, `SELECT `+accountCols+` FROM accounts WHERE id = ?`)
 	r.grant = r.prep(ctx, db, `SELECT `+grantCols+` FROM grants WHERE id = ?`)
 	r.grantsLive = r.prep(ctx, db, `SELECT `+grantCols+` FROM grants
@@ -425,7 +428,7 @@ func (r *readStmts) prepare(ctx context.Context, db *sql.DB) error {
 		WHERE status = 'open' AND expires_at <= ?
 		ORDER BY expires_at, id LIMIT ?`)
 	r.accountIDs = r.prep(ctx, db, `SELECT id FROM accounts WHERE id > ? ORDER BY id LIMIT ?`)
-	r.journal = r.prep(ctx, db, `SELECT `+txCols+` FROM transactions
+	r.journal = r.prep(ctx, bulk, `SELECT `+txCols+` FROM transactions
 		WHERE account_id = ? AND seq > ? ORDER BY seq LIMIT ?`)
 	return r.err
 }

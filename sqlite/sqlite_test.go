@@ -105,8 +105,10 @@ func TestOpenPragmasAndMigrate(t *testing.T) {
 	if autoCheckpoint != walFramesMax {
 		t.Errorf("wal_autocheckpoint %d; want %d", autoCheckpoint, walFramesMax)
 	}
-	if _, err := s.reader.ExecContext(ctx, "CREATE TABLE x (y INTEGER)"); err == nil {
-		t.Error("read pool accepted a write")
+	for name, db := range map[string]*sql.DB{"read": s.reader, "bulk read": s.bulk} {
+		if _, err := db.ExecContext(ctx, "CREATE TABLE x (y INTEGER)"); err == nil {
+			t.Errorf("the %s pool accepted a write", name)
+		}
 	}
 	if err := s.Migrate(ctx); err != nil {
 		t.Fatalf("second Migrate: %v", err)
@@ -1004,5 +1006,19 @@ func TestReaderMemoryMap(t *testing.T) {
 		if n != c.want {
 			t.Errorf("the %s's mmap_size is %d, want %d", c.name, n, c.want)
 		}
+	}
+	// The snapshots of verification run on the bulk pool.
+	err := s.ReadAccounts(ctx, func(r ledger.AccountsReader) error {
+		var n int64
+		if err := r.(snapshot).tx.QueryRowContext(ctx, `PRAGMA mmap_size`).Scan(&n); err != nil {
+			return err
+		}
+		if n != mmapBytes {
+			t.Errorf("a snapshot's mmap_size is %d, want %d", n, int64(mmapBytes))
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }

@@ -224,36 +224,75 @@ func testVerifyWhileWriting(t *testing.T, open Open) {
 	// each account by itself.
 	t.Run("one at a time", func(t *testing.T) {
 		s := open(t)
-		clock := ledger.NewManualClock(t0)
-		eng := ledger.NewEngine(oneAtATime{s, bulkReader(t, s)}, ledger.Options{Clock: clock, SweepEvery: -1})
-		t.Cleanup(func() {
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			if err := eng.Close(ctx); err != nil {
-				t.Errorf("close engine: %v", err)
+		w := &oneAtATime{Store: s, bulk: bulkReader(t, s)}
+		verifyWhileWriting(t, wrappedEnv(t, s, w))
+		if w.refused.Load() == 0 || w.single.Load() == 0 {
+			t.Fatalf("%d bulk reads refused and %d of one account: the one-account checks did not run", w.refused.Load(), w.single.Load())
+		}
+	})
+	// Without bulk reads at all, on a ledger at rest: the Store's own
+	// per-account reads.
+	t.Run("separate reads", func(t *testing.T) {
+		s := open(t)
+		e := wrappedEnv(t, s, struct{ ledger.Store }{s})
+		for i := range 3 {
+			id := fmt.Sprintf("s%d", i)
+			e.account(id)
+			e.grant(id, ledger.KindTopUp, "10", time.Time{})
+			if _, err := e.eng.Charge(e.ctx, ledger.ChargeRequest{AccountID: id, Key: e.key(), Amount: credit.Credits(1)}); err != nil {
+				t.Fatal(err)
 			}
-		})
-		verifyWhileWriting(t, &env{t: t, ctx: context.Background(), store: s, clock: clock, eng: eng})
+		}
+		r, err := e.eng.Verify(e.ctx)
+		if err != nil || !r.OK() || r.Accounts != 3 || r.Transactions != 6 {
+			t.Fatalf("verify = %+v, %v; want 3 accounts and 6 transactions, no problem", r, err)
+		}
 	})
 }
 
-// oneAtATime is a store whose snapshots read one account at most.
+// wrappedEnv is an env whose engine runs on wrapped, a store wrapping s,
+// with as many committers as on s.
+func wrappedEnv(t *testing.T, s, wrapped ledger.Store) *env {
+	clock := ledger.NewManualClock(t0)
+	o := ledger.Options{Clock: clock, SweepEvery: -1}
+	if c, ok := s.(ledger.CommitterCounter); ok {
+		o.Committers = c.Committers()
+	}
+	eng := ledger.NewEngine(wrapped, o)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := eng.Close(ctx); err != nil {
+			t.Errorf("close engine: %v", err)
+		}
+	})
+	return &env{t: t, ctx: context.Background(), store: s, clock: clock, eng: eng}
+}
+
+// oneAtATime is a store whose snapshots read one account at most; it
+// counts the reads it refused and those of one account.
 type oneAtATime struct {
 	ledger.Store
-	bulk ledger.BulkReader
+	bulk            ledger.BulkReader
+	refused, single atomic.Int64
 }
 
-func (o oneAtATime) ReadAccounts(ctx context.Context, fn func(ledger.AccountsReader) error) error {
-	return o.bulk.ReadAccounts(ctx, func(r ledger.AccountsReader) error { return fn(oneAccount{r}) })
+func (o *oneAtATime) ReadAccounts(ctx context.Context, fn func(ledger.AccountsReader) error) error {
+	return o.bulk.ReadAccounts(ctx, func(r ledger.AccountsReader) error { return fn(oneAccount{r, o}) })
 }
 
-type oneAccount struct{ ledger.AccountsReader }
+type oneAccount struct {
+	ledger.AccountsReader
+	o *oneAtATime
+}
 
-func (o oneAccount) AccountsOf(ctx context.Context, ids []string) ([]ledger.Account, error) {
+func (a oneAccount) AccountsOf(ctx context.Context, ids []string) ([]ledger.Account, error) {
 	if len(ids) > 1 {
+		a.o.refused.Add(1)
 		return nil, fmt.Errorf("a read of %d accounts refused", len(ids))
 	}
-	return o.AccountsReader.AccountsOf(ctx, ids)
+	a.o.single.Add(1)
+	return a.AccountsReader.AccountsOf(ctx, ids)
 }
 
 // verifyWhileWriting runs verification ten times over 60 accounts while
@@ -268,7 +307,7 @@ func verifyWhileWriting(t *testing.T, e *env) {
 		ids = append(ids, id)
 	}
 	stop := make(chan struct{})
-	done := make(chan error)
+	done := make(chan error, 1)
 	go func() {
 		n := 0
 		for {

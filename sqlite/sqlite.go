@@ -49,8 +49,9 @@ const (
 type Store struct {
 	path string
 	// writer has exactly one connection; reader is the read-only pool and
-	// bulk the read-only pool of ReadAccounts (each the same handle as
-	// writer for an in-memory database).
+	// bulk the read-only pool of the reads over much of the ledger,
+	// ReadAccounts and Journal (each the same handle as writer for an
+	// in-memory database).
 	writer *sql.DB
 	reader *sql.DB
 	bulk   *sql.DB

@@ -80,12 +80,21 @@ type env struct {
 func newEnv(t *testing.T, open Open, opts ...func(*ledger.Options)) *env {
 	t.Helper()
 	s := open(t)
+	return wrappedEnv(t, s, s, opts...)
+}
+
+// wrappedEnv is an env on the store s whose engine runs on wrapped, s or a
+// store wrapping it, with as many committers as an engine on s would run.
+func wrappedEnv(t *testing.T, s, wrapped ledger.Store, opts ...func(*ledger.Options)) *env {
 	clock := ledger.NewManualClock(t0)
 	o := ledger.Options{Clock: clock, SweepEvery: -1}
+	if c, ok := s.(ledger.CommitterCounter); ok {
+		o.Committers = c.Committers()
+	}
 	for _, f := range opts {
 		f(&o)
 	}
-	eng := ledger.NewEngine(s, o)
+	eng := ledger.NewEngine(wrapped, o)
 	e := &env{t: t, ctx: context.Background(), store: s, clock: clock, eng: eng}
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

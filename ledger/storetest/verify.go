@@ -250,25 +250,6 @@ func testVerifyWhileWriting(t *testing.T, open Open) {
 	})
 }
 
-// wrappedEnv is an env whose engine runs on wrapped, a store wrapping s,
-// with as many committers as on s.
-func wrappedEnv(t *testing.T, s, wrapped ledger.Store) *env {
-	clock := ledger.NewManualClock(t0)
-	o := ledger.Options{Clock: clock, SweepEvery: -1}
-	if c, ok := s.(ledger.CommitterCounter); ok {
-		o.Committers = c.Committers()
-	}
-	eng := ledger.NewEngine(wrapped, o)
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := eng.Close(ctx); err != nil {
-			t.Errorf("close engine: %v", err)
-		}
-	})
-	return &env{t: t, ctx: context.Background(), store: s, clock: clock, eng: eng}
-}
-
 // oneAtATime is a store whose snapshots read one account at most; it
 // counts the reads it refused and those of one account.
 type oneAtATime struct {

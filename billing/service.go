@@ -771,7 +771,7 @@ func (s *Service) grantAllowance(ctx context.Context, sub *Subscription, cat *ca
 // cycleGrants returns the subscription's credit grants that expire at end:
 // those of the cycle ending then, whatever carried them in.
 func (s *Service) cycleGrants(ctx context.Context, sub *Subscription, end time.Time) ([]ledger.Grant, error) {
-	all, err := s.engine.Store().Grants(ctx, sub.AccountID, true)
+	all, err := s.engine.Store().Grants(ctx, sub.AccountID)
 	if err != nil {
 		return nil, fmt.Errorf("grants of %s: %w", sub.AccountID, err)
 	}

@@ -32,9 +32,9 @@ type Store interface {
 	Begin(ctx context.Context) (Tx, error)
 
 	Account(ctx context.Context, id string) (Account, error)
-	// Grants returns the account's grants that are not closed and have
-	// credits remaining, or all of them with all set, in creation order.
-	Grants(ctx context.Context, accountID string, all bool) ([]Grant, error)
+	// Grants returns all the account's grants, closed ones too, in
+	// creation order.
+	Grants(ctx context.Context, accountID string) ([]Grant, error)
 	// OpenHolds returns the account's open holds.
 	OpenHolds(ctx context.Context, accountID string) ([]Hold, error)
 	// AccountState returns what a balance is made of, the account, its

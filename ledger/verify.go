@@ -147,7 +147,7 @@ func (e *Engine) verifyOne(ctx context.Context, id string, c *accountCheck) {
 		c.err = err
 		return
 	}
-	grants, err := e.store.Grants(ctx, id, true)
+	grants, err := e.store.Grants(ctx, id)
 	if err != nil {
 		c.err = err
 		return

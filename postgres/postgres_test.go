@@ -183,16 +183,16 @@ func testRoundTrip(t *testing.T, s *postgres.Store) {
 	}
 	equal(t, "account with empty metadata", gotBare, bare)
 
-	gs, err := s.Grants(ctx, "acct-1", true)
+	gs, err := s.Grants(ctx, "acct-1")
 	if err != nil {
 		t.Fatal(err)
 	}
 	equal(t, "all grants", gs, []ledger.Grant{g, never})
-	gs, err = s.Grants(ctx, "acct-1", false)
+	st, err := s.AccountState(ctx, "acct-1")
 	if err != nil {
 		t.Fatal(err)
 	}
-	equal(t, "live grants", gs, []ledger.Grant{never})
+	equal(t, "live grants", st.Grants, []ledger.Grant{never})
 	gotGrant, err := s.Grant(ctx, "grant-1")
 	if err != nil {
 		t.Fatal(err)
@@ -690,7 +690,7 @@ func TestRollbackLeavesNothing(t *testing.T) {
 	if err != nil || a.Seq != 0 || a.Hash != "" {
 		t.Errorf("account after rollback: %+v %v", a, err)
 	}
-	gs, err := s.Grants(ctx, "a", true)
+	gs, err := s.Grants(ctx, "a")
 	if err != nil || len(gs) != 1 || gs[0].Remaining != 5 {
 		t.Errorf("grants after rollback: %+v %v", gs, err)
 	}

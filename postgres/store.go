@@ -49,13 +49,10 @@ const (
 		WHERE account_id = $1 AND status = 'open' ORDER BY created_at, id`
 )
 
-// Grants returns the account's live grants, or all of them, in creation order.
-func (s *Store) Grants(ctx context.Context, accountID string, all bool) ([]ledger.Grant, error) {
-	q := grantsLiveSQL
-	if all {
-		q = `SELECT ` + grantColumns + ` FROM grants WHERE account_id = $1 ORDER BY created_at, id`
-	}
-	gs, err := collect(ctx, s.pool, scanGrant, q, accountID)
+// Grants returns all the account's grants in creation order.
+func (s *Store) Grants(ctx context.Context, accountID string) ([]ledger.Grant, error) {
+	gs, err := collect(ctx, s.pool, scanGrant, `SELECT `+grantColumns+` FROM grants
+		WHERE account_id = $1 ORDER BY created_at, id`, accountID)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: grants of %s: %w", accountID, err)
 	}

@@ -284,16 +284,16 @@ func TestRoundTrip(t *testing.T) {
 	}
 	equal(t, "account", a, w.Accounts[0])
 
-	all, err := s.Grants(ctx, "a", true)
+	all, err := s.Grants(ctx, "a")
 	if err != nil {
 		t.Fatal(err)
 	}
 	equal(t, "all grants", all, w.NewGrants)
-	live, err := s.Grants(ctx, "a", false)
+	st, err := s.AccountState(ctx, "a")
 	if err != nil {
 		t.Fatal(err)
 	}
-	equal(t, "live grants", live, w.NewGrants[:1])
+	equal(t, "live grants", st.Grants, w.NewGrants[:1])
 	for _, g := range w.NewGrants {
 		got, err := s.Grant(ctx, g.ID)
 		if err != nil {
@@ -864,7 +864,7 @@ func TestReadsDuringWrite(t *testing.T) {
 		}
 		if err == nil {
 			var gs []ledger.Grant
-			gs, err = s.Grants(rctx, "a", true)
+			gs, err = s.Grants(rctx, "a")
 			if err == nil && len(gs) != 0 {
 				err = fmt.Errorf("read %d uncommitted grants", len(gs))
 			}

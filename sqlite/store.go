@@ -44,14 +44,9 @@ func (s *Store) Account(ctx context.Context, id string) (ledger.Account, error) 
 	return a, nil
 }
 
-// Grants returns the account's live grants (not closed, credits remaining),
-// or all its grants with all, in creation order.
-func (s *Store) Grants(ctx context.Context, accountID string, all bool) ([]ledger.Grant, error) {
-	st := s.r.grantsLive
-	if all {
-		st = s.r.grantsAll
-	}
-	rows, err := st.QueryContext(ctx, accountID)
+// Grants returns all the account's grants in creation order.
+func (s *Store) Grants(ctx context.Context, accountID string) ([]ledger.Grant, error) {
+	rows, err := s.r.grantsAll.QueryContext(ctx, accountID)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: grants of %q: %w", accountID, err)
 	}

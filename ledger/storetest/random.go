@@ -115,7 +115,7 @@ func testConcurrency(t *testing.T, open Open) {
 	}
 	wg.Wait()
 	for _, a := range accounts {
-		gs, err := e.store.Grants(e.ctx, a, true)
+		gs, err := e.store.Grants(e.ctx, a)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -491,7 +491,7 @@ func testModel(t *testing.T, open Open) {
 		if want := m.held(); b.Held != want {
 			t.Fatalf("step %d %s: held %s, model %s", step, what, b.Held, want)
 		}
-		gs, gerr := e.store.Grants(e.ctx, "m", true)
+		gs, gerr := e.store.Grants(e.ctx, "m")
 		if gerr != nil {
 			t.Fatal(gerr)
 		}

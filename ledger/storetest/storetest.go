@@ -154,7 +154,7 @@ func (e *env) wantHeld(acct, want string) {
 
 func (e *env) grantRemaining(acct, id string) credit.Amount {
 	e.t.Helper()
-	gs, err := e.store.Grants(e.ctx, acct, true)
+	gs, err := e.store.Grants(e.ctx, acct)
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -295,7 +295,7 @@ func testGrantsAndBalance(t *testing.T, open Open) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	gs, err := e.store.Grants(e.ctx, "u", true)
+	gs, err := e.store.Grants(e.ctx, "u")
 	if err != nil {
 		t.Fatal(err)
 	}

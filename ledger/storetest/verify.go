@@ -173,7 +173,7 @@ func testBulkReads(t *testing.T, open Open) {
 		}
 		wantSame(t, "journal of "+id, journals[id], journal)
 
-		wantGrants, err := e.store.Grants(e.ctx, id, true)
+		wantGrants, err := e.store.Grants(e.ctx, id)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -30,9 +30,9 @@ type Group[V any] struct {
 // another; once it has returned, the next caller starts a new one. The
 // read does not stop when the caller that started it gives up, so that
 // its end does not fail the others, but it stops at the Group's Timeout;
-// each caller stops waiting when its own ctx is done. A read that panics is an error for every caller, as
-// net/http turns a handler's panic into one failed request, not a crashed
-// process.
+// each caller stops waiting when its own ctx is done. A read that panics
+// is an error for every caller, as net/http turns a handler's panic into
+// one failed request, not a crashed process.
 func (g *Group[V]) Do(ctx context.Context, key string, read func(context.Context) (V, error)) (V, error) {
 	ch := g.g.DoChan(key, func() (v any, err error) {
 		defer func() {

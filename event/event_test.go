@@ -3,6 +3,7 @@ package event_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -81,6 +82,7 @@ type receiver struct {
 	got      []string // event ids accepted
 	requests int
 	badSig   int
+	bad      []string // why each badly signed request was refused, and what sent it
 }
 
 func (rc *receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -90,6 +92,7 @@ func (rc *receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rc.requests++
 	if err := event.Verify(rc.secret, r.Header.Get(event.SignatureHeader), body, 5*time.Minute, time.Now()); err != nil {
 		rc.badSig++
+		rc.bad = append(rc.bad, fmt.Sprintf("%v (%s %s from %q, event %q)", err, r.Method, r.URL.Path, r.UserAgent(), r.Header.Get("Scrip-Event-Id")))
 		w.WriteHeader(http.StatusUnauthorized)
 		return
 	}
@@ -157,7 +160,7 @@ func TestDeliveryRetries(t *testing.T) {
 			}
 		}
 		if len(rc.got) != 1 || rc.got[0] != e.ID || rc.badSig != 0 {
-			t.Fatalf("receiver got %v (bad signatures %d), want %s once", rc.got, rc.badSig, e.ID)
+			t.Fatalf("receiver got %v (bad signatures %d: %q), want %s once", rc.got, rc.badSig, rc.bad, e.ID)
 		}
 		det, err := event.Show(ctx, s.outbox, e.ID)
 		if err != nil {

@@ -29,6 +29,7 @@ import (
 	"github.com/scriphq/scrip/ledger"
 	"github.com/scriphq/scrip/postgres"
 	"github.com/scriphq/scrip/stripe"
+	"github.com/scriphq/scrip/web"
 )
 
 // Bounds of the HTTP server.
@@ -48,6 +49,7 @@ type serveConfig struct {
 	logLevel        string
 	topUpURL        string
 	corsOrigins     []string
+	dashboard       bool
 	adminKey        string
 	keyCacheAge     time.Duration
 	planCacheAge    time.Duration
@@ -117,6 +119,7 @@ func addServeFlags(cmd *cobra.Command, c *serveConfig) {
 	f.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	f.StringVar(&c.topUpURL, "top-up-url", "", "top_up_url sent with insufficient_credits; {account_id} is replaced (default: the catalog's top_up_url)")
 	f.StringSliceVar(&c.corsOrigins, "cors-origins", nil, "origins browsers may call the API from, comma-separated; * for any")
+	f.BoolVar(&c.dashboard, "dashboard", true, "serve the dashboard at "+web.Path+" (pages that call this API with the key an operator signs in with)")
 	f.DurationVar(&c.keyCacheAge, "key-cache-age", 5*time.Second, "how long a verified secret key is trusted before the store is read again (revocations take this long to apply); 0 reads it on every request")
 	f.DurationVar(&c.planCacheAge, "plan-cache-age", 5*time.Second, "how long an account's plan, read to price a request, is used before the store is read again (changes made by another process take this long to apply; this process's own apply at once); 0 reads it on every request")
 	f.StringVar(&c.adminKey, "admin-key", "", "a secret accepted as an admin key besides stored keys (prefer the environment: SCRIP_ADMIN_KEY)")
@@ -192,6 +195,9 @@ func serve(cmd *cobra.Command, c serveConfig) error {
 		fmt.Fprintf(out, "  catalog:  %s %s (%s)\n", cat.Name, cat.Version, c.catalogFile)
 	}
 	fmt.Fprintf(out, "  API:      http://%s/openapi.json\n", ln.Addr())
+	if c.dashboard {
+		fmt.Fprintf(out, "  dashboard: http://%s%s (sign in with an API key)\n", ln.Addr(), web.Path)
+	}
 	if app.payments != nil {
 		fmt.Fprintf(out, "  payments: Stripe Checkout; webhook endpoint http://%s%s\n", ln.Addr(), strings.TrimPrefix(stripe.WebhookPattern, "POST "))
 	} else {
@@ -290,6 +296,7 @@ func newServer(ctx context.Context, c serveConfig, st store, log *slog.Logger, m
 		Engine: engine, Catalog: holder, Keys: st, Logger: log, Metrics: metrics, Billing: s.billing,
 		AdminKey: c.adminKey, KeyCacheAge: c.keyCacheAge, TokenSecret: []byte(c.tokenSecret), TopUpURL: c.topUpURL,
 		CORSOrigins: c.corsOrigins, RateLimit: c.rateLimit, RateBurst: c.rateBurst,
+		Public: map[string]http.Handler{},
 	}
 	if pay.Enabled() {
 		s.payments, err = stripe.New(stripe.Options{Config: pay, Engine: engine, Catalog: holder.Current,
@@ -299,7 +306,11 @@ func newServer(ctx context.Context, c serveConfig, st store, log *slog.Logger, m
 			return nil, err
 		}
 		cfg.Payments = s.payments
-		cfg.Public = map[string]http.Handler{stripe.WebhookPattern: s.payments.Handler()}
+		cfg.Public[stripe.WebhookPattern] = s.payments.Handler()
+	}
+	if c.dashboard {
+		cfg.Public["GET "+web.Path] = web.Handler()
+		cfg.Public["GET /{$}"] = web.Redirect()
 	}
 	for p, h := range (&event.API{Store: st.Outbox()}).Handlers() {
 		cfg.Routes = append(cfg.Routes, httpapi.Route{Pattern: p, Scope: auth.ScopeAdmin, Handle: h})

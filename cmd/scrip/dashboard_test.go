@@ -1,0 +1,270 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+)
+
+// envChrome names the browser the dashboard test drives; without it the
+// test looks for Chromium or Chrome on the PATH.
+const envChrome = "SCRIP_TEST_CHROME"
+
+// browserTimeout bounds one store's whole browser session.
+const browserTimeout = 90 * time.Second
+
+// chromePath returns the browser to drive. Without one the test skips
+// loudly, and fails in CI, which installs Chromium (.ci/run).
+func chromePath(t *testing.T) string {
+	t.Helper()
+	if p := os.Getenv(envChrome); p != "" {
+		return p
+	}
+	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
+		if p, err := exec.LookPath(name); err == nil {
+			return p
+		}
+	}
+	msg := "no Chromium or Chrome on the PATH: the dashboard test needs one (apt-get install chromium, or set " + envChrome + ")"
+	if os.Getenv("CI") != "" {
+		t.Fatal(msg)
+	}
+	t.Skip("SKIPPED: " + msg)
+	return ""
+}
+
+// browser starts a headless browser for the test.
+func browser(t *testing.T, chrome string) context.Context {
+	t.Helper()
+	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(chrome),
+		chromedp.NoSandbox, chromedp.DisableGPU, chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-quic", true), chromedp.Flag("disable-component-update", true),
+		chromedp.UserDataDir(t.TempDir()))
+	alloc, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	ctx, cancelCtx := chromedp.NewContext(alloc)
+	ctx, cancelTimeout := context.WithTimeout(ctx, browserTimeout)
+	t.Cleanup(func() { cancelTimeout(); cancelCtx(); cancelAlloc() })
+	return ctx
+}
+
+// TestDashboard signs in to the dashboard in a headless browser and works
+// an account through it, on each store: every figure it shows is checked
+// against the API, and every change it makes is read back through the API.
+func TestDashboard(t *testing.T) {
+	chrome := chromePath(t)
+	for _, db := range databases {
+		t.Run(db.name, func(t *testing.T) {
+			t.Parallel()
+			r, err := startServe(t, db.url(t))
+			if err != nil {
+				t.Fatal(err)
+			}
+			r.must(http.StatusCreated, http.MethodPost, "/v1/accounts", map[string]any{"id": "user_dash"})
+			if code, out := r.do(http.MethodPost, "/v1/accounts/user_dash/grants", testAdminKey,
+				map[string]any{"kind": "top_up", "amount": "12.5"}, map[string]string{"Idempotency-Key": "g1"}); code != http.StatusOK {
+				t.Fatalf("grant: %d %v", code, out)
+			}
+			if code, out := r.do(http.MethodPost, "/v1/accounts/user_dash/charges", testAdminKey,
+				map[string]any{"action": "img"}, map[string]string{"Idempotency-Key": "c1"}); code != http.StatusOK {
+				t.Fatalf("charge: %d %v", code, out)
+			}
+
+			ctx := browser(t, chrome)
+			do := func(what string, steps ...chromedp.Action[chromedp.Void]) {
+				t.Helper()
+				if err := chromedp.Do(ctx, steps...); err != nil {
+					t.Fatalf("%s: %v", what, err)
+				}
+			}
+			eval := func(js string) string {
+				t.Helper()
+				s, err := chromedp.Run(ctx, chromedp.Evaluate[string](js))
+				if err != nil {
+					t.Fatalf("evaluate %s: %v", js, err)
+				}
+				return s
+			}
+			// text is what the element shows.
+			text := func(sel string) string {
+				t.Helper()
+				return strings.TrimSpace(eval(`document.querySelector(` + quoteJS(sel) + `)?.textContent ?? ""`))
+			}
+			// rows counts the rows of a table's body.
+			rows := func(sel string) int {
+				t.Helper()
+				n, err := strconv.Atoi(eval(`String(document.querySelectorAll(` + quoteJS(sel+" tbody tr") + `).length)`))
+				if err != nil {
+					t.Fatal(err)
+				}
+				return n
+			}
+			// waitText waits until sel is shown and shows want.
+			waitText := func(sel, want string) {
+				t.Helper()
+				js := `(() => { const e = document.querySelector(` + quoteJS(sel) + `); return !!e && !e.closest("[hidden]") && e.textContent.trim() === ` + quoteJS(want) + `; })()`
+				if _, err := chromedp.Run(ctx, chromedp.Poll[bool](js, chromedp.WithPollingTimeout(20*time.Second))); err != nil {
+					t.Fatalf("%s never showed %q (it shows %q): %v", sel, want, text(sel), err)
+				}
+			}
+			css := func(sel string) chromedp.CSS { return chromedp.CSS(sel) }
+
+			// The server's root leads to the dashboard; a wrong key is refused.
+			do("open", chromedp.Navigate(r.url+"/"), chromedp.WaitVisible(css("#signin-form")))
+			do("wrong key", chromedp.SendKeys(css("#key"), "not_a_key_0123456789"),
+				chromedp.Click(css("#signin-submit")))
+			waitText("#signin-error", "That key was refused.")
+			do("sign in", chromedp.SetValue(css("#key"), testAdminKey),
+				chromedp.Click(css("#signin-submit")), chromedp.WaitVisible(css("#app")))
+			if got := text("#catalog-name"); !strings.HasPrefix(got, "Payments test · sha256:") {
+				t.Errorf("catalog shown as %q", got)
+			}
+
+			// The account as the API has it: 12.5 granted, 4 charged.
+			do("look up", chromedp.SendKeys(css("#account-id"), "user_dash"),
+				chromedp.Click(css("#lookup button")))
+			waitText("#account-title", "user_dash")
+			waitText("#available", r.available("user_dash"))
+			if got := text("#available"); got != "8.5" {
+				t.Errorf("available %q, want 8.5", got)
+			}
+			if got := text("#held"); got != "0" {
+				t.Errorf("held %q, want 0", got)
+			}
+			if n := rows("#transactions"); n != 2 {
+				t.Errorf("%d journal rows, want 2 (the grant and the charge)", n)
+			}
+			if n := rows("#grants"); n != 1 {
+				t.Errorf("%d grant rows, want 1", n)
+			}
+
+			// A grant and an adjustment made in the page reach the ledger.
+			do("grant", chromedp.SetValue(css("#grant-kind"), "promotional"),
+				chromedp.SendKeys(css("#grant-amount"), "1.25"), chromedp.Click(css("#grant button")))
+			waitText("#available", "9.75")
+			if got := r.available("user_dash"); got != "9.75" {
+				t.Errorf("after the page's grant the API says %s available, want 9.75", got)
+			}
+			if g := r.grants("user_dash"); g["promotional"] != 1 {
+				t.Errorf("grants by kind after the page's grant: %v, want one promotional", g)
+			}
+			do("adjust", chromedp.SendKeys(css("#adjust-amount"), "-0.75"),
+				chromedp.SendKeys(css("#adjust-reason"), "dashboard test"), chromedp.Click(css("#adjust button")))
+			waitText("#available", "9")
+			if got := r.available("user_dash"); got != "9" {
+				t.Errorf("after the page's adjustment the API says %s available, want 9", got)
+			}
+			if n := rows("#transactions"); n != 4 {
+				t.Errorf("%d journal rows after a grant and an adjustment, want 4", n)
+			}
+
+			// Bad input shows the API's error and changes nothing.
+			do("bad amount", chromedp.SendKeys(css("#adjust-amount"), "lots"),
+				chromedp.SendKeys(css("#adjust-reason"), "typo"), chromedp.Click(css("#adjust button")),
+				chromedp.WaitVisible(css("#error")))
+			if got := text("#error"); got != `amount: invalid credit amount "lots" (invalid_amount)` {
+				t.Errorf("error shown as %q, want the API's message and code", got)
+			}
+			if got := r.available("user_dash"); got != "9" {
+				t.Errorf("after a refused adjustment the API says %s available, want 9", got)
+			}
+
+			// An unknown account can be created from the page.
+			do("unknown account", chromedp.SetValue(css("#account-id"), "user_new"),
+				chromedp.Click(css("#lookup button")), chromedp.WaitVisible(css("#not-found")))
+			do("create", chromedp.Click(css("#create-account")))
+			waitText("#account-title", "user_new")
+			waitText("#available", "0")
+			r.must(http.StatusOK, http.MethodGet, "/v1/accounts/user_new", nil)
+
+			// A long journal comes a page at a time.
+			r.must(http.StatusCreated, http.MethodPost, "/v1/accounts", map[string]any{"id": "user_long"})
+			if code, out := r.do(http.MethodPost, "/v1/accounts/user_long/grants", testAdminKey,
+				map[string]any{"kind": "top_up", "amount": 100}, map[string]string{"Idempotency-Key": "g1"}); code != http.StatusOK {
+				t.Fatalf("grant: %d %v", code, out)
+			}
+			for i := range 21 {
+				if code, out := r.do(http.MethodPost, "/v1/accounts/user_long/charges", testAdminKey,
+					map[string]any{"action": "img"}, map[string]string{"Idempotency-Key": fmt.Sprint("c", i)}); code != http.StatusOK {
+					t.Fatalf("charge %d: %d %v", i, code, out)
+				}
+			}
+			do("long journal", chromedp.SetValue(css("#account-id"), "user_long"), chromedp.Click(css("#lookup button")))
+			waitText("#available", "16")
+			if n := rows("#transactions"); n != 20 {
+				t.Errorf("%d journal rows on the first page, want 20", n)
+			}
+			do("older", chromedp.Click(css("#older")))
+			waitText("#transactions tbody tr:nth-child(22) td:first-child", "1")
+			if hidden := eval(`String(document.querySelector("#older").hidden)`); hidden != "true" {
+				t.Error("the Older button is still shown after the last page")
+			}
+
+			// The catalog and a quote, as the API prices it.
+			do("catalog", chromedp.Click(css(`nav button[data-tab="catalog"]`)),
+				chromedp.WaitVisible(css("#tab-catalog")))
+			if n := rows("#actions"); n != 1 {
+				t.Errorf("%d actions listed, want 1", n)
+			}
+			do("quote", chromedp.Click(css("#quote button")))
+			waitText("#quote-credits", "4")
+
+			// Verification over the whole ledger.
+			do("verify", chromedp.Click(css(`nav button[data-tab="ledger"]`)),
+				chromedp.Click(css("#verify")))
+			waitText("#verify-summary", "OK: 3 accounts and 26 transactions agree with their journals.")
+
+			// Signing out forgets the key.
+			do("sign out", chromedp.Click(css("#signout")), chromedp.WaitVisible(css("#signin-form")))
+			if eval(`String(sessionStorage.getItem("scrip.key") !== null)`) != "false" {
+				t.Error("the key is still stored after signing out")
+			}
+		})
+	}
+}
+
+// quoteJS quotes s as a JavaScript string literal.
+func quoteJS(s string) string {
+	return "'" + strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(s) + "'"
+}
+
+// TestServeDashboardFlag: the dashboard is on by default, its root leading
+// to it, and --dashboard=false leaves both paths unrouted.
+func TestServeDashboardFlag(t *testing.T) {
+	noRedirect := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	status := func(url string) (int, string) {
+		t.Helper()
+		resp, err := noRedirect.Get(url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode, resp.Header.Get("Location")
+	}
+	for _, c := range []struct {
+		args          []string
+		root, page    int
+		rootRedirects bool
+	}{
+		{nil, http.StatusFound, http.StatusOK, true},
+		{[]string{"--dashboard=false"}, http.StatusNotFound, http.StatusNotFound, false},
+	} {
+		r, err := startServe(t, filepath.Join(t.TempDir(), "scrip.db"), c.args...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		root, loc := status(r.url + "/")
+		page, _ := status(r.url + "/dashboard/")
+		if root != c.root || page != c.page || (loc == "/dashboard/") != c.rootRedirects {
+			t.Errorf("%v: / answers %d (Location %q), /dashboard/ %d; want %d and %d", c.args, root, loc, page, c.root, c.page)
+		}
+	}
+}

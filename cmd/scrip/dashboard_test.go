@@ -69,14 +69,8 @@ func TestDashboard(t *testing.T) {
 				t.Fatal(err)
 			}
 			r.must(http.StatusCreated, http.MethodPost, "/v1/accounts", map[string]any{"id": "user_dash"})
-			if code, out := r.do(http.MethodPost, "/v1/accounts/user_dash/grants", testAdminKey,
-				map[string]any{"kind": "top_up", "amount": "12.5"}, map[string]string{"Idempotency-Key": "g1"}); code != http.StatusOK {
-				t.Fatalf("grant: %d %v", code, out)
-			}
-			if code, out := r.do(http.MethodPost, "/v1/accounts/user_dash/charges", testAdminKey,
-				map[string]any{"action": "img"}, map[string]string{"Idempotency-Key": "c1"}); code != http.StatusOK {
-				t.Fatalf("charge: %d %v", code, out)
-			}
+			r.keyed("/v1/accounts/user_dash/grants", "g1", map[string]any{"kind": "top_up", "amount": "12.5"})
+			r.keyed("/v1/accounts/user_dash/charges", "c1", map[string]any{"action": "img"})
 
 			ctx := browser(t, chrome)
 			do := func(what string, steps ...chromedp.Action[chromedp.Void]) {
@@ -116,6 +110,15 @@ func TestDashboard(t *testing.T) {
 				}
 			}
 			css := func(sel string) chromedp.CSS { return chromedp.CSS(sel) }
+			// agree waits for the page to show an account's available
+			// credits after what it did, and checks the API says the same.
+			agree := func(after, acct, want string) {
+				t.Helper()
+				waitText("#available", want)
+				if got := r.available(acct); got != want {
+					t.Errorf("after %s the API says %s available, want %s", after, got, want)
+				}
+			}
 
 			// The server's root leads to the dashboard; a wrong key is refused.
 			do("open", chromedp.Navigate(r.url+"/"), chromedp.WaitVisible(css("#signin-form")))
@@ -149,19 +152,13 @@ func TestDashboard(t *testing.T) {
 			// A grant and an adjustment made in the page reach the ledger.
 			do("grant", chromedp.SetValue(css("#grant-kind"), "promotional"),
 				chromedp.SendKeys(css("#grant-amount"), "1.25"), chromedp.Click(css("#grant button")))
-			waitText("#available", "9.75")
-			if got := r.available("user_dash"); got != "9.75" {
-				t.Errorf("after the page's grant the API says %s available, want 9.75", got)
-			}
+			agree("the page's grant", "user_dash", "9.75")
 			if g := r.grants("user_dash"); g["promotional"] != 1 {
 				t.Errorf("grants by kind after the page's grant: %v, want one promotional", g)
 			}
 			do("adjust", chromedp.SendKeys(css("#adjust-amount"), "-0.75"),
 				chromedp.SendKeys(css("#adjust-reason"), "dashboard test"), chromedp.Click(css("#adjust button")))
-			waitText("#available", "9")
-			if got := r.available("user_dash"); got != "9" {
-				t.Errorf("after the page's adjustment the API says %s available, want 9", got)
-			}
+			agree("the page's adjustment", "user_dash", "9")
 			if n := rows("#transactions"); n != 4 {
 				t.Errorf("%d journal rows after a grant and an adjustment, want 4", n)
 			}
@@ -187,15 +184,9 @@ func TestDashboard(t *testing.T) {
 
 			// A long journal comes a page at a time.
 			r.must(http.StatusCreated, http.MethodPost, "/v1/accounts", map[string]any{"id": "user_long"})
-			if code, out := r.do(http.MethodPost, "/v1/accounts/user_long/grants", testAdminKey,
-				map[string]any{"kind": "top_up", "amount": 100}, map[string]string{"Idempotency-Key": "g1"}); code != http.StatusOK {
-				t.Fatalf("grant: %d %v", code, out)
-			}
+			r.keyed("/v1/accounts/user_long/grants", "g1", map[string]any{"kind": "top_up", "amount": 100})
 			for i := range 21 {
-				if code, out := r.do(http.MethodPost, "/v1/accounts/user_long/charges", testAdminKey,
-					map[string]any{"action": "img"}, map[string]string{"Idempotency-Key": fmt.Sprint("c", i)}); code != http.StatusOK {
-					t.Fatalf("charge %d: %d %v", i, code, out)
-				}
+				r.keyed("/v1/accounts/user_long/charges", fmt.Sprint("c", i), map[string]any{"action": "img"})
 			}
 			do("long journal", chromedp.SetValue(css("#account-id"), "user_long"), chromedp.Click(css("#lookup button")))
 			waitText("#available", "16")
@@ -229,6 +220,17 @@ func TestDashboard(t *testing.T) {
 			}
 		})
 	}
+}
+
+// keyed posts body with an Idempotency-Key and an admin key, and needs
+// 200.
+func (r *running) keyed(path, key string, body any) map[string]any {
+	r.t.Helper()
+	code, out := r.do(http.MethodPost, path, testAdminKey, body, map[string]string{"Idempotency-Key": key})
+	if code != http.StatusOK {
+		r.t.Fatalf("POST %s: status %d, want 200: %v", path, code, out)
+	}
+	return out
 }
 
 // quoteJS quotes s as a JavaScript string literal.

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+
+	"github.com/scriphq/scrip/httpapi/auth"
 )
 
 // envChrome names the browser the dashboard test drives; without it the
@@ -163,15 +165,37 @@ func TestDashboard(t *testing.T) {
 				t.Errorf("%d journal rows after a grant and an adjustment, want 4", n)
 			}
 
-			// Bad input shows the API's error and changes nothing.
-			do("bad amount", chromedp.SendKeys(css("#adjust-amount"), "lots"),
-				chromedp.SendKeys(css("#adjust-reason"), "typo"), chromedp.Click(css("#adjust button")),
-				chromedp.WaitVisible(css("#error")))
-			if got := text("#error"); got != `amount: invalid credit amount "lots" (invalid_amount)` {
-				t.Errorf("error shown as %q, want the API's message and code", got)
+			// What the API holds goes into the page as text, never as markup.
+			const markup = `<img src=x onerror="window.pwned=1">`
+			do("markup", chromedp.SendKeys(css("#adjust-amount"), "0.5"),
+				chromedp.SendKeys(css("#adjust-reason"), markup), chromedp.Click(css("#adjust button")))
+			agree("an adjustment whose reason is markup", "user_dash", "9.5")
+			if got := text("#transactions tbody tr:first-child td:nth-child(5)"); got != markup {
+				t.Errorf("the reason shows as %q, want %q", got, markup)
 			}
-			if got := r.available("user_dash"); got != "9" {
-				t.Errorf("after a refused adjustment the API says %s available, want 9", got)
+			if got := eval(`String(document.querySelectorAll("#app img").length + ":" + typeof window.pwned)`); got != "0:undefined" {
+				t.Errorf("images in the page and window.pwned: %s, want 0:undefined", got)
+			}
+
+			// Two submits at once make one grant.
+			do("double submit", chromedp.SendKeys(css("#grant-amount"), "0.5"))
+			eval(`(() => { const f = document.querySelector("#grant"); f.requestSubmit(); f.requestSubmit(); return ""; })()`)
+			agree("a grant submitted twice at once", "user_dash", "10")
+			if g := r.grants("user_dash"); g["promotional"] != 2 {
+				t.Errorf("grants by kind after one grant submitted twice: %v, want two promotional in all", g)
+			}
+
+			// Out of credits says how many are needed and how many there are.
+			do("too much", chromedp.SendKeys(css("#adjust-amount"), "-1000"),
+				chromedp.SendKeys(css("#adjust-reason"), "too much"), chromedp.Click(css("#adjust button")))
+			waitText("#error", "insufficient credits: 1000 required, 10 available (insufficient_credits)")
+
+			// Bad input shows the API's error and changes nothing.
+			do("bad amount", chromedp.SetValue(css("#adjust-amount"), "lots"),
+				chromedp.SetValue(css("#adjust-reason"), "typo"), chromedp.Click(css("#adjust button")))
+			waitText("#error", `amount: invalid credit amount "lots" (invalid_amount)`)
+			if got := r.available("user_dash"); got != "10" {
+				t.Errorf("after refused adjustments the API says %s available, want 10", got)
 			}
 
 			// An unknown account can be created from the page.
@@ -199,6 +223,13 @@ func TestDashboard(t *testing.T) {
 				t.Error("the Older button is still shown after the last page")
 			}
 
+			// Credits show exactly as the ledger holds them, beyond what a
+			// float keeps.
+			r.must(http.StatusCreated, http.MethodPost, "/v1/accounts", map[string]any{"id": "user_big"})
+			r.keyed("/v1/accounts/user_big/grants", "g1", map[string]any{"amount": "123456789012.345678"})
+			do("big", chromedp.SetValue(css("#account-id"), "user_big"), chromedp.Click(css("#lookup button")))
+			waitText("#available", "123456789012.345678")
+
 			// The catalog and a quote, as the API prices it.
 			do("catalog", chromedp.Click(css(`nav button[data-tab="catalog"]`)),
 				chromedp.WaitVisible(css("#tab-catalog")))
@@ -211,12 +242,35 @@ func TestDashboard(t *testing.T) {
 			// Verification over the whole ledger.
 			do("verify", chromedp.Click(css(`nav button[data-tab="ledger"]`)),
 				chromedp.Click(css("#verify")))
-			waitText("#verify-summary", "OK: 3 accounts and 26 transactions agree with their journals.")
+			waitText("#verify-summary", "OK: 4 accounts and 29 transactions agree with their journals.")
 
 			// Signing out forgets the key.
 			do("sign out", chromedp.Click(css("#signout")), chromedp.WaitVisible(css("#signin-form")))
 			if eval(`String(sessionStorage.getItem("scrip.key") !== null)`) != "false" {
 				t.Error("the key is still stored after signing out")
+			}
+
+			// A key the server stops accepting sends the page back to sign
+			// in, saying why.
+			eval(`(() => { sessionStorage.setItem("scrip.key", "revoked_key_0123456789abcdef"); return ""; })()`)
+			do("reload", chromedp.Navigate(r.url+"/dashboard/"))
+			waitText("#signin-error", "The server no longer accepts your key; sign in again.")
+
+			// A read key sees everything and changes nothing.
+			key, secret := auth.NewKey("dashboard reader", []auth.Scope{auth.ScopeRead}, time.Now())
+			if err := r.store.CreateKey(context.Background(), key); err != nil {
+				t.Fatal(err)
+			}
+			do("sign in to read", chromedp.SetValue(css("#key"), secret), chromedp.Click(css("#signin-submit")),
+				chromedp.WaitVisible(css("#app")), chromedp.SetValue(css("#account-id"), "user_dash"), chromedp.Click(css("#lookup button")))
+			waitText("#available", "10")
+			do("grant with a read key", chromedp.SendKeys(css("#grant-amount"), "1"), chromedp.Click(css("#grant button")),
+				chromedp.WaitVisible(css("#error")))
+			if got := text("#error"); !strings.HasSuffix(got, "(forbidden)") {
+				t.Errorf("a read key's grant shows %q, want the API's forbidden error", got)
+			}
+			if got := r.available("user_dash"); got != "10" {
+				t.Errorf("after a read key's grant the API says %s available, want 10", got)
 			}
 		})
 	}

@@ -188,20 +188,20 @@ func serve(cmd *cobra.Command, c serveConfig) error {
 
 	cat := app.catalog.Current()
 	fmt.Fprintf(out, "scrip is listening on http://%s\n", ln.Addr())
-	fmt.Fprintf(out, "  store:    %s\n", storeDesc)
+	fmt.Fprintf(out, "  store:     %s\n", storeDesc)
 	if c.catalogFile == "" {
-		fmt.Fprintf(out, "  catalog:  %s %s (bundled demo; --catalog FILE to use yours)\n", cat.Name, cat.Version)
+		fmt.Fprintf(out, "  catalog:   %s %s (bundled demo; --catalog FILE to use yours)\n", cat.Name, cat.Version)
 	} else {
-		fmt.Fprintf(out, "  catalog:  %s %s (%s)\n", cat.Name, cat.Version, c.catalogFile)
+		fmt.Fprintf(out, "  catalog:   %s %s (%s)\n", cat.Name, cat.Version, c.catalogFile)
 	}
-	fmt.Fprintf(out, "  API:      http://%s/openapi.json\n", ln.Addr())
+	fmt.Fprintf(out, "  API:       http://%s/openapi.json\n", ln.Addr())
 	if c.dashboard {
 		fmt.Fprintf(out, "  dashboard: http://%s%s (sign in with an API key)\n", ln.Addr(), web.Path)
 	}
 	if app.payments != nil {
-		fmt.Fprintf(out, "  payments: Stripe Checkout; webhook endpoint http://%s%s\n", ln.Addr(), strings.TrimPrefix(stripe.WebhookPattern, "POST "))
+		fmt.Fprintf(out, "  payments:  Stripe Checkout; webhook endpoint http://%s%s\n", ln.Addr(), strings.TrimPrefix(stripe.WebhookPattern, "POST "))
 	} else {
-		fmt.Fprintf(out, "  payments: off (checkout answers 503); set %s and %s to sell packs and plans\n", stripe.EnvSecretKey, stripe.EnvWebhookSecret)
+		fmt.Fprintf(out, "  payments:  off (checkout answers 503); set %s and %s to sell packs and plans\n", stripe.EnvSecretKey, stripe.EnvWebhookSecret)
 	}
 	if err := printEventsHint(ctx, out, st); err != nil {
 		return err
@@ -375,10 +375,10 @@ func printEventsHint(ctx context.Context, out io.Writer, st store) error {
 		}
 	}
 	if n == 0 {
-		fmt.Fprintln(out, "  events:   recorded, no endpoint to deliver to (scrip events endpoints add --url URL)")
+		fmt.Fprintln(out, "  events:    recorded, no endpoint to deliver to (scrip events endpoints add --url URL)")
 		return nil
 	}
-	fmt.Fprintf(out, "  events:   delivered to %d endpoint(s) (scrip events endpoints list)\n", n)
+	fmt.Fprintf(out, "  events:    delivered to %d endpoint(s) (scrip events endpoints list)\n", n)
 	return nil
 }
 
@@ -414,7 +414,7 @@ func (c *serveConfig) thresholds() (event.Thresholds, error) {
 // printKeyHint tells the operator how to get an admin key when there is none.
 func printKeyHint(ctx context.Context, cmd *cobra.Command, st store, c serveConfig) error {
 	if c.adminKey != "" {
-		fmt.Fprintln(cmd.OutOrStdout(), "  keys:     SCRIP_ADMIN_KEY is accepted as an admin key")
+		fmt.Fprintln(cmd.OutOrStdout(), "  keys:      SCRIP_ADMIN_KEY is accepted as an admin key")
 		return nil
 	}
 	keys, err := st.Keys(ctx)
@@ -430,7 +430,7 @@ func printKeyHint(ctx context.Context, cmd *cobra.Command, st store, c serveConf
 	if c.databaseURL != "" {
 		db = " --database-url '" + redactURL(c.databaseURL) + "'"
 	}
-	fmt.Fprintf(cmd.OutOrStdout(), "  keys:     none yet; create an admin key with\n              scrip keys create --scope admin --name ops%s\n            (or set SCRIP_ADMIN_KEY before starting)\n", db)
+	fmt.Fprintf(cmd.OutOrStdout(), "  keys:      none yet; create an admin key with\n               scrip keys create --scope admin --name ops%s\n             (or set SCRIP_ADMIN_KEY before starting)\n", db)
 	return nil
 }
 

@@ -51,9 +51,10 @@ packs:
 
 // running is scrip serve's wiring on a fresh store, behind a test server.
 type running struct {
-	t   *testing.T
-	app *server
-	url string
+	t     *testing.T
+	app   *server
+	store store
+	url   string
 }
 
 // startServe wires scrip serve as the serve command does, from its flags.
@@ -93,7 +94,7 @@ func startServe(t *testing.T, databaseURL string, args ...string) (*running, err
 		srv.Close()
 		app.close(5 * time.Second)
 	})
-	return &running{t: t, app: app, url: srv.URL}, nil
+	return &running{t: t, app: app, store: st, url: srv.URL}, nil
 }
 
 func (r *running) do(method, path, key string, body any, header map[string]string) (int, map[string]any) {

@@ -4,7 +4,18 @@
 "use strict";
 
 const keyStorage = "scrip.key";
+// noticeStorage carries why the page signed out across its reload.
+const noticeStorage = "scrip.notice";
 const pageSize = 20;
+const healthEvery = 15000; // ms
+
+// base is the server's root as this page sees it, so that the API is
+// found behind a proxy that mounts the server under a path of its own.
+const base = new URL("../", location.href);
+
+function url(path) {
+  return new URL(path.replace(/^\//, ""), base);
+}
 
 const $ = (id) => document.getElementById(id);
 
@@ -16,23 +27,33 @@ function parse(text) {
     typeof value === "number" && context && typeof context.source === "string" ? context.source : value);
 }
 
+// message says what an error body of the API means.
+function message(status, body) {
+  if (!body) return `HTTP ${status}`;
+  if (body.code === "insufficient_credits") {
+    return `insufficient credits: ${body.required} required, ${body.available} available`;
+  }
+  return body.detail || body.title || `HTTP ${status}`;
+}
+
 class APIError extends Error {
   constructor(status, body) {
-    super((body && (body.detail || body.title)) || `HTTP ${status}`);
+    super(message(status, body));
     this.status = status;
     this.code = (body && body.code) || "";
   }
 }
 
-async function api(method, path, body) {
+// api calls the API. A POST goes with idempotencyKey, or a fresh one.
+async function api(method, path, body, idempotencyKey) {
   const headers = { Authorization: "Bearer " + sessionStorage.getItem(keyStorage) };
   const init = { method, headers };
   if (body !== undefined) {
     headers["Content-Type"] = "application/json";
     init.body = JSON.stringify(body);
-    if (method === "POST") headers["Idempotency-Key"] = "dashboard-" + crypto.randomUUID();
   }
-  const resp = await fetch(path, init);
+  if (method === "POST") headers["Idempotency-Key"] = idempotencyKey || "dashboard-" + crypto.randomUUID();
+  const resp = await fetch(url(path), init);
   const text = await resp.text();
   let data = null;
   try {
@@ -99,17 +120,19 @@ async function signIn(key) {
   await loadCatalog();
 }
 
-function signOut() {
+function signOut(notice) {
   sessionStorage.removeItem(keyStorage);
+  if (notice) sessionStorage.setItem(noticeStorage, notice);
   location.reload();
 }
 
 async function health() {
   const el = $("health");
   try {
-    const resp = await fetch("/readyz");
+    const resp = await fetch(url("/readyz"));
     const body = parse(await resp.text());
-    el.textContent = resp.ok ? "ready" : "not ready: " + Object.entries(body.checks || {}).filter(([, v]) => v !== "ok").map(([k, v]) => `${k} ${v}`).join(", ");
+    const failing = Object.entries(body.checks || {}).filter(([, v]) => v !== "ok").map(([k, v]) => `${k} ${v}`);
+    el.textContent = resp.ok ? "ready" : "not ready: " + failing.join(", ");
     el.className = resp.ok ? "pill ok" : "pill bad";
   } catch {
     el.textContent = "unreachable";
@@ -119,45 +142,59 @@ async function health() {
 
 // --- accounts ---------------------------------------------------------------
 
-const account = { id: "", cursor: "" };
+// account is the account the page shows. Each lookup takes the next
+// generation; an answer that arrives for an older one is dropped, so the
+// page never mixes two accounts, and the forms act on the one shown.
+const account = { id: "", missing: "", cursor: "", generation: 0 };
+
+const accountPath = (id) => `/v1/accounts/${encodeURIComponent(id)}`;
 
 async function lookUp(id) {
-  say(null);
   show($("done"), false);
-  account.id = id;
+  const generation = ++account.generation;
   let a;
   try {
-    a = await api("GET", `/v1/accounts/${encodeURIComponent(id)}`);
+    a = await api("GET", accountPath(id));
   } catch (err) {
+    if (generation !== account.generation) return;
     show($("account"), false);
+    account.id = "";
     if (err.status === 404) {
+      account.missing = id;
       $("missing-id").textContent = id;
       show($("not-found"), true);
       return;
     }
     throw err;
   }
+  const [b, page, sub] = await Promise.all([
+    api("GET", accountPath(id) + "/balance"), transactions(id, ""), subscription(id),
+  ]);
+  if (generation !== account.generation) return;
+  account.id = id;
   show($("not-found"), false);
   $("account-title").textContent = a.id;
   $("account-created").textContent = when(a.created_at);
-  await Promise.all([refresh(), showSubscription()]);
+  const meta = Object.entries(a.metadata || {}).map(([k, v]) => `${k}=${v}`).join(" · ");
+  $("account-metadata").textContent = meta ? "Metadata: " + meta : "";
+  $("subscription").textContent = sub
+    ? `Plan ${sub.plan_name || sub.plan} (${sub.status}), cycle ${sub.cycle}, this period ends ${when(sub.current_period_end)}`
+    : "No plan.";
+  showAccount(b, page);
   show($("account"), true);
 }
 
-// refresh shows the account's balance and the newest page of its journal,
-// both read before either is shown, so the page never shows one without
-// the other.
+// refresh reads the shown account's balance and the newest page of its
+// journal again, both before either is shown.
 async function refresh() {
-  const [b, page] = await Promise.all([
-    api("GET", `/v1/accounts/${encodeURIComponent(account.id)}/balance`),
-    transactions(""),
-  ]);
-  showBalance(b);
-  $("transactions").tBodies[0].replaceChildren();
-  showTransactions(page);
+  const id = account.id;
+  const generation = account.generation;
+  const [b, page] = await Promise.all([api("GET", accountPath(id) + "/balance"), transactions(id, "")]);
+  if (generation !== account.generation) return;
+  showAccount(b, page);
 }
 
-function showBalance(b) {
+function showAccount(b, page) {
   $("available").textContent = b.available;
   $("held").textContent = b.held;
   $("balance-as-of").textContent = when(b.as_of);
@@ -170,16 +207,17 @@ function showBalance(b) {
     row(grants, [g.id, g.kind, g.remaining, g.amount, g.priority, g.expires_at ? when(g.expires_at) : "never",
       g.source && g.source.type]);
   }
+  $("transactions").tBodies[0].replaceChildren();
+  showTransactions(page);
 }
 
-async function showSubscription() {
-  const el = $("subscription");
+// subscription reads the account's plan; null when it has none.
+async function subscription(id) {
   try {
-    const s = await api("GET", `/v1/accounts/${encodeURIComponent(account.id)}/subscription`);
-    el.textContent = `Plan ${s.plan_name || s.plan} (${s.status}), cycle ${s.cycle}, this period ends ${when(s.current_period_end)}`;
+    return await api("GET", accountPath(id) + "/subscription");
   } catch (err) {
-    if (err.status !== 404) throw err;
-    el.textContent = "No plan.";
+    if (err.status === 404) return null;
+    throw err;
   }
 }
 
@@ -189,9 +227,10 @@ function describe(t) {
   return ref.action || t.reason || ref.job || t.grant_id || t.hold_id || t.charge_id || "";
 }
 
-// transactions reads a page of the journal, newest first, after cursor.
-function transactions(cursor) {
-  let path = `/v1/accounts/${encodeURIComponent(account.id)}/transactions?limit=${pageSize}`;
+// transactions reads a page of an account's journal, newest first, after
+// cursor.
+function transactions(id, cursor) {
+  let path = `${accountPath(id)}/transactions?limit=${pageSize}`;
   if (cursor) path += `&starting_after=${encodeURIComponent(cursor)}`;
   return api("GET", path);
 }
@@ -204,34 +243,45 @@ function showTransactions(page) {
   show($("older"), page.has_more);
 }
 
+async function older() {
+  const { id, generation, cursor } = account;
+  const page = await transactions(id, cursor);
+  // A lookup or a refresh meanwhile has redrawn the table.
+  if (generation !== account.generation || cursor !== account.cursor) return;
+  showTransactions(page);
+}
+
 // instant turns a datetime-local value (the browser's time zone) into the
 // API's RFC 3339.
 function instant(local) {
   return local ? new Date(local).toISOString() : undefined;
 }
 
-async function grant() {
+async function grant(idempotencyKey) {
+  const id = account.id;
   const body = { kind: $("grant-kind").value, amount: $("grant-amount").value.trim() };
   const expires = instant($("grant-expires").value);
   if (expires) body.expires_at = expires;
-  const g = await api("POST", `/v1/accounts/${encodeURIComponent(account.id)}/grants`, body);
-  await refresh();
+  const g = await api("POST", accountPath(id) + "/grants", body, idempotencyKey);
   $("grant").reset();
-  done(`Granted ${g.amount} ${g.kind} credits (${g.id}); available ${g.available}.`);
+  await refresh();
+  done(`Granted ${g.amount} ${g.kind} credits to ${id} (${g.id}); available ${g.available}.`);
 }
 
-async function adjust() {
+async function adjust(idempotencyKey) {
+  const id = account.id;
   const body = { amount: $("adjust-amount").value.trim(), reason: $("adjust-reason").value };
-  const r = await api("POST", `/v1/accounts/${encodeURIComponent(account.id)}/adjustments`, body);
-  await refresh();
+  const r = await api("POST", accountPath(id) + "/adjustments", body, idempotencyKey);
   $("adjust").reset();
-  done(`Adjusted by ${body.amount}; available ${r.available}.`);
+  await refresh();
+  done(`Adjusted ${id} by ${body.amount}; available ${r.available}.`);
 }
 
 async function createAccount() {
-  await api("POST", "/v1/accounts", { id: account.id });
-  await lookUp(account.id);
-  done(`Created account ${account.id}.`);
+  const id = account.missing;
+  await api("POST", "/v1/accounts", { id });
+  await lookUp(id);
+  done(`Created account ${id}.`);
 }
 
 // --- catalog ----------------------------------------------------------------
@@ -260,7 +310,8 @@ function showActions() {
   for (const a of catalog.actions) {
     if (only && a.category !== only) continue;
     const params = (a.params || []).map((p) => p.name || p.id).filter(Boolean).join(", ");
-    row(body, [a.id, a.name, a.category, a.fixed ? a.credits : `from ${a.credits}`, params]);
+    const credits = a.credits === null || a.credits === undefined ? "" : a.fixed ? a.credits : `from ${a.credits}`;
+    row(body, [a.id, a.name, a.category, credits, params]);
   }
 }
 
@@ -287,7 +338,6 @@ async function quote() {
 
 async function verify() {
   const button = $("verify");
-  button.disabled = true;
   button.textContent = "Verifying…";
   try {
     const r = await api("GET", "/v1/admin/verify");
@@ -307,7 +357,6 @@ async function verify() {
     }
     show($("verify-result"), true);
   } finally {
-    button.disabled = false;
     button.textContent = "Verify";
   }
 }
@@ -323,12 +372,40 @@ function guarded(fn) {
       await fn(event);
     } catch (err) {
       if (err.status === 401) {
-        signOut();
+        signOut("The server no longer accepts your key; sign in again.");
         return;
       }
       say(err);
     }
   };
+}
+
+// once makes fn the action of a form or button that runs one request at a
+// time: a second click while one runs does nothing. A form's writes go
+// with one Idempotency-Key until the server has answered them for good
+// (not with a 5xx or a lost connection) or the form is changed, so a
+// retry after a lost answer never applies a write twice.
+function once(el, fn) {
+  const button = el.tagName === "FORM" ? el.querySelector("button[type=submit]") : el;
+  let busy = false;
+  let key = "";
+  if (el.tagName === "FORM") el.addEventListener("input", () => { key = ""; });
+  el.addEventListener(el.tagName === "FORM" ? "submit" : "click", guarded(async () => {
+    if (busy) return;
+    busy = true;
+    button.disabled = true;
+    key = key || "dashboard-" + crypto.randomUUID();
+    try {
+      await fn(key);
+      key = "";
+    } catch (err) {
+      if (err.status && err.status < 500) key = "";
+      throw err;
+    } finally {
+      busy = false;
+      button.disabled = false;
+    }
+  }));
 }
 
 function tab(name) {
@@ -350,20 +427,32 @@ document.addEventListener("DOMContentLoaded", () => {
       show(err, true);
     }
   });
-  $("signout").addEventListener("click", signOut);
+  $("signout").addEventListener("click", () => signOut());
   for (const b of document.querySelectorAll("nav button")) b.addEventListener("click", () => tab(b.dataset.tab));
   $("lookup").addEventListener("submit", guarded(() => lookUp($("account-id").value.trim())));
-  $("create-account").addEventListener("click", guarded(createAccount));
-  $("older").addEventListener("click", guarded(async () => showTransactions(await transactions(account.cursor))));
-  $("grant").addEventListener("submit", guarded(grant));
-  $("adjust").addEventListener("submit", guarded(adjust));
+  once($("create-account"), createAccount);
+  once($("older"), older);
+  once($("grant"), grant);
+  once($("adjust"), adjust);
   $("category").addEventListener("change", showActions);
   $("quote").addEventListener("submit", guarded(quote));
-  $("verify").addEventListener("click", guarded(verify));
+  once($("verify"), verify);
 
   health();
+  setInterval(health, healthEvery);
+  const notice = sessionStorage.getItem(noticeStorage);
+  sessionStorage.removeItem(noticeStorage);
+  if (notice) {
+    $("signin-error").textContent = notice;
+    show($("signin-error"), true);
+  }
   const key = sessionStorage.getItem(keyStorage);
   if (key) {
-    signIn(key).catch(() => show($("signin"), true));
+    signIn(key).catch((e) => {
+      $("signin-error").textContent = e.status === 401
+        ? "The server no longer accepts your key; sign in again."
+        : `Could not sign in: ${e.message}`;
+      show($("signin-error"), true);
+    });
   }
 });

@@ -304,3 +304,49 @@ func TestWatcher(t *testing.T) {
 		}
 	})
 }
+
+// TestWatcherStartsNow: a watcher with no starting point and no cursor
+// stored starts at its first poll, keeps that start, and publishes what the
+// journal gets afterwards, but not what it held before.
+func TestWatcherStartsNow(t *testing.T) {
+	eachStore(t, func(t *testing.T, s stores) {
+		ctx := context.Background()
+		clock := ledger.NewManualClock(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+		eng := ledger.NewEngine(s.ledger, ledger.Options{Clock: clock, SweepEvery: -1})
+		defer eng.Close(ctx)
+		w := event.NewWatcher(s.outbox, eng, event.WatcherOptions{Clock: clock, Settle: time.Second})
+		if _, _, err := eng.CreateAccount(ctx, "acct_n", nil); err != nil {
+			t.Fatal(err)
+		}
+		grant := func(key string) string {
+			t.Helper()
+			r, err := eng.Grant(ctx, ledger.GrantRequest{AccountID: "acct_n", Key: key, Kind: ledger.KindTopUp, Amount: credit.Credits(10)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return r.Transaction.ID
+		}
+		poll := func() {
+			t.Helper()
+			clock.Advance(2 * time.Second)
+			if _, err := w.Poll(ctx); err != nil {
+				t.Fatal(err)
+			}
+		}
+
+		grant("before")
+		clock.Advance(time.Minute)
+		poll() // the start is this poll's settle point, after "before"
+		after := grant("after")
+		for range 3 {
+			poll()
+		}
+		evs, err := s.outbox.Events(ctx, event.Query{AccountID: "acct_n", Type: event.GrantCreated, Limit: 100})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := event.ID(event.GrantCreated, after); len(evs) != 1 || evs[0].ID != want {
+			t.Errorf("grant.created events %v, want one, %s, for the grant made after the watcher started", evs, want)
+		}
+	})
+}

@@ -158,19 +158,21 @@ func (w *Watcher) Poll(ctx context.Context) (int, error) {
 	return total, nil
 }
 
-func (w *Watcher) cursor(ctx context.Context, name string, def time.Time) (JournalCursor, error) {
+// cursor returns the named cursor and true, or def and false when none is
+// stored.
+func (w *Watcher) cursor(ctx context.Context, name string, def time.Time) (JournalCursor, bool, error) {
 	v, err := w.store.State(ctx, name)
 	if errors.Is(err, ErrNotFound) || (err == nil && v == "") {
-		return JournalCursor{At: def}, nil
+		return JournalCursor{At: def}, false, nil
 	}
 	if err != nil {
-		return JournalCursor{}, err
+		return JournalCursor{}, false, err
 	}
 	var c JournalCursor
 	if err := json.Unmarshal([]byte(v), &c); err != nil {
-		return JournalCursor{}, fmt.Errorf("cursor %s: %w", name, err)
+		return JournalCursor{}, false, fmt.Errorf("cursor %s: %w", name, err)
 	}
-	return c, nil
+	return c, true, nil
 }
 
 func (w *Watcher) setCursor(ctx context.Context, name string, c JournalCursor) error {
@@ -186,9 +188,17 @@ func (w *Watcher) since(now time.Time) time.Time {
 }
 
 func (w *Watcher) journalPage(ctx context.Context, now time.Time) (int, bool, error) {
-	c, err := w.cursor(ctx, watchStateJournal, w.since(now))
+	c, stored, err := w.cursor(ctx, watchStateJournal, w.since(now))
 	if err != nil {
 		return 0, false, err
+	}
+	if !stored {
+		// The starting point is kept from the first poll on. Left to the
+		// clock it would move with each poll and stay at the settle point,
+		// where every read ends, so no read could ever find a transaction.
+		if err := w.setCursor(ctx, watchStateJournal, c); err != nil {
+			return 0, false, fmt.Errorf("store the journal's starting point: %w", err)
+		}
 	}
 	txs, err := w.store.JournalAfter(ctx, c, now.Add(-w.opt.Settle), watchPageRows)
 	if err != nil {
@@ -336,7 +346,7 @@ func (w *Watcher) balanceEvents(ctx context.Context, t *ledger.Transaction, now 
 }
 
 func (w *Watcher) expiringPage(ctx context.Context, now time.Time) (int, bool, error) {
-	c, err := w.cursor(ctx, watchStateExpiring, now)
+	c, _, err := w.cursor(ctx, watchStateExpiring, now)
 	if err != nil {
 		return 0, false, err
 	}

@@ -2,11 +2,14 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -70,6 +73,13 @@ func TestDashboard(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			// An endpoint that refuses every event, so that deliveries wait.
+			refusing := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+				w.WriteHeader(http.StatusInternalServerError)
+			}))
+			t.Cleanup(refusing.Close)
+			r.must(http.StatusCreated, http.MethodPost, "/v1/event-endpoints",
+				map[string]any{"url": refusing.URL, "types": []string{"grant.created"}})
 			r.must(http.StatusCreated, http.MethodPost, "/v1/accounts", map[string]any{"id": "user_dash"})
 			r.keyed("/v1/accounts/user_dash/grants", "g1", map[string]any{"kind": "top_up", "amount": "12.5"})
 			r.keyed("/v1/accounts/user_dash/charges", "c1", map[string]any{"action": "img"})
@@ -239,6 +249,48 @@ func TestDashboard(t *testing.T) {
 			do("quote", chromedp.Click(css("#quote button")))
 			waitText("#quote-credits", "4")
 
+			// Events: the endpoint, an account's events, and an event's
+			// deliveries, retried from the page.
+			do("events", chromedp.Click(css(`nav button[data-tab="events"]`)))
+			waitText("#endpoints tbody tr td:nth-child(2)", refusing.URL)
+			grantEvents := func() int {
+				t.Helper()
+				out := r.must(http.StatusOK, http.MethodGet, "/v1/events?account_id=user_dash&type=grant.created", nil)
+				return len(out["data"].([]any))
+			}
+			waitFor(t, "three grant.created events of user_dash", func() bool { return grantEvents() == 3 })
+			do("filter", chromedp.SetValue(css("#event-account"), "user_dash"),
+				chromedp.SetValue(css("#event-type"), "grant.created"), chromedp.Click(css("#event-filter button")))
+			waitText("#events tbody tr:nth-child(3) td:nth-child(3)", "user_dash")
+			if n := rows("#events"); n != 3 {
+				t.Errorf("%d events listed for user_dash, want 3", n)
+			}
+			eventID := text("#events tbody tr:first-child button")
+			attempts := func() int {
+				t.Helper()
+				out := r.must(http.StatusOK, http.MethodGet, "/v1/events/"+eventID, nil)
+				ds := out["deliveries"].([]any)
+				if len(ds) != 1 {
+					t.Fatalf("event %s has %d deliveries, want 1", eventID, len(ds))
+				}
+				n, _ := ds[0].(map[string]any)["attempts"].(json.Number).Int64()
+				return int(n)
+			}
+			waitFor(t, "a first attempt at "+eventID, func() bool { return attempts() >= 1 })
+			before := attempts()
+			do("open event", chromedp.Click(css("#events tbody tr:first-child button")))
+			waitText("#deliveries tbody tr td:nth-child(2)", "pending")
+			waitText("#deliveries tbody tr td:nth-child(3)", strconv.Itoa(before))
+			if data := text("#event-data"); !regexp.MustCompile(`"amount": [0-9]`).MatchString(data) || !strings.Contains(data, `"account_id": "user_dash"`) {
+				t.Errorf("the event's data shows as %s, want its JSON with numbers as numbers", data)
+			}
+			if got := text("#deliveries tbody tr td:nth-child(4)"); !strings.HasPrefix(got, "500") {
+				t.Errorf("the delivery's last answer shows %q, want the endpoint's 500", got)
+			}
+			do("retry", chromedp.Click(css("#retry-event")))
+			waitText("#event-title", "grant.created · "+eventID+" — 1 deliveries due again")
+			waitFor(t, "another attempt at "+eventID+" after the retry", func() bool { return attempts() > before })
+
 			// Verification over the whole ledger.
 			do("verify", chromedp.Click(css(`nav button[data-tab="ledger"]`)),
 				chromedp.Click(css("#verify")))
@@ -285,6 +337,17 @@ func (r *running) keyed(path, key string, body any) map[string]any {
 		r.t.Fatalf("POST %s: status %d, want 200: %v", path, code, out)
 	}
 	return out
+}
+
+// waitFor polls cond until it holds, for at most 20 s.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(20 * time.Second); !cond(); {
+		if time.Now().After(deadline) {
+			t.Fatalf("gave up waiting for %s", what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 // quoteJS quotes s as a JavaScript string literal.

@@ -44,8 +44,22 @@ class APIError extends Error {
   }
 }
 
-// api calls the API. A POST goes with idempotencyKey, or a fresh one.
+// rawNumbers is a JSON.parse reviver that keeps each number as the text the
+// server sent, for JSON.stringify to write back as it was.
+function rawNumbers(key, value, context) {
+  return typeof value === "number" && context && typeof context.source === "string" && JSON.rawJSON
+    ? JSON.rawJSON(context.source) : value;
+}
+
+// api calls the API and returns its answer, parsed. A POST goes with
+// idempotencyKey, or a fresh one.
 async function api(method, path, body, idempotencyKey) {
+  const text = await request(method, path, body, idempotencyKey);
+  return text ? parse(text) : null;
+}
+
+// request calls the API and returns its answer's text.
+async function request(method, path, body, idempotencyKey) {
   const headers = { Authorization: "Bearer " + sessionStorage.getItem(keyStorage) };
   const init = { method, headers };
   if (body !== undefined) {
@@ -55,14 +69,16 @@ async function api(method, path, body, idempotencyKey) {
   if (method === "POST") headers["Idempotency-Key"] = idempotencyKey || "dashboard-" + crypto.randomUUID();
   const resp = await fetch(url(path), init);
   const text = await resp.text();
-  let data = null;
-  try {
-    data = text ? parse(text) : null;
-  } catch {
-    data = null;
+  if (!resp.ok) {
+    let data = null;
+    try {
+      data = text ? parse(text) : null;
+    } catch {
+      data = null;
+    }
+    throw new APIError(resp.status, data);
   }
-  if (!resp.ok) throw new APIError(resp.status, data);
-  return data;
+  return text;
 }
 
 function show(el, on) {
@@ -334,6 +350,67 @@ async function quote() {
   show($("quote-result"), true);
 }
 
+// --- events -----------------------------------------------------------------
+
+// events is what the Events tab lists: its filter, and the time before
+// which the next page starts ("" when there is none).
+const events = { filter: {}, before: "", shown: "", generation: 0 };
+
+async function showEndpoints() {
+  const list = await api("GET", "/v1/event-endpoints");
+  const body = $("endpoints").tBodies[0];
+  body.replaceChildren();
+  for (const e of list.data) {
+    row(body, [e.id, e.url, (e.types || []).join(", "), when(e.created_at), e.disabled ? "disabled" : "active"]);
+  }
+}
+
+async function listEvents(more) {
+  const generation = more ? events.generation : ++events.generation;
+  const q = new URLSearchParams({ limit: String(pageSize) });
+  for (const [k, v] of Object.entries(events.filter)) if (v) q.set(k, v);
+  if (more) q.set("before", events.before);
+  const [list] = await Promise.all([api("GET", "/v1/events?" + q), more ? null : showEndpoints()]);
+  if (generation !== events.generation) return;
+  const body = $("events").tBodies[0];
+  if (!more) body.replaceChildren();
+  for (const e of list.data) {
+    const tr = row(body, [when(e.created_at), e.type, e.account_id, ""]);
+    const open = document.createElement("button");
+    open.type = "button";
+    open.className = "link";
+    open.textContent = e.id;
+    open.addEventListener("click", guarded(() => showEvent(e.id)));
+    tr.lastChild.appendChild(open);
+  }
+  const last = list.data[list.data.length - 1];
+  events.before = list.data.length === pageSize && last ? last.created_at : "";
+  show($("older-events"), events.before !== "");
+}
+
+async function showEvent(id) {
+  const text = await request("GET", `/v1/events/${encodeURIComponent(id)}`);
+  const d = parse(text);
+  events.shown = id;
+  $("event-title").textContent = `${d.type} · ${d.id}`;
+  $("event-data").textContent = JSON.stringify(JSON.parse(text, rawNumbers).data, null, 2);
+  const body = $("deliveries").tBodies[0];
+  body.replaceChildren();
+  for (const v of d.deliveries) {
+    const answer = [v.last_status, v.last_error].filter(Boolean).join(": ");
+    row(body, [v.endpoint_id, v.status, v.attempts, answer, when(v.next_at), when(v.delivered_at)]);
+  }
+  show($("retry-event"), d.deliveries.some((v) => v.status !== "delivered"));
+  show($("event"), true);
+}
+
+async function retryEvent() {
+  const id = events.shown;
+  const r = await api("POST", `/v1/events/${encodeURIComponent(id)}/retry`, {});
+  await showEvent(id);
+  $("event-title").textContent += ` — ${r.retried} deliveries due again`;
+}
+
 // --- ledger -----------------------------------------------------------------
 
 async function verify() {
@@ -410,8 +487,9 @@ function once(el, fn) {
 
 function tab(name) {
   for (const b of document.querySelectorAll("nav button")) b.classList.toggle("active", b.dataset.tab === name);
-  for (const t of ["accounts", "catalog", "ledger"]) show($("tab-" + t), t === name);
+  for (const t of ["accounts", "catalog", "events", "ledger"]) show($("tab-" + t), t === name);
   say(null);
+  if (name === "events") guarded(() => listEvents(false))();
 }
 
 document.addEventListener("DOMContentLoaded", () => {
@@ -437,6 +515,12 @@ document.addEventListener("DOMContentLoaded", () => {
   $("category").addEventListener("change", showActions);
   $("quote").addEventListener("submit", guarded(quote));
   once($("verify"), verify);
+  $("event-filter").addEventListener("submit", guarded(() => {
+    events.filter = { account_id: $("event-account").value.trim(), type: $("event-type").value.trim() };
+    return listEvents(false);
+  }));
+  once($("older-events"), () => listEvents(true));
+  once($("retry-event"), retryEvent);
 
   health();
   setInterval(health, healthEvery);

@@ -172,9 +172,12 @@ type Job struct {
 type Query struct {
 	AccountID string
 	Type      string
-	// Before keeps events created before it (the cursor), when not zero.
-	Before time.Time
-	Limit  int
+	// Before keeps events created before it (the cursor), when not zero;
+	// with BeforeID, also those created at Before whose id sorts before
+	// BeforeID, the events that follow one in the list's order.
+	Before   time.Time
+	BeforeID string
+	Limit    int
 }
 
 // JournalCursor is a position in the journal's time order.

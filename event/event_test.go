@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -347,6 +348,82 @@ func TestWatcherStartsNow(t *testing.T) {
 		}
 		if want := event.ID(event.GrantCreated, after); len(evs) != 1 || evs[0].ID != want {
 			t.Errorf("grant.created events %v, want one, %s, for the grant made after the watcher started", evs, want)
+		}
+	})
+}
+
+// TestListPages: the events API pages through events created at one
+// instant, as a batch's are, each exactly once and in the list's order.
+func TestListPages(t *testing.T) {
+	eachStore(t, func(t *testing.T, s stores) {
+		ctx := context.Background()
+		at := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+		var evs []event.Event
+		for i := range 25 {
+			e, err := event.New(event.GrantCreated, fmt.Sprint("tx_page_", i), "acct_p", at, map[string]any{"n": i})
+			if err != nil {
+				t.Fatal(err)
+			}
+			evs = append(evs, e)
+		}
+		if n, err := s.outbox.Publish(ctx, evs); err != nil || n != len(evs) {
+			t.Fatalf("publish: %d, %v", n, err)
+		}
+		api := &event.API{Store: s.outbox}
+		get := func(query string) (int, map[string]any) {
+			t.Helper()
+			rec := httptest.NewRecorder()
+			api.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/v1/events?"+query, nil))
+			var out map[string]any
+			if err := json.Unmarshal(rec.Body.Bytes(), &out); err != nil {
+				t.Fatalf("%s: %v: %s", query, err, rec.Body)
+			}
+			return rec.Code, out
+		}
+		seen := map[string]bool{}
+		var order []string
+		cursor := ""
+		for page := 0; ; page++ {
+			if page > 5 {
+				t.Fatal("more pages than 25 events of 10 a page make")
+			}
+			q := "account_id=acct_p&limit=10"
+			if cursor != "" {
+				q += "&starting_after=" + cursor
+			}
+			code, out := get(q)
+			if code != http.StatusOK {
+				t.Fatalf("%s: %d %v", q, code, out)
+			}
+			for _, e := range out["data"].([]any) {
+				id := e.(map[string]any)["id"].(string)
+				if seen[id] {
+					t.Errorf("event %s listed twice", id)
+				}
+				seen[id] = true
+				order = append(order, id)
+			}
+			if out["has_more"] != true {
+				if _, ok := out["next_cursor"]; ok {
+					t.Errorf("the last page has a next_cursor: %v", out["next_cursor"])
+				}
+				break
+			}
+			cursor = out["next_cursor"].(string)
+		}
+		if len(seen) != len(evs) {
+			t.Errorf("%d events listed over the pages, want %d", len(seen), len(evs))
+		}
+		if !slices.IsSortedFunc(order, func(a, b string) int { return strings.Compare(b, a) }) {
+			t.Errorf("events listed out of order: %v", order)
+		}
+		for _, c := range []struct{ query, field string }{
+			{"starting_after=evt_none", "starting_after"},
+			{"starting_after=" + order[0] + "&before=2026-03-02T00:00:00Z", "starting_after"},
+		} {
+			if code, out := get(c.query); code != http.StatusBadRequest || out["code"] != "invalid_param" {
+				t.Errorf("%s: %d %v, want 400 invalid_param", c.query, code, out)
+			}
 		}
 	})
 }

@@ -109,17 +109,41 @@ func (a *API) list(w http.ResponseWriter, r *http.Request) error {
 		}
 		q.Before = t
 	}
+	if id := r.URL.Query().Get("starting_after"); id != "" {
+		if !q.Before.IsZero() {
+			return &scrip.Error{Code: scrip.EInvalidParam, Field: "starting_after", Message: "give starting_after or before, not both"}
+		}
+		e, err := a.Store.Event(r.Context(), id)
+		if errors.Is(err, ErrNotFound) {
+			return &scrip.Error{Code: scrip.EInvalidParam, Field: "starting_after", Message: fmt.Sprintf("no event %q", id)}
+		}
+		if err != nil {
+			return err
+		}
+		q.Before, q.BeforeID = e.CreatedAt, e.ID
+	}
 	if err := q.Check(); err != nil {
 		return err
 	}
+	// One more than the page tells whether another follows.
+	limit := q.Limit
+	q.Limit++
 	evs, err := a.Store.Events(r.Context(), q)
 	if err != nil {
 		return err
 	}
-	if evs == nil {
-		evs = []Event{}
+	more := len(evs) > limit
+	if more {
+		evs = evs[:limit]
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"object": "list", "data": evs})
+	page := map[string]any{"object": "list", "data": evs, "has_more": more}
+	if evs == nil {
+		page["data"] = []Event{}
+	}
+	if more {
+		page["next_cursor"] = evs[len(evs)-1].ID
+	}
+	writeJSON(w, http.StatusOK, page)
 	return nil
 }
 

@@ -94,8 +94,9 @@ func (o outbox) Events(ctx context.Context, q event.Query) ([]event.Event, error
 		before = pgtype.Timestamptz{Time: q.Before, Valid: true}
 	}
 	evs, err := collect(ctx, o.s.pool, scanEvent, `SELECT `+eventCols+` FROM events
-		WHERE ($1::timestamptz IS NULL OR created_at < $1) AND ($2 = '' OR account_id = $2) AND ($3 = '' OR type = $3)
-		ORDER BY created_at DESC, id DESC LIMIT $4`, before, q.AccountID, q.Type, q.Limit)
+		WHERE ($1::timestamptz IS NULL OR created_at < $1 OR (created_at = $1 AND id < $5))
+			AND ($2 = '' OR account_id = $2) AND ($3 = '' OR type = $3)
+		ORDER BY created_at DESC, id DESC LIMIT $4`, before, q.AccountID, q.Type, q.Limit, q.BeforeID)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: events: %w", err)
 	}

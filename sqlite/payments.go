@@ -95,8 +95,8 @@ func (o outbox) Events(ctx context.Context, q event.Query) ([]event.Event, error
 		before = micros(q.Before)
 	}
 	rows, err := o.s.reader.QueryContext(ctx, `SELECT `+eventCols+` FROM events
-		WHERE created_at < ?1 AND (?2 = '' OR account_id = ?2) AND (?3 = '' OR type = ?3)
-		ORDER BY created_at DESC, id DESC LIMIT ?4`, before, q.AccountID, q.Type, q.Limit)
+		WHERE (created_at < ?1 OR (created_at = ?1 AND id < ?5)) AND (?2 = '' OR account_id = ?2) AND (?3 = '' OR type = ?3)
+		ORDER BY created_at DESC, id DESC LIMIT ?4`, before, q.AccountID, q.Type, q.Limit, q.BeforeID)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: events: %w", err)
 	}

@@ -9,7 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -249,47 +249,87 @@ func TestDashboard(t *testing.T) {
 			do("quote", chromedp.Click(css("#quote button")))
 			waitText("#quote-credits", "4")
 
-			// Events: the endpoint, an account's events, and an event's
-			// deliveries, retried from the page.
+			// Events: the endpoint, an account's events by type, an event's
+			// data and deliveries, and a retry from the page.
 			do("events", chromedp.Click(css(`nav button[data-tab="events"]`)))
 			waitText("#endpoints tbody tr td:nth-child(2)", refusing.URL)
-			grantEvents := func() int {
+			eventIDs := func(query string) []string {
 				t.Helper()
-				out := r.must(http.StatusOK, http.MethodGet, "/v1/events?account_id=user_dash&type=grant.created", nil)
-				return len(out["data"].([]any))
+				var ids []string
+				for _, e := range r.must(http.StatusOK, http.MethodGet, "/v1/events?"+query, nil)["data"].([]any) {
+					ids = append(ids, e.(map[string]any)["id"].(string))
+				}
+				return ids
 			}
-			waitFor(t, "three grant.created events of user_dash", func() bool { return grantEvents() == 3 })
-			do("filter", chromedp.SetValue(css("#event-account"), "user_dash"),
-				chromedp.SetValue(css("#event-type"), "grant.created"), chromedp.Click(css("#event-filter button")))
-			waitText("#events tbody tr:nth-child(3) td:nth-child(3)", "user_dash")
-			if n := rows("#events"); n != 3 {
-				t.Errorf("%d events listed for user_dash, want 3", n)
-			}
-			eventID := text("#events tbody tr:first-child button")
-			attempts := func() int {
+			waitFor(t, "three grant.created events of user_dash and one of user_big", func() bool {
+				return len(eventIDs("account_id=user_dash&type=grant.created")) == 3 &&
+					len(eventIDs("account_id=user_big&type=grant.created")) == 1
+			})
+			listed := func(account, typ string, want []string) {
 				t.Helper()
-				out := r.must(http.StatusOK, http.MethodGet, "/v1/events/"+eventID, nil)
-				ds := out["deliveries"].([]any)
+				eval(`(() => { document.querySelector("#event-account").value = ` + quoteJS(account) +
+					`; document.querySelector("#event-type").value = ` + quoteJS(typ) + `; return ""; })()`)
+				do("filter "+account+" "+typ, chromedp.Click(css("#event-filter button")))
+				count := fmt.Sprintf("%d events", len(want))
+				if len(want) == 1 {
+					count = "1 event"
+				}
+				waitText("#events-count", count)
+				got := strings.Fields(eval(`[...document.querySelectorAll("#events tbody tr button")].map(b => b.textContent).join(" ")`))
+				if !slices.Equal(got, want) {
+					t.Errorf("events listed for %s %s: %v, want the API's %v", account, typ, got, want)
+				}
+			}
+			listed("user_dash", "hold.expired", nil)
+			dashGrants := eventIDs("account_id=user_dash&type=grant.created")
+			listed("user_dash", "grant.created", dashGrants)
+
+			// The event's data, with its numbers as the server wrote them.
+			bigGrant := eventIDs("account_id=user_big&type=grant.created")
+			listed("user_big", "", bigGrant)
+			do("open user_big's event", chromedp.Click(css("#events tbody tr:first-child button")))
+			waitText("#event-title", "grant.created · "+bigGrant[0])
+			if data := text("#event-data"); !strings.Contains(data, `"amount": 123456789012.345678,`) || !strings.Contains(data, `"account_id": "user_big"`) {
+				t.Errorf("the event's data shows as %s, want its JSON with the amount exactly as sent", data)
+			}
+
+			// A retry makes the dispatcher try again before the backoff would.
+			listed("user_dash", "grant.created", dashGrants)
+			eventID := dashGrants[0]
+			delivery := func() map[string]any {
+				t.Helper()
+				ds := r.must(http.StatusOK, http.MethodGet, "/v1/events/"+eventID, nil)["deliveries"].([]any)
 				if len(ds) != 1 {
 					t.Fatalf("event %s has %d deliveries, want 1", eventID, len(ds))
 				}
-				n, _ := ds[0].(map[string]any)["attempts"].(json.Number).Int64()
+				return ds[0].(map[string]any)
+			}
+			attempts := func() int {
+				t.Helper()
+				n, _ := delivery()["attempts"].(json.Number).Int64()
 				return int(n)
 			}
 			waitFor(t, "a first attempt at "+eventID, func() bool { return attempts() >= 1 })
-			before := attempts()
 			do("open event", chromedp.Click(css("#events tbody tr:first-child button")))
+			waitText("#event-title", "grant.created · "+eventID)
+			before, due := attempts(), delivery()["next_at"].(string)
 			waitText("#deliveries tbody tr td:nth-child(2)", "pending")
 			waitText("#deliveries tbody tr td:nth-child(3)", strconv.Itoa(before))
-			if data := text("#event-data"); !regexp.MustCompile(`"amount": [0-9]`).MatchString(data) || !strings.Contains(data, `"account_id": "user_dash"`) {
-				t.Errorf("the event's data shows as %s, want its JSON with numbers as numbers", data)
-			}
 			if got := text("#deliveries tbody tr td:nth-child(4)"); !strings.HasPrefix(got, "500") {
 				t.Errorf("the delivery's last answer shows %q, want the endpoint's 500", got)
 			}
 			do("retry", chromedp.Click(css("#retry-event")))
 			waitText("#event-title", "grant.created · "+eventID+" — 1 deliveries due again")
 			waitFor(t, "another attempt at "+eventID+" after the retry", func() bool { return attempts() > before })
+			var retried string
+			for _, a := range r.must(http.StatusOK, http.MethodGet, "/v1/events/"+eventID, nil)["attempts"].([]any) {
+				if n, _ := a.(map[string]any)["number"].(json.Number).Int64(); int(n) == before+1 {
+					retried = a.(map[string]any)["at"].(string)
+				}
+			}
+			if at, err := time.Parse(time.RFC3339Nano, retried); err != nil || !at.Before(mustTime(t, due)) {
+				t.Errorf("attempt %d at %q, want before %s, when the backoff had it due", before+1, retried, due)
+			}
 
 			// Verification over the whole ledger.
 			do("verify", chromedp.Click(css(`nav button[data-tab="ledger"]`)),
@@ -337,6 +377,15 @@ func (r *running) keyed(path, key string, body any) map[string]any {
 		r.t.Fatalf("POST %s: status %d, want 200: %v", path, code, out)
 	}
 	return out
+}
+
+func mustTime(t *testing.T, s string) time.Time {
+	t.Helper()
+	at, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return at
 }
 
 // waitFor polls cond until it holds, for at most 20 s.

@@ -352,9 +352,11 @@ async function quote() {
 
 // --- events -----------------------------------------------------------------
 
-// events is what the Events tab lists: its filter, and the time before
-// which the next page starts ("" when there is none).
-const events = { filter: {}, before: "", shown: "", generation: 0 };
+// events is what the Events tab lists: each listing takes the next
+// generation, with its filter and the cursor of its next page ("" when
+// there is none); an answer for an older listing is dropped. showing counts
+// the events opened, so that only the last one opened is shown.
+const events = { generation: 0, filter: {}, cursor: "", shown: "", showing: 0 };
 
 async function showEndpoints() {
   const list = await api("GET", "/v1/event-endpoints");
@@ -365,15 +367,23 @@ async function showEndpoints() {
   }
 }
 
+// listEvents lists the newest events that pass the filter, or with more
+// the page after those listed.
 async function listEvents(more) {
-  const generation = more ? events.generation : ++events.generation;
+  if (!more) {
+    events.generation++;
+    events.cursor = "";
+    $("events").tBodies[0].replaceChildren();
+    $("events-count").textContent = "";
+    show($("older-events"), false);
+  }
+  const { generation, filter, cursor } = events;
   const q = new URLSearchParams({ limit: String(pageSize) });
-  for (const [k, v] of Object.entries(events.filter)) if (v) q.set(k, v);
-  if (more) q.set("before", events.before);
+  for (const [k, v] of Object.entries(filter)) if (v) q.set(k, v);
+  if (more) q.set("starting_after", cursor);
   const [list] = await Promise.all([api("GET", "/v1/events?" + q), more ? null : showEndpoints()]);
-  if (generation !== events.generation) return;
+  if (generation !== events.generation || cursor !== events.cursor) return;
   const body = $("events").tBodies[0];
-  if (!more) body.replaceChildren();
   for (const e of list.data) {
     const tr = row(body, [when(e.created_at), e.type, e.account_id, ""]);
     const open = document.createElement("button");
@@ -383,13 +393,16 @@ async function listEvents(more) {
     open.addEventListener("click", guarded(() => showEvent(e.id)));
     tr.lastChild.appendChild(open);
   }
-  const last = list.data[list.data.length - 1];
-  events.before = list.data.length === pageSize && last ? last.created_at : "";
-  show($("older-events"), events.before !== "");
+  events.cursor = list.has_more ? list.next_cursor : "";
+  show($("older-events"), list.has_more);
+  const n = body.rows.length;
+  $("events-count").textContent = (n === 1 ? "1 event" : `${n} events`) + (list.has_more ? ", and older ones" : "");
 }
 
 async function showEvent(id) {
+  const showing = ++events.showing;
   const text = await request("GET", `/v1/events/${encodeURIComponent(id)}`);
+  if (showing !== events.showing) return;
   const d = parse(text);
   events.shown = id;
   $("event-title").textContent = `${d.type} · ${d.id}`;

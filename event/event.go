@@ -213,6 +213,9 @@ type Store interface {
 	// State and SetState keep the watcher's cursors and alert states.
 	State(ctx context.Context, name string) (string, error)
 	SetState(ctx context.Context, name, value string) error
+	// InitState stores value under name unless a value is stored there
+	// already, and returns the value stored, its own or the one before.
+	InitState(ctx context.Context, name, value string) (string, error)
 	// JournalAfter returns up to limit journal transactions of any account
 	// after the cursor and created at or before until, in (created_at, id)
 	// order.

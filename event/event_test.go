@@ -427,3 +427,22 @@ func TestListPages(t *testing.T) {
 		}
 	})
 }
+
+// TestInitState: the first value stored under a name stays; a later
+// InitState gets it back, and SetState still moves it.
+func TestInitState(t *testing.T) {
+	eachStore(t, func(t *testing.T, s stores) {
+		ctx := context.Background()
+		for _, c := range []struct{ value, want string }{{"first", "first"}, {"second", "first"}} {
+			if got, err := s.outbox.InitState(ctx, "start", c.value); err != nil || got != c.want {
+				t.Errorf("InitState(%q): %q, %v; want %q", c.value, got, err, c.want)
+			}
+		}
+		if err := s.outbox.SetState(ctx, "start", "moved"); err != nil {
+			t.Fatal(err)
+		}
+		if got, err := s.outbox.InitState(ctx, "start", "third"); err != nil || got != "moved" {
+			t.Errorf("InitState after SetState: %q, %v; want moved", got, err)
+		}
+	})
+}

@@ -196,8 +196,15 @@ func (w *Watcher) journalPage(ctx context.Context, now time.Time) (int, bool, er
 		// The starting point is kept from the first poll on. Left to the
 		// clock it would move with each poll and stay at the settle point,
 		// where every read ends, so no read could ever find a transaction.
-		if err := w.setCursor(ctx, watchStateJournal, c); err != nil {
+		// Of processes starting at once on one database, the first to
+		// store it sets it for all.
+		b, _ := json.Marshal(c)
+		v, err := w.store.InitState(ctx, watchStateJournal, string(b))
+		if err != nil {
 			return 0, false, fmt.Errorf("store the journal's starting point: %w", err)
+		}
+		if err := json.Unmarshal([]byte(v), &c); err != nil {
+			return 0, false, fmt.Errorf("cursor %s: %w", watchStateJournal, err)
 		}
 	}
 	txs, err := w.store.JournalAfter(ctx, c, now.Add(-w.opt.Settle), watchPageRows)

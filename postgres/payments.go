@@ -275,6 +275,20 @@ func (o outbox) State(ctx context.Context, name string) (string, error) {
 	return v, err
 }
 
+func (o outbox) InitState(ctx context.Context, name, value string) (string, error) {
+	if _, err := o.s.pool.Exec(ctx, `INSERT INTO event_state (name, value) VALUES ($1, $2)
+		ON CONFLICT (name) DO NOTHING`, name, value); err != nil {
+		return "", fmt.Errorf("postgres: init state %s: %w", name, err)
+	}
+	// A statement of its own, so that it sees a row another process
+	// committed while the insert waited on it.
+	var v string
+	if err := o.s.pool.QueryRow(ctx, `SELECT value FROM event_state WHERE name = $1`, name).Scan(&v); err != nil {
+		return "", fmt.Errorf("postgres: init state %s: %w", name, err)
+	}
+	return v, nil
+}
+
 func (o outbox) SetState(ctx context.Context, name, value string) error {
 	_, err := o.s.pool.Exec(ctx, `INSERT INTO event_state (name, value) VALUES ($1, $2)
 		ON CONFLICT (name) DO UPDATE SET value = excluded.value`, name, value)

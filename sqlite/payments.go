@@ -287,6 +287,18 @@ func (o outbox) State(ctx context.Context, name string) (string, error) {
 	return v, err
 }
 
+func (o outbox) InitState(ctx context.Context, name, value string) (string, error) {
+	if _, err := o.s.writer.ExecContext(ctx, `INSERT INTO event_state (name, value) VALUES (?, ?)
+		ON CONFLICT (name) DO NOTHING`, name, value); err != nil {
+		return "", fmt.Errorf("sqlite: init state %s: %w", name, err)
+	}
+	var v string
+	if err := o.s.writer.QueryRowContext(ctx, `SELECT value FROM event_state WHERE name = ?`, name).Scan(&v); err != nil {
+		return "", fmt.Errorf("sqlite: init state %s: %w", name, err)
+	}
+	return v, nil
+}
+
 func (o outbox) SetState(ctx context.Context, name, value string) error {
 	_, err := o.s.writer.ExecContext(ctx, `INSERT INTO event_state (name, value) VALUES (?, ?)
 		ON CONFLICT (name) DO UPDATE SET value = excluded.value`, name, value)

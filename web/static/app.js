@@ -51,6 +51,14 @@ function rawNumbers(key, value, context) {
     ? JSON.rawJSON(context.source) : value;
 }
 
+// newKey returns a fresh Idempotency-Key. (crypto.randomUUID exists only
+// in secure contexts, and a server on a private network may be reached
+// over plain HTTP.)
+function newKey() {
+  const b = crypto.getRandomValues(new Uint8Array(16));
+  return "dashboard-" + Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
+}
+
 // api calls the API and returns its answer, parsed. A POST goes with
 // idempotencyKey, or a fresh one.
 async function api(method, path, body, idempotencyKey) {
@@ -66,7 +74,7 @@ async function request(method, path, body, idempotencyKey) {
     headers["Content-Type"] = "application/json";
     init.body = JSON.stringify(body);
   }
-  if (method === "POST") headers["Idempotency-Key"] = idempotencyKey || "dashboard-" + crypto.randomUUID();
+  if (method === "POST") headers["Idempotency-Key"] = idempotencyKey || newKey();
   const resp = await fetch(url(path), init);
   const text = await resp.text();
   if (!resp.ok) {
@@ -484,7 +492,7 @@ function once(el, fn) {
     if (busy) return;
     busy = true;
     button.disabled = true;
-    key = key || "dashboard-" + crypto.randomUUID();
+    key = key || newKey();
     try {
       await fn(key);
       key = "";

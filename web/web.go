@@ -8,6 +8,7 @@ import (
 	"embed"
 	"io/fs"
 	"net/http"
+	"strings"
 )
 
 // Path is where the dashboard is mounted.
@@ -41,7 +42,12 @@ func Handler() http.Handler {
 	})
 }
 
-// Redirect sends a browser at the server's root to the dashboard.
+// Redirect sends a browser at the server's root to the dashboard. The
+// location is relative (http.Redirect would make it absolute), so that it
+// holds behind a proxy that serves the server under a path of its own.
 func Redirect() http.Handler {
-	return http.RedirectHandler(Path, http.StatusFound)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Location", strings.TrimPrefix(Path, "/"))
+		w.WriteHeader(http.StatusFound)
+	})
 }

@@ -101,7 +101,7 @@ func TestPaths(t *testing.T) {
 		status       int
 		location     string
 	}{
-		{http.MethodGet, "/", http.StatusFound, web.Path},
+		{http.MethodGet, "/", http.StatusFound, "dashboard/"},
 		{http.MethodHead, web.Path, http.StatusOK, ""},
 		{http.MethodGet, web.Path + "nope.js", http.StatusNotFound, ""},
 		// The mux cleans the path before the dashboard sees it.

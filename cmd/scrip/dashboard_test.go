@@ -431,7 +431,7 @@ func TestServeDashboardFlag(t *testing.T) {
 		}
 		root, loc := status(r.url + "/")
 		page, _ := status(r.url + "/dashboard/")
-		if root != c.root || page != c.page || (loc == "/dashboard/") != c.rootRedirects {
+		if root != c.root || page != c.page || (loc == "dashboard/") != c.rootRedirects {
 			t.Errorf("%v: / answers %d (Location %q), /dashboard/ %d; want %d and %d", c.args, root, loc, page, c.root, c.page)
 		}
 	}

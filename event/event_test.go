@@ -3,6 +3,7 @@ package event_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -443,6 +444,68 @@ func TestInitState(t *testing.T) {
 		}
 		if got, err := s.outbox.InitState(ctx, "start", "third"); err != nil || got != "moved" {
 			t.Errorf("InitState after SetState: %q, %v; want moved", got, err)
+		}
+	})
+}
+
+// TestAlertsOfTwoWatchers: two processes' watchers that read an account's
+// alert state before either stores the new one, their pages ending at
+// different transactions, fire one balance.low between them.
+func TestAlertsOfTwoWatchers(t *testing.T) {
+	eachStore(t, func(t *testing.T, s stores) {
+		ctx := context.Background()
+		start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+		clock := ledger.NewManualClock(start)
+		eng := ledger.NewEngine(s.ledger, ledger.Options{Clock: clock, SweepEvery: -1})
+		defer eng.Close(ctx)
+		w := event.NewWatcher(s.outbox, eng, event.WatcherOptions{Clock: clock, Since: start.Add(-time.Second),
+			Settle: time.Second, Thresholds: event.Thresholds{Default: credit.Credits(20)}})
+		if _, _, err := eng.CreateAccount(ctx, "acct_2w", nil); err != nil {
+			t.Fatal(err)
+		}
+		must := func(_ ledger.Result, err error) {
+			t.Helper()
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		poll := func() {
+			t.Helper()
+			clock.Advance(2 * time.Second)
+			if _, err := w.Poll(ctx); err != nil {
+				t.Fatal(err)
+			}
+		}
+		state := func(name string) string {
+			t.Helper()
+			v, err := s.outbox.State(ctx, name)
+			if err != nil && !errors.Is(err, event.ErrNotFound) {
+				t.Fatal(err)
+			}
+			return v
+		}
+		must(eng.Grant(ctx, ledger.GrantRequest{AccountID: "acct_2w", Key: "g1", Kind: ledger.KindTopUp, Amount: credit.Credits(100)}))
+		poll()
+		cursor, alert := state("journal"), state("alert:acct_2w")
+
+		// The first watcher's page ends at the charge that crosses 20.
+		must(eng.Charge(ctx, ledger.ChargeRequest{AccountID: "acct_2w", Key: "c1", Amount: credit.Credits(85)}))
+		poll()
+		// The second read the states before the first stored its own, and
+		// its page ends one charge later.
+		for name, v := range map[string]string{"journal": cursor, "alert:acct_2w": alert} {
+			if err := s.outbox.SetState(ctx, name, v); err != nil {
+				t.Fatal(err)
+			}
+		}
+		must(eng.Charge(ctx, ledger.ChargeRequest{AccountID: "acct_2w", Key: "c2", Amount: credit.Credits(1)}))
+		poll()
+		evs, err := s.outbox.Events(ctx, event.Query{AccountID: "acct_2w", Type: event.BalanceLow, Limit: 10})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(evs) != 1 {
+			t.Errorf("%d balance.low events for one dip, want 1", len(evs))
 		}
 	})
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/scriphq/scrip/credit"
@@ -305,6 +306,19 @@ const (
 	levelExhausted = 2
 )
 
+// An account's alert state is its level and the number of times its alerts
+// have re-armed, "level:rearms" ("level" alone counts none). The alerts'
+// event ids derive from the account and that count, not from the
+// transaction that crossed the level: the watchers of several processes
+// that find the same state fire the same events, whatever transaction their
+// pages end at, and the outbox keeps one of each.
+func parseAlert(s string) (level, rearms int) {
+	l, r, _ := strings.Cut(s, ":")
+	level, _ = strconv.Atoi(l)
+	rearms, _ = strconv.Atoi(r)
+	return level, rearms
+}
+
 func (w *Watcher) balanceEvents(ctx context.Context, t *ledger.Transaction, now time.Time) ([]Event, string, bool, error) {
 	acct, err := w.ledger.Account(ctx, t.AccountID)
 	if err != nil {
@@ -329,27 +343,31 @@ func (w *Watcher) balanceEvents(ctx context.Context, t *ledger.Transaction, now 
 	if err != nil && !errors.Is(err, ErrNotFound) {
 		return nil, "", false, err
 	}
-	prev, _ := strconv.Atoi(prevS)
+	prev, rearms := parseAlert(prevS)
 	if level == prev {
 		return nil, "", false, nil
 	}
+	if level < prev {
+		rearms++ // credits came back: the next crossing fires again
+	}
+	cause := t.AccountID + "/" + strconv.Itoa(rearms)
 	var out []Event
 	data := map[string]any{"account_id": t.AccountID, "available": b.Available, "held": b.Held, "threshold": th}
 	if prev < levelLow && level >= levelLow && th > 0 {
-		e, err := New(BalanceLow, t.ID, t.AccountID, now, data)
+		e, err := New(BalanceLow, cause, t.AccountID, now, data)
 		if err != nil {
 			return nil, "", false, err
 		}
 		out = append(out, e)
 	}
 	if prev < levelExhausted && level == levelExhausted {
-		e, err := New(CreditsExhausted, t.ID, t.AccountID, now, data)
+		e, err := New(CreditsExhausted, cause, t.AccountID, now, data)
 		if err != nil {
 			return nil, "", false, err
 		}
 		out = append(out, e)
 	}
-	return out, strconv.Itoa(level), true, nil
+	return out, strconv.Itoa(level) + ":" + strconv.Itoa(rearms), true, nil
 }
 
 func (w *Watcher) expiringPage(ctx context.Context, now time.Time) (int, bool, error) {

@@ -65,6 +65,7 @@ func browser(t *testing.T, chrome string) context.Context {
 // an account through it, on each store: every figure it shows is checked
 // against the API, and every change it makes is read back through the API.
 func TestDashboard(t *testing.T) {
+	t.Parallel()
 	chrome := chromePath(t)
 	for _, db := range databases {
 		t.Run(db.name, func(t *testing.T) {

@@ -75,6 +75,7 @@ type serveConfig struct {
 	lowBalanceThreshold string
 	lowBalanceByPlan    map[string]string
 	grantExpiringWithin time.Duration
+	eventsSince         string
 }
 
 func newServeCmd() *cobra.Command {
@@ -143,6 +144,7 @@ func addServeFlags(cmd *cobra.Command, c *serveConfig) {
 	f.StringVar(&c.lowBalanceThreshold, "low-balance-threshold", "0", "balance.low fires when available credits fall below this; 0 for none (an account's metadata low_balance_threshold overrides it)")
 	f.StringToStringVar(&c.lowBalanceByPlan, "low-balance-thresholds", nil, "balance.low thresholds by plan, plan=credits, comma-separated (pro=100,max=500)")
 	f.DurationVar(&c.grantExpiringWithin, "grant-expiring-within", 72*time.Hour, "how long before a grant expires grant.expiring is sent")
+	f.StringVar(&c.eventsSince, "events-since", "", "RFC 3339 time from which a database's journal is announced as events when its watcher has no cursor yet (default: its first start; an existing cursor wins)")
 }
 
 func serve(cmd *cobra.Command, c serveConfig) error {
@@ -275,6 +277,12 @@ func newServer(ctx context.Context, c serveConfig, st store, log *slog.Logger, m
 	if err != nil {
 		return nil, err
 	}
+	var since time.Time
+	if c.eventsSince != "" {
+		if since, err = time.Parse(time.RFC3339Nano, c.eventsSince); err != nil {
+			return nil, fmt.Errorf("--events-since %q: want an RFC 3339 time, like 2026-01-02T15:04:05Z", c.eventsSince)
+		}
+	}
 	pay := c.stripeConfig()
 	if !pay.Enabled() && (pay.SecretKey != "" || pay.WebhookSecret != "") {
 		return nil, fmt.Errorf("payments need both %s and %s (or --stripe-secret-key and --stripe-webhook-secret); only one is set",
@@ -325,7 +333,7 @@ func newServer(ctx context.Context, c serveConfig, st store, log *slog.Logger, m
 			Observe: metrics.ObserveTick, Logger: log})
 	}
 	s.watcher = event.NewWatcher(st.Outbox(), engine, event.WatcherOptions{Thresholds: thresholds,
-		ExpiringWithin: c.grantExpiringWithin, Logger: log})
+		ExpiringWithin: c.grantExpiringWithin, Since: since, Logger: log})
 	s.dispatcher = event.NewDispatcher(st.Outbox(), event.DispatcherOptions{Logger: log})
 	return s, nil
 }

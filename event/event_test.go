@@ -222,23 +222,12 @@ func TestWatcher(t *testing.T) {
 		if _, _, err := eng.CreateAccount(ctx, "acct_w", nil); err != nil {
 			t.Fatal(err)
 		}
-		must := func(_ ledger.Result, err error) {
-			t.Helper()
-			if err != nil {
-				t.Fatal(err)
-			}
-		}
+		must := applied(t)
 		last := 500 // spent after the top-up
 		must(eng.Grant(ctx, ledger.GrantRequest{AccountID: "acct_w", Key: "g1", Kind: ledger.KindTopUp, Amount: credit.Credits(100)}))
 		must(eng.Grant(ctx, ledger.GrantRequest{AccountID: "acct_w", Key: "g2", Kind: ledger.KindPromotional, Amount: credit.Credits(5),
 			Priority: &last, ExpiresAt: start.Add(10 * 24 * time.Hour)}))
-		poll := func() {
-			t.Helper()
-			clock.Advance(2 * time.Second)
-			if _, err := w.Poll(ctx); err != nil {
-				t.Fatal(err)
-			}
-		}
+		poll := poller(t, clock, w)
 		count := func(typ string) int {
 			t.Helper()
 			evs, err := s.outbox.Events(ctx, event.Query{AccountID: "acct_w", Type: typ, Limit: 100})
@@ -328,13 +317,7 @@ func TestWatcherStartsNow(t *testing.T) {
 			}
 			return r.Transaction.ID
 		}
-		poll := func() {
-			t.Helper()
-			clock.Advance(2 * time.Second)
-			if _, err := w.Poll(ctx); err != nil {
-				t.Fatal(err)
-			}
-		}
+		poll := poller(t, clock, w)
 
 		grant("before")
 		clock.Advance(time.Minute)
@@ -463,19 +446,8 @@ func TestAlertsOfTwoWatchers(t *testing.T) {
 		if _, _, err := eng.CreateAccount(ctx, "acct_2w", nil); err != nil {
 			t.Fatal(err)
 		}
-		must := func(_ ledger.Result, err error) {
-			t.Helper()
-			if err != nil {
-				t.Fatal(err)
-			}
-		}
-		poll := func() {
-			t.Helper()
-			clock.Advance(2 * time.Second)
-			if _, err := w.Poll(ctx); err != nil {
-				t.Fatal(err)
-			}
-		}
+		must := applied(t)
+		poll := poller(t, clock, w)
 		state := func(name string) string {
 			t.Helper()
 			v, err := s.outbox.State(ctx, name)
@@ -508,4 +480,26 @@ func TestAlertsOfTwoWatchers(t *testing.T) {
 			t.Errorf("%d balance.low events for one dip, want 1", len(evs))
 		}
 	})
+}
+
+// poller returns a poll of w two seconds on: past a watcher's settle of one
+// second.
+func poller(t *testing.T, clock *ledger.ManualClock, w *event.Watcher) func() {
+	return func() {
+		t.Helper()
+		clock.Advance(2 * time.Second)
+		if _, err := w.Poll(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// applied fails the test on a ledger operation's error.
+func applied(t *testing.T) func(ledger.Result, error) {
+	return func(_ ledger.Result, err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
 }

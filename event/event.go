@@ -213,6 +213,9 @@ type Store interface {
 	// State and SetState keep the watcher's cursors and alert states.
 	State(ctx context.Context, name string) (string, error)
 	SetState(ctx context.Context, name, value string) error
+	// States returns the values stored under names, by name; a name
+	// without one is left out.
+	States(ctx context.Context, names []string) (map[string]string, error)
 	// InitState stores value under name unless a value is stored there
 	// already, and returns the value stored, its own or the one before.
 	InitState(ctx context.Context, name, value string) (string, error)

@@ -413,7 +413,7 @@ func TestListPages(t *testing.T) {
 }
 
 // TestInitState: the first value stored under a name stays; a later
-// InitState gets it back, and SetState still moves it.
+// InitState gets it back, SetState still moves it, and States reads it.
 func TestInitState(t *testing.T) {
 	eachStore(t, func(t *testing.T, s stores) {
 		ctx := context.Background()
@@ -427,6 +427,9 @@ func TestInitState(t *testing.T) {
 		}
 		if got, err := s.outbox.InitState(ctx, "start", "third"); err != nil || got != "moved" {
 			t.Errorf("InitState after SetState: %q, %v; want moved", got, err)
+		}
+		if got, err := s.outbox.States(ctx, []string{"start", "none"}); err != nil || len(got) != 1 || got["start"] != "moved" {
+			t.Errorf("States(start, none): %v, %v; want start=moved alone", got, err)
 		}
 	})
 }

@@ -30,8 +30,9 @@ const (
 
 // Ledger is what the watcher reads from the ledger; *ledger.Engine has it.
 type Ledger interface {
-	Account(ctx context.Context, id string) (ledger.Account, error)
-	Balance(ctx context.Context, accountID string) (ledger.Balance, error)
+	// Balances reads the accounts of a page of the journal with their
+	// balances, all at once.
+	Balances(ctx context.Context, ids []string) (map[string]ledger.AccountBalance, error)
 	Store() ledger.Store
 }
 
@@ -230,9 +231,25 @@ func (w *Watcher) journalPage(ctx context.Context, now time.Time) (int, bool, er
 		}
 		evs = append(evs, es...)
 	}
+	bals, err := w.ledger.Balances(ctx, order)
+	if err != nil {
+		return 0, false, err
+	}
+	names := make([]string, len(order))
+	for i, id := range order {
+		names[i] = alertStatePrefix + id
+	}
+	states, err := w.store.States(ctx, names)
+	if err != nil {
+		return 0, false, err
+	}
 	alerts := map[string]string{}
 	for _, id := range order {
-		es, state, changed, err := w.balanceEvents(ctx, last[id], now)
+		ab, ok := bals[id]
+		if !ok {
+			return 0, false, fmt.Errorf("account %s of transaction %s: %w", id, last[id].ID, ledger.ErrNotFound)
+		}
+		es, state, changed, err := w.balanceEvents(ctx, last[id], ab, states[alertStatePrefix+id], now)
 		if err != nil {
 			return 0, false, err
 		}
@@ -319,16 +336,12 @@ func parseAlert(s string) (level, rearms int) {
 	return level, rearms
 }
 
-func (w *Watcher) balanceEvents(ctx context.Context, t *ledger.Transaction, now time.Time) ([]Event, string, bool, error) {
-	acct, err := w.ledger.Account(ctx, t.AccountID)
-	if err != nil {
-		return nil, "", false, fmt.Errorf("account %s: %w", t.AccountID, err)
-	}
-	b, err := w.ledger.Balance(ctx, t.AccountID)
-	if err != nil {
-		return nil, "", false, fmt.Errorf("balance %s: %w", t.AccountID, err)
-	}
-	th, err := w.opt.Thresholds.Of(ctx, acct)
+// balanceEvents are the alerts of the account of t, the last transaction of
+// it in a page, whose account and balance ab holds and whose alert state
+// was prevS.
+func (w *Watcher) balanceEvents(ctx context.Context, t *ledger.Transaction, ab ledger.AccountBalance, prevS string, now time.Time) ([]Event, string, bool, error) {
+	b := ab.Balance
+	th, err := w.opt.Thresholds.Of(ctx, ab.Account)
 	if err != nil {
 		return nil, "", false, err
 	}
@@ -338,10 +351,6 @@ func (w *Watcher) balanceEvents(ctx context.Context, t *ledger.Transaction, now 
 		level = levelExhausted
 	case b.Available < th:
 		level = levelLow
-	}
-	prevS, err := w.store.State(ctx, alertStatePrefix+t.AccountID)
-	if err != nil && !errors.Is(err, ErrNotFound) {
-		return nil, "", false, err
 	}
 	prev, rearms := parseAlert(prevS)
 	if level == prev {

@@ -246,7 +246,13 @@ func (e *Engine) Balance(ctx context.Context, accountID string) (Balance, error)
 	if err != nil {
 		return Balance{}, fmt.Errorf("balance of %s: %w", accountID, err)
 	}
-	now := e.now()
+	return balanceOf(st, e.now()), nil
+}
+
+// balanceOf is the balance of an account whose live grants and open holds
+// st holds, at now.
+func balanceOf(st AccountState, now time.Time) Balance {
+	accountID := st.Account.ID
 	gs, hs := st.Grants, st.Holds
 	ptrs := make([]*Grant, len(gs))
 	for i := range gs {
@@ -270,7 +276,80 @@ func (e *Engine) Balance(ctx context.Context, accountID string) (Balance, error)
 	for _, h := range hs {
 		b.Held += h.Amount
 	}
-	return b, nil
+	return b
+}
+
+// balancesBulkMax bounds the accounts of one snapshot read of Balances.
+const balancesBulkMax = 500
+
+// AccountBalance is an account and its balance.
+type AccountBalance struct {
+	Account Account
+	Balance Balance
+}
+
+// Balances returns the accounts of ids that exist, each with its balance.
+// On a store that reads many accounts at once (BulkReader) that is three
+// queries for up to balancesBulkMax accounts, from one snapshot; otherwise
+// one read of each account's state.
+func (e *Engine) Balances(ctx context.Context, ids []string) (map[string]AccountBalance, error) {
+	out := make(map[string]AccountBalance, len(ids))
+	now := e.now()
+	b, ok := e.store.(BulkReader)
+	if !ok {
+		for _, id := range ids {
+			st, err := readByID(ctx, id, e.store.AccountState)
+			if errors.Is(err, ErrNotFound) {
+				continue
+			}
+			if err != nil {
+				return nil, fmt.Errorf("balance of %s: %w", id, err)
+			}
+			out[id] = AccountBalance{Account: st.Account, Balance: balanceOf(st, now)}
+		}
+		return out, nil
+	}
+	for len(ids) > 0 {
+		piece := ids[:min(len(ids), balancesBulkMax)]
+		ids = ids[len(piece):]
+		err := b.ReadAccounts(ctx, func(r AccountsReader) error {
+			accts, err := r.AccountsOf(ctx, piece)
+			if err != nil {
+				return err
+			}
+			states := make(map[string]*AccountState, len(accts))
+			for _, a := range accts {
+				states[a.ID] = &AccountState{Account: a}
+			}
+			gs, err := r.GrantsOf(ctx, piece)
+			if err != nil {
+				return err
+			}
+			for _, g := range gs {
+				// Live grants only, as AccountState holds them.
+				if st := states[g.AccountID]; st != nil && !g.Closed && g.Remaining > 0 {
+					st.Grants = append(st.Grants, g)
+				}
+			}
+			hs, err := r.OpenHoldsOf(ctx, piece)
+			if err != nil {
+				return err
+			}
+			for _, h := range hs {
+				if st := states[h.AccountID]; st != nil {
+					st.Holds = append(st.Holds, h)
+				}
+			}
+			for id, st := range states {
+				out[id] = AccountBalance{Account: st.Account, Balance: balanceOf(*st, now)}
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, fmt.Errorf("balances: %w", err)
+		}
+	}
+	return out, nil
 }
 
 // History returns an account's journal transactions, newest first. Pass the

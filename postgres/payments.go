@@ -275,6 +275,26 @@ func (o outbox) State(ctx context.Context, name string) (string, error) {
 	return v, err
 }
 
+func (o outbox) States(ctx context.Context, names []string) (map[string]string, error) {
+	rows, err := o.s.pool.Query(ctx, `SELECT name, value FROM event_state WHERE name = ANY($1)`, names)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: states: %w", err)
+	}
+	defer rows.Close()
+	out := make(map[string]string, len(names))
+	for rows.Next() {
+		var n, v string
+		if err := rows.Scan(&n, &v); err != nil {
+			return nil, fmt.Errorf("postgres: states: %w", err)
+		}
+		out[n] = v
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("postgres: states: %w", err)
+	}
+	return out, nil
+}
+
 func (o outbox) InitState(ctx context.Context, name, value string) (string, error) {
 	if _, err := o.s.pool.Exec(ctx, `INSERT INTO event_state (name, value) VALUES ($1, $2)
 		ON CONFLICT (name) DO NOTHING`, name, value); err != nil {

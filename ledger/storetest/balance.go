@@ -76,3 +76,57 @@ func testBalanceWhileWriting(t *testing.T, open Open) {
 	}
 	t.Logf("%d balance reads during %d holds and releases, %d of them during a hold", reads.Load(), pairs, holding.Load())
 }
+
+// testBalancesMatchBalance: Balances gives each account the balance
+// Balance gives it, leaves out ids without an account, and does so from the
+// store's bulk reads and from its one-account reads alike.
+func testBalancesMatchBalance(t *testing.T, open Open) {
+	s := open(t)
+	for _, c := range []struct {
+		name  string
+		store ledger.Store
+	}{{"bulk", s}, {"one at a time", struct{ ledger.Store }{s}}} {
+		t.Run(c.name, func(t *testing.T) {
+			e := wrappedEnv(t, s, c.store)
+			prefix := c.name[:1] + "_"
+			ids := []string{prefix + "empty", prefix + "spent", prefix + "mixed"}
+			for _, id := range ids {
+				e.account(id)
+			}
+			e.grant(prefix+"spent", ledger.KindTopUp, "5", time.Time{})
+			if _, err := e.eng.Charge(e.ctx, ledger.ChargeRequest{AccountID: prefix + "spent", Key: e.key(), Amount: amt("5")}); err != nil {
+				t.Fatal(err)
+			}
+			e.grant(prefix+"mixed", ledger.KindTopUp, "10", time.Time{})
+			e.grant(prefix+"mixed", ledger.KindPromotional, "2.5", t0.Add(time.Hour))
+			e.grant(prefix+"mixed", ledger.KindPromotional, "7", t0.Add(time.Minute))
+			if _, err := e.eng.Hold(e.ctx, ledger.HoldRequest{AccountID: prefix + "mixed", Key: e.key(), Amount: amt("3")}); err != nil {
+				t.Fatal(err)
+			}
+			e.clock.Advance(2 * time.Minute) // one promotional grant has expired
+			got, err := e.eng.Balances(e.ctx, append(ids, prefix+"none"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(got) != len(ids) {
+				t.Errorf("%d balances for %d accounts and one unknown id, want %d", len(got), len(ids)+1, len(ids))
+			}
+			for _, id := range ids {
+				want := e.balance(id)
+				ab, ok := got[id]
+				switch {
+				case !ok:
+					t.Errorf("%s: no balance", id)
+				case ab.Account.ID != id || ab.Balance.Available != want.Available || ab.Balance.Held != want.Held ||
+					len(ab.Balance.Grants) != len(want.Grants):
+					t.Errorf("%s: Balances gives %s available, %s held, %d grants; Balance %s, %s, %d",
+						id, ab.Balance.Available, ab.Balance.Held, len(ab.Balance.Grants), want.Available, want.Held, len(want.Grants))
+				}
+			}
+			// The hold took its 3 from the grant that then expired.
+			if b := got[prefix+"mixed"].Balance; b.Available != amt("12.5") || b.Held != amt("3") {
+				t.Errorf("mixed: %s available, %s held; want 12.5 and 3", b.Available, b.Held)
+			}
+		})
+	}
+}

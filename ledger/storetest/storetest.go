@@ -33,6 +33,7 @@ func Run(t *testing.T, open Open) {
 		{"BatchSteps", testBatchSteps},
 		{"GrantsAndBalance", testGrantsAndBalance},
 		{"BalanceWhileWriting", testBalanceWhileWriting},
+		{"BalancesMatchBalance", testBalancesMatchBalance},
 		{"ConsumptionOrder", testConsumptionOrder},
 		{"HoldCapturePartial", testHoldCapturePartial},
 		{"HoldCaptureOver", testHoldCaptureOver},

@@ -317,31 +317,19 @@ func (e *Engine) Balances(ctx context.Context, ids []string) (map[string]Account
 			if err != nil {
 				return err
 			}
-			states := make(map[string]*AccountState, len(accts))
+			grantsOf, holdsOf, err := grantsAndHolds(ctx, r, piece)
+			if err != nil {
+				return err
+			}
 			for _, a := range accts {
-				states[a.ID] = &AccountState{Account: a}
-			}
-			gs, err := r.GrantsOf(ctx, piece)
-			if err != nil {
-				return err
-			}
-			for _, g := range gs {
-				// Live grants only, as AccountState holds them.
-				if st := states[g.AccountID]; st != nil && !g.Closed && g.Remaining > 0 {
-					st.Grants = append(st.Grants, g)
+				st := AccountState{Account: a, Holds: holdsOf[a.ID]}
+				for _, g := range grantsOf[a.ID] {
+					// Live grants only, as AccountState holds them.
+					if !g.Closed && g.Remaining > 0 {
+						st.Grants = append(st.Grants, g)
+					}
 				}
-			}
-			hs, err := r.OpenHoldsOf(ctx, piece)
-			if err != nil {
-				return err
-			}
-			for _, h := range hs {
-				if st := states[h.AccountID]; st != nil {
-					st.Holds = append(st.Holds, h)
-				}
-			}
-			for id, st := range states {
-				out[id] = AccountBalance{Account: st.Account, Balance: balanceOf(*st, now)}
+				out[a.ID] = AccountBalance{Account: a, Balance: balanceOf(st, now)}
 			}
 			return nil
 		})

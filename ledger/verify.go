@@ -190,21 +190,9 @@ func verifyBulk(ctx context.Context, b BulkReader, ids []string, checks []accoun
 		if err != nil {
 			return err
 		}
-		grants, err := r.GrantsOf(ctx, ids)
+		grantsOf, holdsOf, err := grantsAndHolds(ctx, r, ids)
 		if err != nil {
 			return err
-		}
-		holds, err := r.OpenHoldsOf(ctx, ids)
-		if err != nil {
-			return err
-		}
-		grantsOf := map[string][]Grant{}
-		for _, g := range grants {
-			grantsOf[g.AccountID] = append(grantsOf[g.AccountID], g)
-		}
-		holdsOf := map[string][]Hold{}
-		for _, h := range holds {
-			holdsOf[h.AccountID] = append(holdsOf[h.AccountID], h)
 		}
 		for _, id := range ids {
 			vs[id].finish(heads[id], grantsOf[id], holdsOf[id])
@@ -216,6 +204,28 @@ func verifyBulk(ctx context.Context, b BulkReader, ids []string, checks []accoun
 		return false
 	}
 	return true
+}
+
+// grantsAndHolds reads every grant and the open holds of the accounts ids,
+// by account.
+func grantsAndHolds(ctx context.Context, r AccountsReader, ids []string) (map[string][]Grant, map[string][]Hold, error) {
+	grants, err := r.GrantsOf(ctx, ids)
+	if err != nil {
+		return nil, nil, err
+	}
+	holds, err := r.OpenHoldsOf(ctx, ids)
+	if err != nil {
+		return nil, nil, err
+	}
+	grantsOf := map[string][]Grant{}
+	for _, g := range grants {
+		grantsOf[g.AccountID] = append(grantsOf[g.AccountID], g)
+	}
+	holdsOf := map[string][]Hold{}
+	for _, h := range holds {
+		holdsOf[h.AccountID] = append(holdsOf[h.AccountID], h)
+	}
+	return grantsOf, holdsOf, nil
 }
 
 // accountVerifier re-derives one account from its journal, fed one

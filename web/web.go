@@ -29,7 +29,7 @@ func Handler() http.Handler {
 	if err != nil {
 		panic(err) // the embedded tree always has it
 	}
-	files := http.StripPrefix(Path, http.FileServerFS(static))
+	serveFile := http.StripPrefix(Path, http.FileServerFS(static))
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h := w.Header()
 		h.Set("Content-Security-Policy", contentSecurityPolicy)
@@ -38,7 +38,7 @@ func Handler() http.Handler {
 		h.Set("X-Frame-Options", "DENY")
 		// The files change with the binary; a browser asks again each time.
 		h.Set("Cache-Control", "no-cache")
-		files.ServeHTTP(w, r)
+		serveFile.ServeHTTP(w, r)
 	})
 }
 

@@ -236,10 +236,48 @@ func TestWatcher(t *testing.T) {
 			}
 			return len(evs)
 		}
+		// Another account's grant in the same page of the journal.
+		if _, _, err := eng.CreateAccount(ctx, "acct_v", nil); err != nil {
+			t.Fatal(err)
+		}
+		must(eng.Grant(ctx, ledger.GrantRequest{AccountID: "acct_v", Key: "gv", Kind: ledger.KindTopUp, Amount: credit.Credits(7)}))
 		poll()
 		if count(event.GrantCreated) != 2 || count(event.GrantExpiring) != 0 || count(event.BalanceLow) != 0 {
 			t.Fatalf("after two grants: %d grant.created, %d grant.expiring, %d balance.low",
 				count(event.GrantCreated), count(event.GrantExpiring), count(event.BalanceLow))
+		}
+		// Each grant.created carries its own grant, as the store holds it.
+		for _, acct := range []string{"acct_w", "acct_v"} {
+			grants, err := s.ledger.Grants(ctx, acct)
+			if err != nil {
+				t.Fatal(err)
+			}
+			evs, err := s.outbox.Events(ctx, event.Query{AccountID: acct, Type: event.GrantCreated, Limit: 100})
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := map[string]string{}
+			for _, e := range evs {
+				var d struct {
+					AccountID string       `json:"account_id"`
+					Grant     ledger.Grant `json:"grant"`
+				}
+				if err := json.Unmarshal(e.Data, &d); err != nil {
+					t.Fatal(err)
+				}
+				if d.AccountID != acct || d.Grant.AccountID != acct {
+					t.Errorf("%s: grant.created %s names account %s and a grant of %s", acct, e.ID, d.AccountID, d.Grant.AccountID)
+				}
+				got[d.Grant.ID] = d.Grant.Amount.String()
+			}
+			if len(got) != len(grants) {
+				t.Errorf("%s: grant.created for %v, want one for each of %d grants", acct, got, len(grants))
+			}
+			for _, g := range grants {
+				if got[g.ID] != g.Amount.String() {
+					t.Errorf("%s: grant.created gives grant %s an amount of %q, want %s", acct, g.ID, got[g.ID], g.Amount)
+				}
+			}
 		}
 		// Spending below the threshold fires balance.low once.
 		must(eng.Charge(ctx, ledger.ChargeRequest{AccountID: "acct_w", Key: "c1", Amount: credit.Credits(90)}))

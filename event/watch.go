@@ -31,9 +31,8 @@ const (
 // Ledger is what the watcher reads from the ledger; *ledger.Engine has it.
 type Ledger interface {
 	// Balances reads the accounts of a page of the journal with their
-	// balances, all at once.
+	// balances and grants, all at once.
 	Balances(ctx context.Context, ids []string) (map[string]ledger.AccountBalance, error)
-	Store() ledger.Store
 }
 
 // Thresholds decide the balance.low threshold of an account: its metadata
@@ -216,7 +215,6 @@ func (w *Watcher) journalPage(ctx context.Context, now time.Time) (int, bool, er
 	if len(txs) == 0 {
 		return 0, false, nil
 	}
-	var evs []Event
 	last := map[string]*ledger.Transaction{} // per account: the page's last transaction
 	var order []string
 	for i := range txs {
@@ -225,15 +223,18 @@ func (w *Watcher) journalPage(ctx context.Context, now time.Time) (int, bool, er
 			order = append(order, t.AccountID)
 		}
 		last[t.AccountID] = t
-		es, err := w.txEvents(ctx, t, now)
-		if err != nil {
-			return 0, false, err
-		}
-		evs = append(evs, es...)
 	}
 	bals, err := w.ledger.Balances(ctx, order)
 	if err != nil {
 		return 0, false, err
+	}
+	var evs []Event
+	for i := range txs {
+		es, err := w.txEvents(&txs[i], bals[txs[i].AccountID], now)
+		if err != nil {
+			return 0, false, err
+		}
+		evs = append(evs, es...)
 	}
 	names := make([]string, len(order))
 	for i, id := range order {
@@ -276,12 +277,14 @@ func (w *Watcher) journalPage(ctx context.Context, now time.Time) (int, bool, er
 	return n, len(txs) == watchPageRows, nil
 }
 
-func (w *Watcher) txEvents(ctx context.Context, t *ledger.Transaction, now time.Time) ([]Event, error) {
+// txEvents returns the events of one journal transaction; ab is its
+// account as the page's read found it.
+func (w *Watcher) txEvents(t *ledger.Transaction, ab ledger.AccountBalance, now time.Time) ([]Event, error) {
 	switch t.Type {
 	case ledger.TxGrant:
-		g, err := w.ledger.Store().Grant(ctx, t.GrantID)
-		if err != nil {
-			return nil, fmt.Errorf("grant %s of transaction %s: %w", t.GrantID, t.ID, err)
+		g, ok := ab.Grant(t.GrantID)
+		if !ok {
+			return nil, fmt.Errorf("grant %s of transaction %s: %w", t.GrantID, t.ID, ledger.ErrNotFound)
 		}
 		e, err := New(GrantCreated, t.ID, t.AccountID, t.CreatedAt, map[string]any{"account_id": t.AccountID, "grant": g})
 		if err != nil {

@@ -282,16 +282,29 @@ func balanceOf(st AccountState, now time.Time) Balance {
 // balancesBulkMax bounds the accounts of one snapshot read of Balances.
 const balancesBulkMax = 500
 
-// AccountBalance is an account and its balance.
+// AccountBalance is an account, its balance and its grants.
 type AccountBalance struct {
 	Account Account
 	Balance Balance
+	// Grants is every grant of the account, closed ones too, in creation
+	// order: the live ones are those the balance counts.
+	Grants []Grant
 }
 
-// Balances returns the accounts of ids that exist, each with its balance.
-// On a store that reads many accounts at once (BulkReader) that is three
-// queries for up to balancesBulkMax accounts, from one snapshot; otherwise
-// one read of each account's state.
+// Grant returns the account's grant id.
+func (ab AccountBalance) Grant(id string) (Grant, bool) {
+	for _, g := range ab.Grants {
+		if g.ID == id {
+			return g, true
+		}
+	}
+	return Grant{}, false
+}
+
+// Balances returns the accounts of ids that exist, each with its balance
+// and grants. On a store that reads many accounts at once (BulkReader)
+// that is three queries for up to balancesBulkMax accounts, from one
+// snapshot; otherwise two reads of each account.
 func (e *Engine) Balances(ctx context.Context, ids []string) (map[string]AccountBalance, error) {
 	out := make(map[string]AccountBalance, len(ids))
 	now := e.now()
@@ -305,7 +318,11 @@ func (e *Engine) Balances(ctx context.Context, ids []string) (map[string]Account
 			if err != nil {
 				return nil, fmt.Errorf("balance of %s: %w", id, err)
 			}
-			out[id] = AccountBalance{Account: st.Account, Balance: balanceOf(st, now)}
+			gs, err := e.store.Grants(ctx, id)
+			if err != nil {
+				return nil, fmt.Errorf("grants of %s: %w", id, err)
+			}
+			out[id] = AccountBalance{Account: st.Account, Balance: balanceOf(st, now), Grants: gs}
 		}
 		return out, nil
 	}
@@ -329,7 +346,7 @@ func (e *Engine) Balances(ctx context.Context, ids []string) (map[string]Account
 						st.Grants = append(st.Grants, g)
 					}
 				}
-				out[a.ID] = AccountBalance{Account: a, Balance: balanceOf(st, now)}
+				out[a.ID] = AccountBalance{Account: a, Balance: balanceOf(st, now), Grants: grantsOf[a.ID]}
 			}
 			return nil
 		})

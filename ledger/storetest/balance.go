@@ -127,6 +127,33 @@ func testBalancesMatchBalance(t *testing.T, open Open) {
 			if b := got[prefix+"mixed"].Balance; b.Available != amt("12.5") || b.Held != amt("3") {
 				t.Errorf("mixed: %s available, %s held; want 12.5 and 3", b.Available, b.Held)
 			}
+			// Every grant comes with its account, spent and expired ones
+			// too, as the store has it.
+			for _, id := range ids {
+				want, err := s.Grants(e.ctx, id)
+				if err != nil {
+					t.Fatal(err)
+				}
+				gs := got[id].Grants
+				if len(gs) != len(want) {
+					t.Errorf("%s: %d grants, want %d", id, len(gs), len(want))
+					continue
+				}
+				for i, g := range want {
+					if gs[i].ID != g.ID || gs[i].Remaining != g.Remaining || gs[i].Closed != g.Closed {
+						t.Errorf("%s: grant %d is %s with %s remaining (closed %t), want %s with %s (closed %t)",
+							id, i, gs[i].ID, gs[i].Remaining, gs[i].Closed, g.ID, g.Remaining, g.Closed)
+					}
+					if found, ok := got[id].Grant(g.ID); !ok || found.ID != g.ID {
+						t.Errorf("%s: Grant(%s) finds %t", id, g.ID, ok)
+					}
+				}
+			}
+			if gs := got[prefix+"spent"].Grants; len(gs) > 0 {
+				if _, ok := got[prefix+"mixed"].Grant(gs[0].ID); ok {
+					t.Errorf("mixed: Grant finds the grant of another account")
+				}
+			}
 		})
 	}
 }

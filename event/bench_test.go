@@ -1,0 +1,94 @@
+package event_test
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/scriphq/scrip/credit"
+	"github.com/scriphq/scrip/event"
+	"github.com/scriphq/scrip/ledger"
+	"github.com/scriphq/scrip/postgres"
+	"github.com/scriphq/scrip/postgres/pgtest"
+	"github.com/scriphq/scrip/sqlite"
+)
+
+// BenchmarkWatcherJournal reads back a journal of 2,000 accounts, each
+// funded by a grant and then charged, as the watcher of a server does
+// after a burst of sign-ups: every grant.created with its grant, every
+// account's balance and alert state. One op is the whole journal; the
+// events are published once before the clock starts, so each op makes the
+// reads and finds the events already there.
+func BenchmarkWatcherJournal(b *testing.B) {
+	b.Run("sqlite", func(b *testing.B) {
+		s, err := sqlite.Open(filepath.Join(b.TempDir(), "scrip.db"))
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer s.Close()
+		benchWatcher(b, s, s.Outbox())
+	})
+	b.Run("postgres", func(b *testing.B) {
+		s, err := postgres.Open(context.Background(), pgtest.URL(b))
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer s.Close()
+		benchWatcher(b, s, s.Outbox())
+	})
+}
+
+func benchWatcher(b *testing.B, st ledger.Store, outbox event.Store) {
+	const accounts = 2000
+	ctx := context.Background()
+	start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	clock := ledger.NewManualClock(start)
+	eng := ledger.NewEngine(st, ledger.Options{Clock: clock, SweepEvery: -1})
+	defer eng.Close(ctx)
+	// Many clients at once, so that the engine batches the set-up.
+	var wg sync.WaitGroup
+	errs := make(chan error, 64)
+	for c := range 64 {
+		wg.Go(func() {
+			for i := c; i < accounts; i += 64 {
+				id := fmt.Sprintf("acct_%05d", i)
+				if _, _, err := eng.CreateAccount(ctx, id, nil); err != nil {
+					errs <- err
+					return
+				}
+				if _, err := eng.Grant(ctx, ledger.GrantRequest{AccountID: id, Key: "g_" + id, Kind: ledger.KindTopUp, Amount: credit.Credits(100)}); err != nil {
+					errs <- err
+					return
+				}
+				if _, err := eng.Charge(ctx, ledger.ChargeRequest{AccountID: id, Key: "c_" + id, Amount: credit.Credits(3)}); err != nil {
+					errs <- err
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		b.Fatal(err)
+	}
+	w := event.NewWatcher(outbox, eng, event.WatcherOptions{Clock: clock, Since: start.Add(-time.Second), Settle: time.Second,
+		Thresholds: event.Thresholds{Default: credit.Credits(20)}})
+	clock.Advance(2 * time.Second)
+	if n, err := w.Poll(ctx); err != nil || n != accounts {
+		b.Fatalf("first poll: %d events (want %d), %v", n, accounts, err)
+	}
+	from := fmt.Sprintf(`{"at":%q,"id":""}`, start.Add(-time.Second).Format(time.RFC3339Nano))
+	for b.Loop() {
+		if err := outbox.SetState(ctx, "journal", from); err != nil {
+			b.Fatal(err)
+		}
+		if n, err := w.Poll(ctx); err != nil || n != 0 {
+			b.Fatalf("poll: %d new events, %v", n, err)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(b.N)/accounts, "µs/account")
+}

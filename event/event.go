@@ -213,6 +213,8 @@ type Store interface {
 	// State and SetState keep the watcher's cursors and alert states.
 	State(ctx context.Context, name string) (string, error)
 	SetState(ctx context.Context, name, value string) error
+	// SetStates stores each name's value, all in one transaction.
+	SetStates(ctx context.Context, states map[string]string) error
 	// States returns the values stored under names, by name; a name
 	// without one is left out.
 	States(ctx context.Context, names []string) (map[string]string, error)

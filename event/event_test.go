@@ -472,6 +472,108 @@ func TestInitState(t *testing.T) {
 	})
 }
 
+// TestSetStates: states stored together, new and existing names alike,
+// more of them than one statement writes.
+func TestSetStates(t *testing.T) {
+	eachStore(t, func(t *testing.T, s stores) {
+		ctx := context.Background()
+		if err := s.outbox.SetState(ctx, "s_0", "old"); err != nil {
+			t.Fatal(err)
+		}
+		want := map[string]string{}
+		var names []string
+		for i := range 250 {
+			name := fmt.Sprint("s_", i)
+			want[name], names = fmt.Sprint("v", i, " ' \"\\ ü"), append(names, name)
+		}
+		if err := s.outbox.SetStates(ctx, want); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.outbox.SetStates(ctx, nil); err != nil {
+			t.Errorf("no states: %v", err)
+		}
+		got, err := s.outbox.States(ctx, names)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != len(want) {
+			t.Errorf("%d states stored, want %d", len(got), len(want))
+		}
+		for name, v := range want {
+			if got[name] != v {
+				t.Errorf("%s = %q, want %q", name, got[name], v)
+			}
+		}
+	})
+}
+
+// TestPublishMany: a page of events, more than one statement writes, some
+// published before and one given twice, inserts the new ones once each,
+// byte for byte, with one delivery to each endpoint that wants it.
+func TestPublishMany(t *testing.T) {
+	eachStore(t, func(t *testing.T, s stores) {
+		ctx := context.Background()
+		at := time.Date(2026, 3, 1, 12, 0, 0, 123456000, time.UTC)
+		all, err := event.AddEndpoint(ctx, s.outbox, "http://127.0.0.1:9/all", "", []string{"*"}, at)
+		if err != nil {
+			t.Fatal(err)
+		}
+		low, err := event.AddEndpoint(ctx, s.outbox, "http://127.0.0.1:9/low", "", []string{event.BalanceLow}, at)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var evs []event.Event
+		for i := range 230 {
+			typ := event.GrantCreated
+			if i%3 == 0 {
+				typ = event.BalanceLow
+			}
+			e, err := event.New(typ, fmt.Sprint("tx_many_", i), fmt.Sprint("acct_m", i%7), at.Add(time.Duration(i)*time.Microsecond),
+				json.RawMessage(fmt.Sprintf(`{"n":%d,"amount":123456789012.345678,"note":"\u00fc <&>"}`, i)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			evs = append(evs, e)
+		}
+		if n, err := s.outbox.Publish(ctx, evs[:40]); err != nil || n != 40 {
+			t.Fatalf("first 40: %d new, %v", n, err)
+		}
+		// The 40 again, the rest, and the last one twice.
+		n, err := s.outbox.Publish(ctx, append(evs[:len(evs):len(evs)], evs[len(evs)-1]))
+		if err != nil || n != len(evs)-40 {
+			t.Fatalf("publish: %d new, %v; want %d", n, err, len(evs)-40)
+		}
+		for _, i := range []int{0, 39, 40, 99, 100, 101, 200, 229} {
+			e := evs[i]
+			got, err := event.Show(ctx, s.outbox, e.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if string(got.Data) != string(e.Data) || got.Type != e.Type || got.AccountID != e.AccountID || !got.CreatedAt.Equal(e.CreatedAt) {
+				t.Errorf("event %d stored as %s %s %s %s, want %s %s %s %s", i, got.Type, got.AccountID, got.CreatedAt, got.Data,
+					e.Type, e.AccountID, e.CreatedAt, e.Data)
+			}
+			want := map[string]bool{all.ID: true}
+			if e.Type == event.BalanceLow {
+				want[low.ID] = true
+			}
+			if len(got.Deliveries) != len(want) {
+				t.Errorf("event %d (%s): %d deliveries, want %d", i, e.Type, len(got.Deliveries), len(want))
+			}
+			for _, d := range got.Deliveries {
+				if !want[d.EndpointID] || d.Status != event.Pending || !d.NextAt.Equal(e.CreatedAt) {
+					t.Errorf("event %d: delivery %+v", i, d)
+				}
+				delete(want, d.EndpointID)
+			}
+		}
+		listed, err := s.outbox.Events(ctx, event.Query{Limit: 1000})
+		if err != nil || len(listed) != len(evs) {
+			t.Errorf("%d events listed, %v; want %d", len(listed), err, len(evs))
+		}
+	})
+}
+
 // TestAlertsOfTwoWatchers: two processes' watchers that read an account's
 // alert state before either stores the new one, their pages ending at
 // different transactions, fire one balance.low between them.

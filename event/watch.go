@@ -20,9 +20,11 @@ const (
 	expiringWithinDefault = 3 * 24 * time.Hour
 	watchPageRows         = 500
 	watchPagesMax         = 20
-	watchStateJournal     = "journal"
-	watchStateExpiring    = "expiring"
-	alertStatePrefix      = "alert:"
+	// publishMax is the most events one publication writes.
+	publishMax         = 100
+	watchStateJournal  = "journal"
+	watchStateExpiring = "expiring"
+	alertStatePrefix   = "alert:"
 	// ThresholdMetadataKey in an account's metadata overrides its
 	// balance.low threshold, in credits ("25", "0.5").
 	ThresholdMetadataKey = "low_balance_threshold"
@@ -263,15 +265,15 @@ func (w *Watcher) journalPage(ctx context.Context, now time.Time) (int, bool, er
 	if err != nil {
 		return 0, false, fmt.Errorf("publish: %w", err)
 	}
-	for _, id := range order {
-		if s, ok := alerts[id]; ok {
-			if err := w.store.SetState(ctx, alertStatePrefix+id, s); err != nil {
-				return n, false, err
-			}
-		}
+	// The alerts' states and the cursor past the page, in one transaction.
+	save := make(map[string]string, len(alerts)+1)
+	for id, s := range alerts {
+		save[alertStatePrefix+id] = s
 	}
 	end := txs[len(txs)-1]
-	if err := w.setCursor(ctx, watchStateJournal, JournalCursor{At: end.CreatedAt, ID: end.ID}); err != nil {
+	b, _ := json.Marshal(JournalCursor{At: end.CreatedAt, ID: end.ID})
+	save[watchStateJournal] = string(b)
+	if err := w.store.SetStates(ctx, save); err != nil {
 		return n, false, err
 	}
 	return n, len(txs) == watchPageRows, nil

@@ -30,33 +30,50 @@ func (o outbox) Publish(ctx context.Context, evs []event.Event) (int, error) {
 	if len(evs) == 0 {
 		return 0, nil
 	}
+	ids, types, accts, data := make([]string, len(evs)), make([]string, len(evs)), make([]string, len(evs)), make([]string, len(evs))
+	ats := make([]time.Time, len(evs))
+	byID := make(map[string]*event.Event, len(evs))
+	for i := range evs {
+		e := &evs[i]
+		ids[i], types[i], accts[i], ats[i], data[i] = e.ID, e.Type, e.AccountID, e.CreatedAt, string(e.Data)
+		if _, ok := byID[e.ID]; !ok {
+			byID[e.ID] = e
+		}
+	}
 	n := 0
+	// Three statements whatever the number of events: each is a round trip.
 	err := pgx.BeginFunc(ctx, o.s.pool, func(tx pgx.Tx) error {
 		eps, err := collect(ctx, tx, scanEndpoint, `SELECT `+endpointCols+` FROM event_endpoints ORDER BY created_at, id`)
 		if err != nil {
 			return err
 		}
-		for i := range evs {
-			e := &evs[i]
-			tag, err := tx.Exec(ctx, `INSERT INTO events (id, type, account_id, created_at, data)
-				VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO NOTHING`,
-				e.ID, e.Type, e.AccountID, e.CreatedAt, string(e.Data))
-			if err != nil {
-				return fmt.Errorf("event %s: %w", e.ID, err)
-			}
-			if tag.RowsAffected() == 0 {
-				continue
-			}
-			n++
+		added, err := collect(ctx, tx, func(r scanner) (string, error) {
+			var id string
+			return id, r.Scan(&id)
+		}, `INSERT INTO events (`+eventCols+`)
+			SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::text[])
+			ON CONFLICT (id) DO NOTHING RETURNING id`, ids, types, accts, ats, data)
+		if err != nil {
+			return fmt.Errorf("events: %w", err)
+		}
+		n = len(added)
+		var dlEvents, dlEndpoints []string
+		var dlAt []time.Time
+		for _, id := range added {
+			e := byID[id]
 			for _, ep := range eps {
-				if !ep.Wants(e.Type) {
-					continue
-				}
-				if _, err := tx.Exec(ctx, `INSERT INTO event_deliveries (event_id, endpoint_id, status, next_at)
-					VALUES ($1, $2, 'pending', $3)`, e.ID, ep.ID, e.CreatedAt); err != nil {
-					return fmt.Errorf("event %s: %w", e.ID, err)
+				if ep.Wants(e.Type) {
+					dlEvents, dlEndpoints, dlAt = append(dlEvents, e.ID), append(dlEndpoints, ep.ID), append(dlAt, e.CreatedAt)
 				}
 			}
+		}
+		if len(dlEvents) == 0 {
+			return nil
+		}
+		if _, err := tx.Exec(ctx, `INSERT INTO event_deliveries (event_id, endpoint_id, next_at, status)
+			SELECT e, p, t, 'pending' FROM unnest($1::text[], $2::text[], $3::timestamptz[]) AS u (e, p, t)`,
+			dlEvents, dlEndpoints, dlAt); err != nil {
+			return fmt.Errorf("deliveries: %w", err)
 		}
 		return nil
 	})
@@ -310,10 +327,22 @@ func (o outbox) InitState(ctx context.Context, name, value string) (string, erro
 }
 
 func (o outbox) SetState(ctx context.Context, name, value string) error {
-	_, err := o.s.pool.Exec(ctx, `INSERT INTO event_state (name, value) VALUES ($1, $2)
-		ON CONFLICT (name) DO UPDATE SET value = excluded.value`, name, value)
+	return o.SetStates(ctx, map[string]string{name: value})
+}
+
+func (o outbox) SetStates(ctx context.Context, states map[string]string) error {
+	if len(states) == 0 {
+		return nil
+	}
+	names, values := make([]string, 0, len(states)), make([]string, 0, len(states))
+	for name, v := range states {
+		names, values = append(names, name), append(values, v)
+	}
+	_, err := o.s.pool.Exec(ctx, `INSERT INTO event_state (name, value)
+		SELECT * FROM unnest($1::text[], $2::text[])
+		ON CONFLICT (name) DO UPDATE SET value = excluded.value`, names, values)
 	if err != nil {
-		return fmt.Errorf("postgres: set state %s: %w", name, err)
+		return fmt.Errorf("postgres: set states: %w", err)
 	}
 	return nil
 }

@@ -37,33 +37,75 @@ func (o outbox) Publish(ctx context.Context, evs []event.Event) (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("sqlite: publish: %w", err)
 	}
+	// A few statements of many rows each: the events hold the one writer
+	// while they are written, and the committer's batches wait meanwhile.
 	n := 0
-	for i := range evs {
-		e := &evs[i]
-		res, err := tx.ExecContext(ctx, `INSERT INTO events (id, type, account_id, created_at, data)
-			VALUES (?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`,
-			e.ID, e.Type, e.AccountID, micros(e.CreatedAt), string(e.Data))
+	var dl []any // event_id, endpoint_id, next_at of each delivery
+	for rest := evs; len(rest) > 0; {
+		chunk := rest[:min(len(rest), publishRows)]
+		rest = rest[len(chunk):]
+		args := make([]any, 0, 5*len(chunk))
+		byID := make(map[string]*event.Event, len(chunk))
+		for i := range chunk {
+			e := &chunk[i]
+			args = append(args, e.ID, e.Type, e.AccountID, micros(e.CreatedAt), string(e.Data))
+			if _, ok := byID[e.ID]; !ok {
+				byID[e.ID] = e
+			}
+		}
+		rows, err := tx.QueryContext(ctx, `INSERT OR ROLLBACK INTO events (`+eventCols+`) VALUES `+valueRows(len(chunk), 5)+`
+			ON CONFLICT (id) DO NOTHING RETURNING id`, args...)
 		if err != nil {
-			return 0, fmt.Errorf("sqlite: publish %s: %w", e.ID, err)
+			return 0, fmt.Errorf("sqlite: publish: %w", err)
 		}
-		if k, _ := res.RowsAffected(); k == 0 {
-			continue
+		ids, err := collect(rows, func(sc scanner) (string, error) {
+			var id string
+			return id, sc.Scan(&id)
+		})
+		if err != nil {
+			return 0, fmt.Errorf("sqlite: publish: %w", err)
 		}
-		n++
-		for _, ep := range eps {
-			if !ep.Wants(e.Type) {
-				continue
+		n += len(ids)
+		for _, id := range ids {
+			e := byID[id]
+			for _, ep := range eps {
+				if ep.Wants(e.Type) {
+					dl = append(dl, e.ID, ep.ID, micros(e.CreatedAt))
+				}
 			}
-			if _, err := tx.ExecContext(ctx, `INSERT INTO event_deliveries (event_id, endpoint_id, status, next_at)
-				VALUES (?, ?, 'pending', ?)`, e.ID, ep.ID, micros(e.CreatedAt)); err != nil {
-				return 0, fmt.Errorf("sqlite: publish %s: %w", e.ID, err)
-			}
 		}
+	}
+	for len(dl) > 0 {
+		k := min(len(dl)/3, publishRows)
+		if _, err := tx.ExecContext(ctx, `INSERT OR ROLLBACK INTO event_deliveries (event_id, endpoint_id, next_at, status)
+			VALUES `+valueRowsConst(k, 3, "'pending'"), dl[:3*k]...); err != nil {
+			return 0, fmt.Errorf("sqlite: publish: deliveries: %w", err)
+		}
+		dl = dl[3*k:]
 	}
 	if err := tx.Commit(); err != nil {
 		return 0, fmt.Errorf("sqlite: publish: %w", err)
 	}
 	return n, nil
+}
+
+// publishRows is the most rows an outbox statement writes at once.
+const publishRows = 100
+
+// valueRows returns the VALUES list of rows rows of cols placeholders.
+func valueRows(rows, cols int) string {
+	return valueRowsConst(rows, cols, "")
+}
+
+// valueRowsConst is valueRows with tail, a constant, as every row's last
+// column ("" for none).
+func valueRowsConst(rows, cols int, tail string) string {
+	row := "(" + strings.TrimSuffix(strings.Repeat("?,", cols), ",")
+	if tail != "" {
+		row += "," + tail
+	}
+	row += ")"
+	return strings.TrimSuffix(strings.Repeat(row+",", rows), ",")
 }
 
 const eventCols = "id, type, account_id, created_at, data"
@@ -321,10 +363,32 @@ func (o outbox) InitState(ctx context.Context, name, value string) (string, erro
 }
 
 func (o outbox) SetState(ctx context.Context, name, value string) error {
-	_, err := o.s.writer.ExecContext(ctx, `INSERT INTO event_state (name, value) VALUES (?, ?)
-		ON CONFLICT (name) DO UPDATE SET value = excluded.value`, name, value)
+	return o.SetStates(ctx, map[string]string{name: value})
+}
+
+func (o outbox) SetStates(ctx context.Context, states map[string]string) error {
+	if len(states) == 0 {
+		return nil
+	}
+	args := make([]any, 0, 2*len(states))
+	for name, v := range states {
+		args = append(args, name, v)
+	}
+	tx, err := o.s.writer.BeginTx(ctx, nil)
 	if err != nil {
-		return fmt.Errorf("sqlite: set state %s: %w", name, err)
+		return fmt.Errorf("sqlite: set states: %w", err)
+	}
+	defer tx.Rollback()
+	for len(args) > 0 {
+		k := min(len(args)/2, publishRows)
+		if _, err := tx.ExecContext(ctx, `INSERT OR ROLLBACK INTO event_state (name, value) VALUES `+valueRows(k, 2)+`
+			ON CONFLICT (name) DO UPDATE SET value = excluded.value`, args[:2*k]...); err != nil {
+			return fmt.Errorf("sqlite: set states: %w", err)
+		}
+		args = args[2*k:]
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("sqlite: set states: %w", err)
 	}
 	return nil
 }

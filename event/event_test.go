@@ -504,6 +504,28 @@ func TestSetStates(t *testing.T) {
 				t.Errorf("%s = %q, want %q", name, got[name], v)
 			}
 		}
+		// Watchers of several processes store the same names at once, a
+		// cursor and the alerts of a page, without deadlocking each other.
+		var wg sync.WaitGroup
+		errs := make(chan error, 4*50)
+		for w := range 4 {
+			wg.Go(func() {
+				for i := range 50 {
+					page := map[string]string{"journal": fmt.Sprint(w, "/", i)}
+					for a := range 20 {
+						page[fmt.Sprint("alert:acct_", a)] = fmt.Sprint(w, ":", i)
+					}
+					if err := s.outbox.SetStates(ctx, page); err != nil {
+						errs <- err
+					}
+				}
+			})
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			t.Errorf("concurrent SetStates: %v", err)
+		}
 	})
 }
 
@@ -535,6 +557,12 @@ func TestPublishMany(t *testing.T) {
 			}
 			evs = append(evs, e)
 		}
+		// Data as a store receives it from other code than New: raw bytes,
+		// not re-encoded, with multi-byte UTF-8, quotes and backslashes.
+		for i := range 3 {
+			evs = append(evs, event.Event{ID: fmt.Sprint("evt_raw_", i), Type: event.GrantCreated, AccountID: "acct_ü'\"",
+				CreatedAt: at, Data: json.RawMessage(fmt.Sprintf(`{"i":%d,"note":"ü 'q' \"\\ <&> \u2028","n":1.50}`, i))})
+		}
 		if n, err := s.outbox.Publish(ctx, evs[:40]); err != nil || n != 40 {
 			t.Fatalf("first 40: %d new, %v", n, err)
 		}
@@ -543,7 +571,7 @@ func TestPublishMany(t *testing.T) {
 		if err != nil || n != len(evs)-40 {
 			t.Fatalf("publish: %d new, %v; want %d", n, err, len(evs)-40)
 		}
-		for _, i := range []int{0, 39, 40, 99, 100, 101, 200, 229} {
+		for _, i := range []int{0, 39, 40, 99, 100, 101, 200, 229, 230, 232} {
 			e := evs[i]
 			got, err := event.Show(ctx, s.outbox, e.ID)
 			if err != nil {

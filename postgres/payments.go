@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 	"time"
 
@@ -334,9 +336,12 @@ func (o outbox) SetStates(ctx context.Context, states map[string]string) error {
 	if len(states) == 0 {
 		return nil
 	}
-	names, values := make([]string, 0, len(states)), make([]string, 0, len(states))
-	for name, v := range states {
-		names, values = append(names, name), append(values, v)
+	// In name order: processes storing the same names lock their rows in
+	// the same order, and cannot deadlock.
+	names := slices.Sorted(maps.Keys(states))
+	values := make([]string, len(names))
+	for i, name := range names {
+		values[i] = states[name]
 	}
 	_, err := o.s.pool.Exec(ctx, `INSERT INTO event_state (name, value)
 		SELECT * FROM unnest($1::text[], $2::text[])

@@ -5,6 +5,8 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 	"time"
 
@@ -371,8 +373,8 @@ func (o outbox) SetStates(ctx context.Context, states map[string]string) error {
 		return nil
 	}
 	args := make([]any, 0, 2*len(states))
-	for name, v := range states {
-		args = append(args, name, v)
+	for _, name := range slices.Sorted(maps.Keys(states)) {
+		args = append(args, name, states[name])
 	}
 	tx, err := o.s.writer.BeginTx(ctx, nil)
 	if err != nil {

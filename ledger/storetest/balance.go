@@ -128,7 +128,8 @@ func testBalancesMatchBalance(t *testing.T, open Open) {
 				t.Errorf("mixed: %s available, %s held; want 12.5 and 3", b.Available, b.Held)
 			}
 			// Every grant comes with its account, spent and expired ones
-			// too, as the store has it.
+			// too, as the store has it. (The one-at-a-time path reads them
+			// with Grants itself; the bulk path is the one checked here.)
 			for _, id := range ids {
 				want, err := s.Grants(e.ctx, id)
 				if err != nil {

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"testing"
@@ -120,6 +121,17 @@ func testAccounts(t *testing.T, e *env) {
 	e.expect(e.get("/v1/accounts/nobody", e.read), 404, "account_not_found")
 	e.expect(e.get("/v1/accounts/nobody/balance", e.read), 404, "account_not_found")
 	e.expect(e.post("/v1/accounts", e.charge, "", map[string]any{"id": "@system"}), 400, "invalid")
+	// Ids that a URL path cannot carry are refused; others are reached
+	// escaped.
+	for _, id := range []string{".", ".."} {
+		e.expect(e.post("/v1/accounts", e.charge, "", map[string]any{"id": id}), 400, "invalid")
+	}
+	for _, id := range []string{"org/7", "a b?c#d", "...", ".hidden", "ü%2F"} {
+		e.expect(e.post("/v1/accounts", e.charge, "", map[string]any{"id": id}), 201, "")
+		if r := e.get("/v1/accounts/"+url.PathEscape(id)+"/balance", e.read); r.status != 200 || r.str("account_id") != id {
+			t.Errorf("balance of %q: %d %s", id, r.status, r.raw)
+		}
+	}
 	e.expect(e.post("/v1/accounts", e.charge, "", map[string]any{}), 400, "invalid")
 	// A NUL character, which PostgreSQL's text cannot hold, is refused
 	// before it reaches a batch; the id is then simply not found.

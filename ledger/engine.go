@@ -500,5 +500,10 @@ func CheckAccountID(id string) error {
 	if id[0] == '@' {
 		return &scrip.Error{Code: scrip.EInvalid, Field: "account_id", Message: "account ids starting with @ are reserved for system accounts"}
 	}
+	if id == "." || id == ".." {
+		// A URL path cannot hold them as a segment: /v1/accounts/../balance
+		// is /v1/balance to every client and server.
+		return &scrip.Error{Code: scrip.EInvalid, Field: "account_id", Message: fmt.Sprintf("account id %q cannot be used in a URL path", id)}
+	}
 	return checkText("account_id", id)
 }

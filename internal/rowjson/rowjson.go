@@ -15,15 +15,7 @@ import (
 // Entries returns the JSON of es, nil for nil: an array of
 // {"account","grant","hold","amount"}, grant and hold left out when empty.
 func Entries(es []ledger.Entry) []byte {
-	if es == nil {
-		return nil
-	}
-	b := make([]byte, 0, 64*len(es)+2)
-	b = append(b, '[')
-	for i, e := range es {
-		if i > 0 {
-			b = append(b, ',')
-		}
+	return array(es, 64, func(b []byte, e ledger.Entry) []byte {
 		b = append(b, `{"account":`...)
 		b = AppendString(b, e.Account)
 		if e.Grant != "" {
@@ -36,28 +28,35 @@ func Entries(es []ledger.Entry) []byte {
 		}
 		b = append(b, `,"amount":`...)
 		b = strconv.AppendInt(b, e.Amount.Micros(), 10)
-		b = append(b, '}')
-	}
-	return append(b, ']')
+		return append(b, '}')
+	})
 }
 
 // Allocations returns the JSON of as, nil for nil: an array of
 // {"grant_id","amount"}.
 func Allocations(as []ledger.Allocation) []byte {
-	if as == nil {
-		return nil
-	}
-	b := make([]byte, 0, 48*len(as)+2)
-	b = append(b, '[')
-	for i, a := range as {
-		if i > 0 {
-			b = append(b, ',')
-		}
+	return array(as, 48, func(b []byte, a ledger.Allocation) []byte {
 		b = append(b, `{"grant_id":`...)
 		b = AppendString(b, a.GrantID)
 		b = append(b, `,"amount":`...)
 		b = strconv.AppendInt(b, a.Amount.Micros(), 10)
-		b = append(b, '}')
+		return append(b, '}')
+	})
+}
+
+// array returns the JSON array of xs, each written by each, nil for nil;
+// size is about the bytes of one.
+func array[T any](xs []T, size int, each func(b []byte, x T) []byte) []byte {
+	if xs == nil {
+		return nil
+	}
+	b := make([]byte, 0, size*len(xs)+2)
+	b = append(b, '[')
+	for i, x := range xs {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = each(b, x)
 	}
 	return append(b, ']')
 }

@@ -78,7 +78,12 @@ func NewDispatcher(store Store, opt DispatcherOptions) *Dispatcher {
 		opt.PollEvery = pollEveryDefault
 	}
 	if opt.HTTPClient == nil {
-		opt.HTTPClient = &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+		// Keep a connection to an endpoint for each request in flight (Go's
+		// default keeps two, and would open and close the rest each time).
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		tr.MaxIdleConnsPerHost = opt.Concurrency
+		opt.HTTPClient = &http.Client{Transport: tr,
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	}
 	if opt.Clock == nil {
 		opt.Clock = ledger.SystemClock{}
@@ -101,13 +106,22 @@ func (d *Dispatcher) Backoff(n int) time.Duration {
 	return w - time.Duration(rand.Int64N(int64(w)/5+1))
 }
 
-// Run delivers due deliveries every PollEvery until ctx ends.
+// Run delivers due deliveries every PollEvery until ctx ends. A claim that
+// comes back full is followed by the next at once, so a backlog (the
+// grants of a cycle's renewals, say) drains at the endpoints' pace, not a
+// claim per poll.
 func (d *Dispatcher) Run(ctx context.Context) error {
 	t := time.NewTicker(d.opt.PollEvery)
 	defer t.Stop()
 	for {
-		if _, err := d.DeliverDue(ctx); err != nil && ctx.Err() == nil {
-			d.opt.Logger.ErrorContext(ctx, "event delivery", slog.Any("err", err))
+		for ctx.Err() == nil {
+			n, err := d.DeliverDue(ctx)
+			if err != nil && ctx.Err() == nil {
+				d.opt.Logger.ErrorContext(ctx, "event delivery", slog.Any("err", err))
+			}
+			if err != nil || n < d.claimMax() {
+				break
+			}
 		}
 		select {
 		case <-ctx.Done():
@@ -125,36 +139,45 @@ func (d *Dispatcher) DeliverDue(ctx context.Context) (int, error) {
 	// The lease outlasts every request of the claim, so no other dispatcher
 	// sends the same delivery meanwhile.
 	lease := now.Add(2*d.opt.Timeout + time.Minute)
-	jobs, err := d.store.Claim(ctx, now, lease, d.opt.Concurrency*4)
+	jobs, err := d.store.Claim(ctx, now, lease, d.claimMax())
 	if err != nil {
 		return 0, fmt.Errorf("claim deliveries: %w", err)
+	}
+	if len(jobs) == 0 {
+		return 0, nil
 	}
 	// Claimed deliveries are sent to the end, bounded by Timeout, even when
 	// ctx ends: stopping never cuts a request short to record it failed.
 	sendCtx := context.WithoutCancel(ctx)
 	sem := make(chan struct{}, d.opt.Concurrency)
 	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var firstErr error
-	for _, j := range jobs {
+	outcomes := make([]Outcome, len(jobs))
+	for i, j := range jobs {
 		sem <- struct{}{}
 		wg.Add(1)
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			if err := d.deliver(sendCtx, j); err != nil {
-				mu.Lock()
-				if firstErr == nil {
-					firstErr = err
-				}
-				mu.Unlock()
-			}
+			outcomes[i] = d.deliver(sendCtx, j)
 		}()
 	}
 	wg.Wait()
-	return len(jobs), firstErr
+	// The claim's attempts in one transaction: on SQLite each would hold
+	// the one writer, and its commit wait for the disk, by itself. Should
+	// the process stop before this, the lease runs out and the deliveries
+	// are sent again: delivery is at least once.
+	if err := d.store.RecordAll(sendCtx, outcomes); err != nil {
+		return len(jobs), fmt.Errorf("record %d attempts: %w", len(outcomes), err)
+	}
+	return len(jobs), nil
 }
 
-func (d *Dispatcher) deliver(ctx context.Context, j Job) error {
+// claimMax is the most deliveries one claim takes: a few rounds of
+// Concurrency requests, all within the claim's lease.
+func (d *Dispatcher) claimMax() int { return d.opt.Concurrency * 4 }
+
+// deliver sends one delivery and returns the attempt and the delivery's
+// state after it.
+func (d *Dispatcher) deliver(ctx context.Context, j Job) Outcome {
 	body := j.Event.Body()
 	start := d.opt.Clock.Now()
 	code, sendErr := d.send(ctx, j, body, start)
@@ -175,10 +198,7 @@ func (d *Dispatcher) deliver(ctx context.Context, j Job) error {
 			del.Status, del.NextAt = Pending, d.opt.Clock.Now().Add(d.Backoff(del.Attempts))
 		}
 	}
-	if err := d.store.Record(ctx, a, del); err != nil {
-		return fmt.Errorf("record attempt %d of %s to %s: %w", a.Number, a.EventID, a.EndpointID, err)
-	}
-	return nil
+	return Outcome{Attempt: a, Delivery: del}
 }
 
 func (d *Dispatcher) send(ctx context.Context, j Job, body []byte, at time.Time) (int, error) {

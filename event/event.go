@@ -161,6 +161,12 @@ type Attempt struct {
 	Duration   time.Duration `json:"duration_ns"`
 }
 
+// Outcome is an attempt at a delivery and the delivery's state after it.
+type Outcome struct {
+	Attempt  Attempt
+	Delivery Delivery
+}
+
 // Job is a claimed delivery with what it needs to be sent.
 type Job struct {
 	Delivery Delivery
@@ -205,6 +211,8 @@ type Store interface {
 	Claim(ctx context.Context, now, leaseUntil time.Time, limit int) ([]Job, error)
 	// Record stores an attempt and the delivery's new state.
 	Record(ctx context.Context, a Attempt, d Delivery) error
+	// RecordAll stores the outcomes, all in one transaction.
+	RecordAll(ctx context.Context, os []Outcome) error
 	Deliveries(ctx context.Context, eventID string) ([]Delivery, error)
 	Attempts(ctx context.Context, eventID string) ([]Attempt, error)
 	// Retry makes a delivery pending again, due at at.

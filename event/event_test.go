@@ -108,6 +108,74 @@ func (rc *receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusNoContent)
 }
 
+// TestRunDrainsBacklog: a backlog larger than a claim is delivered at
+// once, without waiting a poll per claim, and each delivery's attempt and
+// state are recorded.
+func TestRunDrainsBacklog(t *testing.T) {
+	eachStore(t, func(t *testing.T, s stores) {
+		ctx := context.Background()
+		var mu sync.Mutex
+		got := map[string]int{}
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			mu.Lock()
+			got[r.Header.Get("Scrip-Event-Id")]++
+			mu.Unlock()
+		}))
+		defer srv.Close()
+		at := time.Now().Add(-time.Minute)
+		if _, err := event.AddEndpoint(ctx, s.outbox, srv.URL, "", []string{"*"}, at); err != nil {
+			t.Fatal(err)
+		}
+		const backlog = 300 // claims of 16 (4 × 4)
+		var evs []event.Event
+		for i := range backlog {
+			e, err := event.New(event.GrantCreated, fmt.Sprint("tx_backlog_", i), "acct_b", at, map[string]any{"i": i})
+			if err != nil {
+				t.Fatal(err)
+			}
+			evs = append(evs, e)
+		}
+		if n, err := s.outbox.Publish(ctx, evs); err != nil || n != backlog {
+			t.Fatalf("publish: %d, %v", n, err)
+		}
+		// Polls an hour apart: only the first poll's claims can deliver.
+		d := event.NewDispatcher(s.outbox, event.DispatcherOptions{Concurrency: 4, PollEvery: time.Hour})
+		runCtx, stop := context.WithCancel(ctx)
+		done := make(chan error, 1)
+		go func() { done <- d.Run(runCtx) }()
+		delivered := func() int {
+			mu.Lock()
+			defer mu.Unlock()
+			return len(got)
+		}
+		for wait := time.Now().Add(30 * time.Second); delivered() < backlog && time.Now().Before(wait); {
+			time.Sleep(10 * time.Millisecond)
+		}
+		stop()
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		if n := delivered(); n != backlog {
+			t.Fatalf("%d of %d events delivered by the first poll", n, backlog)
+		}
+		for id, n := range got {
+			if n != 1 {
+				t.Errorf("%s delivered %d times", id, n)
+			}
+		}
+		for _, i := range []int{0, 15, 16, 299} {
+			det, err := event.Show(ctx, s.outbox, evs[i].ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(det.Deliveries) != 1 || det.Deliveries[0].Status != event.Delivered || det.Deliveries[0].Attempts != 1 ||
+				len(det.Attempts) != 1 || det.Attempts[0].StatusCode != 200 || det.Attempts[0].Number != 1 {
+				t.Errorf("event %d: deliveries %+v, attempts %+v; want one delivered on its first attempt", i, det.Deliveries, det.Attempts)
+			}
+		}
+	})
+}
+
 func TestDeliveryRetries(t *testing.T) {
 	eachStore(t, func(t *testing.T, s stores) {
 		ctx := context.Background()

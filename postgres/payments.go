@@ -229,22 +229,32 @@ func prefixCols(p, cols string) string {
 }
 
 func (o outbox) Record(ctx context.Context, a event.Attempt, d event.Delivery) error {
-	err := pgx.BeginFunc(ctx, o.s.pool, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `INSERT INTO event_attempts (event_id, endpoint_id, number, at, status_code, error, duration_us)
-			VALUES ($1, $2, $3, $4, $5, $6, $7)`, a.EventID, a.EndpointID, a.Number, a.At, a.StatusCode, a.Error, a.Duration.Microseconds()); err != nil {
-			return err
-		}
+	return o.RecordAll(ctx, []event.Outcome{{Attempt: a, Delivery: d}})
+}
+
+func (o outbox) RecordAll(ctx context.Context, os []event.Outcome) error {
+	if len(os) == 0 {
+		return nil
+	}
+	// Every statement in one round trip.
+	b := &pgx.Batch{}
+	for _, oc := range os {
+		a, d := oc.Attempt, oc.Delivery
+		b.Queue(`INSERT INTO event_attempts (event_id, endpoint_id, number, at, status_code, error, duration_us)
+			VALUES ($1, $2, $3, $4, $5, $6, $7)`, a.EventID, a.EndpointID, a.Number, a.At, a.StatusCode, a.Error, a.Duration.Microseconds())
 		next := d.NextAt
 		if next.IsZero() {
 			next = a.At
 		}
-		_, err := tx.Exec(ctx, `UPDATE event_deliveries SET status = $1, attempts = $2, next_at = $3, last_status = $4,
+		b.Queue(`UPDATE event_deliveries SET status = $1, attempts = $2, next_at = $3, last_status = $4,
 			last_error = $5, delivered_at = $6 WHERE event_id = $7 AND endpoint_id = $8`,
 			d.Status, d.Attempts, next, d.LastStatus, d.LastError, nullTime(d.DeliveredAt), d.EventID, d.EndpointID)
-		return err
+	}
+	err := pgx.BeginFunc(ctx, o.s.pool, func(tx pgx.Tx) error {
+		return tx.SendBatch(ctx, b).Close()
 	})
 	if err != nil {
-		return fmt.Errorf("postgres: record attempt: %w", err)
+		return fmt.Errorf("postgres: record attempts: %w", err)
 	}
 	return nil
 }

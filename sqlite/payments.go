@@ -266,22 +266,42 @@ func (o outbox) Claim(ctx context.Context, now, leaseUntil time.Time, limit int)
 }
 
 func (o outbox) Record(ctx context.Context, a event.Attempt, d event.Delivery) error {
+	return o.RecordAll(ctx, []event.Outcome{{Attempt: a, Delivery: d}})
+}
+
+func (o outbox) RecordAll(ctx context.Context, os []event.Outcome) error {
+	if len(os) == 0 {
+		return nil
+	}
 	tx, err := o.s.writer.BeginTx(ctx, nil)
 	if err != nil {
-		return fmt.Errorf("sqlite: record attempt: %w", err)
+		return fmt.Errorf("sqlite: record attempts: %w", err)
 	}
 	defer tx.Rollback()
-	if _, err := tx.ExecContext(ctx, `INSERT INTO event_attempts (event_id, endpoint_id, number, at, status_code, error, duration_us)
-		VALUES (?, ?, ?, ?, ?, ?, ?)`, a.EventID, a.EndpointID, a.Number, micros(a.At), a.StatusCode, a.Error, a.Duration.Microseconds()); err != nil {
-		return fmt.Errorf("sqlite: record attempt: %w", err)
+	insert, err := tx.PrepareContext(ctx, `INSERT INTO event_attempts (event_id, endpoint_id, number, at, status_code, error, duration_us)
+		VALUES (?, ?, ?, ?, ?, ?, ?)`)
+	if err != nil {
+		return fmt.Errorf("sqlite: record attempts: %w", err)
 	}
-	if _, err := tx.ExecContext(ctx, `UPDATE event_deliveries SET status = ?, attempts = ?, next_at = ?, last_status = ?,
-		last_error = ?, delivered_at = ? WHERE event_id = ? AND endpoint_id = ?`,
-		d.Status, d.Attempts, micros(d.NextAt), d.LastStatus, d.LastError, nullMicros(d.DeliveredAt), d.EventID, d.EndpointID); err != nil {
-		return fmt.Errorf("sqlite: record attempt: %w", err)
+	defer insert.Close()
+	update, err := tx.PrepareContext(ctx, `UPDATE event_deliveries SET status = ?, attempts = ?, next_at = ?, last_status = ?,
+		last_error = ?, delivered_at = ? WHERE event_id = ? AND endpoint_id = ?`)
+	if err != nil {
+		return fmt.Errorf("sqlite: record attempts: %w", err)
+	}
+	defer update.Close()
+	for _, oc := range os {
+		a, d := &oc.Attempt, &oc.Delivery
+		if _, err := insert.ExecContext(ctx, a.EventID, a.EndpointID, a.Number, micros(a.At), a.StatusCode, a.Error, a.Duration.Microseconds()); err != nil {
+			return fmt.Errorf("sqlite: record attempt %d of %s: %w", a.Number, a.EventID, err)
+		}
+		if _, err := update.ExecContext(ctx, d.Status, d.Attempts, micros(d.NextAt), d.LastStatus, d.LastError,
+			nullMicros(d.DeliveredAt), d.EventID, d.EndpointID); err != nil {
+			return fmt.Errorf("sqlite: record attempt %d of %s: %w", a.Number, a.EventID, err)
+		}
 	}
 	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("sqlite: record attempt: %w", err)
+		return fmt.Errorf("sqlite: record attempts: %w", err)
 	}
 	return nil
 }

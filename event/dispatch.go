@@ -3,6 +3,7 @@ package event
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -80,7 +81,10 @@ func NewDispatcher(store Store, opt DispatcherOptions) *Dispatcher {
 	if opt.HTTPClient == nil {
 		// Keep a connection to an endpoint for each request in flight (Go's
 		// default keeps two, and would open and close the rest each time).
-		tr := http.DefaultTransport.(*http.Transport).Clone()
+		tr := &http.Transport{Proxy: http.ProxyFromEnvironment}
+		if def, ok := http.DefaultTransport.(*http.Transport); ok {
+			tr = def.Clone()
+		}
 		tr.MaxIdleConnsPerHost = opt.Concurrency
 		opt.HTTPClient = &http.Client{Transport: tr,
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
@@ -132,13 +136,16 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 }
 
 // DeliverDue claims the deliveries due now (a bounded number), sends them
-// with bounded concurrency and records each attempt. It returns how many it
-// attempted.
+// with bounded concurrency and records the attempts, a round of
+// Concurrency at a time as they end. It returns how many it claimed.
+//
+// Once ctx ends it starts no more of the claim: those are made due again at
+// once, and the requests in flight finish and are recorded.
 func (d *Dispatcher) DeliverDue(ctx context.Context) (int, error) {
 	now := d.opt.Clock.Now()
 	// The lease outlasts every request of the claim, so no other dispatcher
 	// sends the same delivery meanwhile.
-	lease := now.Add(2*d.opt.Timeout + time.Minute)
+	lease := now.Add(time.Duration(d.claimMax()/d.opt.Concurrency+1)*d.opt.Timeout + time.Minute)
 	jobs, err := d.store.Claim(ctx, now, lease, d.claimMax())
 	if err != nil {
 		return 0, fmt.Errorf("claim deliveries: %w", err)
@@ -149,26 +156,56 @@ func (d *Dispatcher) DeliverDue(ctx context.Context) (int, error) {
 	// Claimed deliveries are sent to the end, bounded by Timeout, even when
 	// ctx ends: stopping never cuts a request short to record it failed.
 	sendCtx := context.WithoutCancel(ctx)
-	sem := make(chan struct{}, d.opt.Concurrency)
-	var wg sync.WaitGroup
-	outcomes := make([]Outcome, len(jobs))
-	for i, j := range jobs {
-		sem <- struct{}{}
-		wg.Add(1)
-		go func() {
-			defer func() { <-sem; wg.Done() }()
-			outcomes[i] = d.deliver(sendCtx, j)
-		}()
+	results := make(chan Outcome, len(jobs))
+	var unstarted []Job
+	go func() {
+		sem := make(chan struct{}, d.opt.Concurrency)
+		var wg sync.WaitGroup
+		for i, j := range jobs {
+			select {
+			case sem <- struct{}{}:
+			case <-ctx.Done():
+			}
+			if ctx.Err() != nil {
+				unstarted = jobs[i:]
+				break
+			}
+			wg.Add(1)
+			go func() {
+				defer func() { <-sem; wg.Done() }()
+				results <- d.deliver(sendCtx, j)
+			}()
+		}
+		wg.Wait()
+		close(results)
+	}()
+	// A round's attempts in one transaction: on SQLite each would hold the
+	// one writer, and its commit wait for the disk, by itself. Should the
+	// process stop before a round is recorded, its leases run out and its
+	// deliveries are sent again: delivery is at least once.
+	var errs []error
+	round := make([]Outcome, 0, d.opt.Concurrency)
+	record := func() {
+		if len(round) == 0 {
+			return
+		}
+		if err := d.store.RecordAll(sendCtx, round); err != nil {
+			errs = append(errs, fmt.Errorf("record %d attempts: %w", len(round), err))
+		}
+		round = round[:0]
 	}
-	wg.Wait()
-	// The claim's attempts in one transaction: on SQLite each would hold
-	// the one writer, and its commit wait for the disk, by itself. Should
-	// the process stop before this, the lease runs out and the deliveries
-	// are sent again: delivery is at least once.
-	if err := d.store.RecordAll(sendCtx, outcomes); err != nil {
-		return len(jobs), fmt.Errorf("record %d attempts: %w", len(outcomes), err)
+	for oc := range results {
+		if round = append(round, oc); len(round) == cap(round) {
+			record()
+		}
 	}
-	return len(jobs), nil
+	record()
+	for _, j := range unstarted {
+		if err := d.store.Retry(sendCtx, j.Delivery.EventID, j.Delivery.EndpointID, now); err != nil && !errors.Is(err, ErrNotFound) {
+			errs = append(errs, fmt.Errorf("give back %s to %s: %w", j.Delivery.EventID, j.Delivery.EndpointID, err))
+		}
+	}
+	return len(jobs), errors.Join(errs...)
 }
 
 // claimMax is the most deliveries one claim takes: a few rounds of

@@ -158,6 +158,8 @@ func TestRunDrainsBacklog(t *testing.T) {
 		if n := delivered(); n != backlog {
 			t.Fatalf("%d of %d events delivered by the first poll", n, backlog)
 		}
+		mu.Lock()
+		defer mu.Unlock()
 		for id, n := range got {
 			if n != 1 {
 				t.Errorf("%s delivered %d times", id, n)
@@ -171,6 +173,92 @@ func TestRunDrainsBacklog(t *testing.T) {
 			if len(det.Deliveries) != 1 || det.Deliveries[0].Status != event.Delivered || det.Deliveries[0].Attempts != 1 ||
 				len(det.Attempts) != 1 || det.Attempts[0].StatusCode != 200 || det.Attempts[0].Number != 1 {
 				t.Errorf("event %d: deliveries %+v, attempts %+v; want one delivered on its first attempt", i, det.Deliveries, det.Attempts)
+			}
+		}
+	})
+}
+
+// TestDeliverDueStopping: a dispatcher stopped in the middle of a claim
+// finishes and records the requests in flight and gives back the rest, due
+// at once, for any dispatcher to send.
+func TestDeliverDueStopping(t *testing.T) {
+	eachStore(t, func(t *testing.T, s stores) {
+		ctx := context.Background()
+		var mu sync.Mutex
+		got := map[string]int{}
+		started, release := make(chan struct{}, 16), make(chan struct{})
+		var hold sync.Once
+		blocking := true
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			mu.Lock()
+			got[r.Header.Get("Scrip-Event-Id")]++
+			b := blocking
+			mu.Unlock()
+			if b {
+				started <- struct{}{}
+				<-release
+			}
+		}))
+		defer srv.Close()
+		defer hold.Do(func() { close(release) })
+		at := time.Now().Add(-time.Minute)
+		if _, err := event.AddEndpoint(ctx, s.outbox, srv.URL, "", []string{"*"}, at); err != nil {
+			t.Fatal(err)
+		}
+		var evs []event.Event
+		for i := range 10 {
+			e, err := event.New(event.GrantCreated, fmt.Sprint("tx_stop_", i), "acct_s", at.Add(time.Duration(i)*time.Millisecond), map[string]any{"i": i})
+			if err != nil {
+				t.Fatal(err)
+			}
+			evs = append(evs, e)
+		}
+		if _, err := s.outbox.Publish(ctx, evs); err != nil {
+			t.Fatal(err)
+		}
+		d := event.NewDispatcher(s.outbox, event.DispatcherOptions{Concurrency: 2}) // claims 8
+		runCtx, stop := context.WithCancel(ctx)
+		type result struct {
+			n   int
+			err error
+		}
+		done := make(chan result, 1)
+		go func() {
+			n, err := d.DeliverDue(runCtx)
+			done <- result{n, err}
+		}()
+		<-started
+		<-started // both requests of the first round are in flight
+		// Stopped before a slot frees: the claim starts nothing more.
+		stop()
+		mu.Lock()
+		blocking = false
+		mu.Unlock()
+		hold.Do(func() { close(release) })
+		r := <-done
+		if r.err != nil || r.n != 8 {
+			t.Fatalf("DeliverDue: %d claimed, %v; want 8", r.n, r.err)
+		}
+		mu.Lock()
+		sent := len(got)
+		mu.Unlock()
+		if sent != 2 {
+			t.Fatalf("%d deliveries sent after the stop, want the 2 in flight", sent)
+		}
+		// The 6 given back and the 2 never claimed are due now.
+		n, err := event.NewDispatcher(s.outbox, event.DispatcherOptions{}).DeliverDue(ctx)
+		if err != nil || n != 8 {
+			t.Fatalf("next dispatcher: %d deliveries, %v; want 8", n, err)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		for _, e := range evs {
+			det, err := event.Show(ctx, s.outbox, e.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if dl := det.Deliveries[0]; dl.Status != event.Delivered || dl.Attempts != 1 || len(det.Attempts) != 1 || got[e.ID] != 1 {
+				t.Errorf("%s: %+v, %d attempts recorded, sent %d times; want delivered once", e.ID, dl, len(det.Attempts), got[e.ID])
 			}
 		}
 	})

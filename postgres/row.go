@@ -8,7 +8,6 @@ import (
 	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/scriphq/scrip/credit"
-	"github.com/scriphq/scrip/internal/rowjson"
 	"github.com/scriphq/scrip/ledger"
 )
 
@@ -195,7 +194,14 @@ func encodeMap(m map[string]string) ([]byte, error) {
 }
 
 func encodeAllocations(as []ledger.Allocation) ([]byte, error) {
-	return rowjson.Allocations(as), nil
+	if as == nil {
+		return nil, nil
+	}
+	rows := make([]allocationRow, len(as))
+	for i, a := range as {
+		rows[i] = allocationRow{Grant: a.GrantID, Amount: a.Amount.Micros()}
+	}
+	return json.Marshal(rows)
 }
 
 func decodeAllocations(b []byte) ([]ledger.Allocation, error) {
@@ -214,7 +220,14 @@ func decodeAllocations(b []byte) ([]ledger.Allocation, error) {
 }
 
 func encodeEntries(es []ledger.Entry) ([]byte, error) {
-	return rowjson.Entries(es), nil
+	if es == nil {
+		return nil, nil
+	}
+	rows := make([]entryRow, len(es))
+	for i, e := range es {
+		rows[i] = entryRow{Account: e.Account, Grant: e.Grant, Hold: e.Hold, Amount: e.Amount.Micros()}
+	}
+	return json.Marshal(rows)
 }
 
 func decodeEntries(b []byte) ([]ledger.Entry, error) {

@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/scriphq/scrip/credit"
-	"github.com/scriphq/scrip/internal/rowjson"
 	"github.com/scriphq/scrip/ledger"
 )
 
@@ -78,7 +77,15 @@ func encodeAllocations(as []ledger.Allocation) (any, error) {
 	if as == nil {
 		return nil, nil
 	}
-	return string(rowjson.Allocations(as)), nil
+	js := make([]allocationJSON, len(as))
+	for i, a := range as {
+		js[i] = allocationJSON{GrantID: a.GrantID, Amount: a.Amount.Micros()}
+	}
+	b, err := json.Marshal(js)
+	if err != nil {
+		return nil, err
+	}
+	return string(b), nil
 }
 
 func decodeAllocations(v sql.NullString) ([]ledger.Allocation, error) {
@@ -147,7 +154,15 @@ func encodeEntries(es []ledger.Entry) (any, error) {
 	if es == nil {
 		return nil, nil
 	}
-	return string(rowjson.Entries(es)), nil
+	js := make([]entryJSON, len(es))
+	for i, e := range es {
+		js[i] = entryJSON{Account: e.Account, Grant: e.Grant, Hold: e.Hold, Amount: e.Amount.Micros()}
+	}
+	b, err := json.Marshal(js)
+	if err != nil {
+		return nil, err
+	}
+	return string(b), nil
 }
 
 func decodeEntries(v sql.NullString) ([]ledger.Entry, error) {

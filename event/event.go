@@ -209,9 +209,8 @@ type Store interface {
 	// Claim leases up to limit pending deliveries due at or before now
 	// until leaseUntil, so no other dispatcher takes them meanwhile.
 	Claim(ctx context.Context, now, leaseUntil time.Time, limit int) ([]Job, error)
-	// Record stores an attempt and the delivery's new state.
-	Record(ctx context.Context, a Attempt, d Delivery) error
-	// RecordAll stores the outcomes, all in one transaction.
+	// RecordAll stores attempts and their deliveries' new states, all in
+	// one transaction.
 	RecordAll(ctx context.Context, os []Outcome) error
 	Deliveries(ctx context.Context, eventID string) ([]Delivery, error)
 	Attempts(ctx context.Context, eventID string) ([]Attempt, error)

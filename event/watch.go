@@ -20,11 +20,9 @@ const (
 	expiringWithinDefault = 3 * 24 * time.Hour
 	watchPageRows         = 500
 	watchPagesMax         = 20
-	// publishMax is the most events one publication writes.
-	publishMax         = 100
-	watchStateJournal  = "journal"
-	watchStateExpiring = "expiring"
-	alertStatePrefix   = "alert:"
+	watchStateJournal     = "journal"
+	watchStateExpiring    = "expiring"
+	alertStatePrefix      = "alert:"
 	// ThresholdMetadataKey in an account's metadata overrides its
 	// balance.low threshold, in credits ("25", "0.5").
 	ThresholdMetadataKey = "low_balance_threshold"
@@ -179,8 +177,13 @@ func (w *Watcher) cursor(ctx context.Context, name string, def time.Time) (Journ
 }
 
 func (w *Watcher) setCursor(ctx context.Context, name string, c JournalCursor) error {
-	b, _ := json.Marshal(c)
-	return w.store.SetState(ctx, name, string(b))
+	return w.store.SetState(ctx, name, c.state())
+}
+
+// state is the cursor as the outbox stores it.
+func (c JournalCursor) state() string {
+	b, _ := json.Marshal(c) // a time and a string always marshal
+	return string(b)
 }
 
 func (w *Watcher) since(now time.Time) time.Time {
@@ -271,8 +274,7 @@ func (w *Watcher) journalPage(ctx context.Context, now time.Time) (int, bool, er
 		save[alertStatePrefix+id] = s
 	}
 	end := txs[len(txs)-1]
-	b, _ := json.Marshal(JournalCursor{At: end.CreatedAt, ID: end.ID})
-	save[watchStateJournal] = string(b)
+	save[watchStateJournal] = JournalCursor{At: end.CreatedAt, ID: end.ID}.state()
 	if err := w.store.SetStates(ctx, save); err != nil {
 		return n, false, err
 	}

@@ -228,10 +228,6 @@ func prefixCols(p, cols string) string {
 	return strings.Join(parts, ", ")
 }
 
-func (o outbox) Record(ctx context.Context, a event.Attempt, d event.Delivery) error {
-	return o.RecordAll(ctx, []event.Outcome{{Attempt: a, Delivery: d}})
-}
-
 func (o outbox) RecordAll(ctx context.Context, os []event.Outcome) error {
 	if len(os) == 0 {
 		return nil

@@ -42,7 +42,7 @@ func (o outbox) Publish(ctx context.Context, evs []event.Event) (int, error) {
 	// A few statements of many rows each: the events hold the one writer
 	// while they are written, and the committer's batches wait meanwhile.
 	n := 0
-	var dl []any // event_id, endpoint_id, next_at of each delivery
+	var dl []any // event_id, endpoint_id, next_at, status of each delivery
 	for rest := evs; len(rest) > 0; {
 		chunk := rest[:min(len(rest), publishRows)]
 		rest = rest[len(chunk):]
@@ -72,18 +72,18 @@ func (o outbox) Publish(ctx context.Context, evs []event.Event) (int, error) {
 			e := byID[id]
 			for _, ep := range eps {
 				if ep.Wants(e.Type) {
-					dl = append(dl, e.ID, ep.ID, micros(e.CreatedAt))
+					dl = append(dl, e.ID, ep.ID, micros(e.CreatedAt), event.Pending)
 				}
 			}
 		}
 	}
 	for len(dl) > 0 {
-		k := min(len(dl)/3, publishRows)
+		k := min(len(dl)/4, publishRows)
 		if _, err := tx.ExecContext(ctx, `INSERT OR ROLLBACK INTO event_deliveries (event_id, endpoint_id, next_at, status)
-			VALUES `+valueRowsConst(k, 3, "'pending'"), dl[:3*k]...); err != nil {
+			VALUES `+valueRows(k, 4), dl[:4*k]...); err != nil {
 			return 0, fmt.Errorf("sqlite: publish: deliveries: %w", err)
 		}
-		dl = dl[3*k:]
+		dl = dl[4*k:]
 	}
 	if err := tx.Commit(); err != nil {
 		return 0, fmt.Errorf("sqlite: publish: %w", err)
@@ -93,22 +93,6 @@ func (o outbox) Publish(ctx context.Context, evs []event.Event) (int, error) {
 
 // publishRows is the most rows an outbox statement writes at once.
 const publishRows = 100
-
-// valueRows returns the VALUES list of rows rows of cols placeholders.
-func valueRows(rows, cols int) string {
-	return valueRowsConst(rows, cols, "")
-}
-
-// valueRowsConst is valueRows with tail, a constant, as every row's last
-// column ("" for none).
-func valueRowsConst(rows, cols int, tail string) string {
-	row := "(" + strings.TrimSuffix(strings.Repeat("?,", cols), ",")
-	if tail != "" {
-		row += "," + tail
-	}
-	row += ")"
-	return strings.TrimSuffix(strings.Repeat(row+",", rows), ",")
-}
 
 const eventCols = "id, type, account_id, created_at, data"
 
@@ -263,10 +247,6 @@ func (o outbox) Claim(ctx context.Context, now, leaseUntil time.Time, limit int)
 		return nil, fmt.Errorf("sqlite: claim: %w", err)
 	}
 	return jobs, nil
-}
-
-func (o outbox) Record(ctx context.Context, a event.Attempt, d event.Delivery) error {
-	return o.RecordAll(ctx, []event.Outcome{{Attempt: a, Delivery: d}})
 }
 
 func (o outbox) RecordAll(ctx context.Context, os []event.Outcome) error {

@@ -334,13 +334,17 @@ type inserter struct {
 
 func (ss *stmtSet) inserter(ctx context.Context, db *sql.DB, table, cols string) inserter {
 	n := strings.Count(cols, ",") + 1
-	row := "(" + strings.TrimSuffix(strings.Repeat("?,", n), ",") + ")"
 	ins := inserter{cols: n}
 	for i := range insertSizes {
-		rows := strings.TrimSuffix(strings.Repeat(row+",", 1<<i), ",")
-		ins.stmts[i] = ss.prep(ctx, db, "INSERT OR ROLLBACK INTO "+table+" ("+cols+") VALUES "+rows)
+		ins.stmts[i] = ss.prep(ctx, db, "INSERT OR ROLLBACK INTO "+table+" ("+cols+") VALUES "+valueRows(1<<i, n))
 	}
 	return ins
+}
+
+// valueRows returns the VALUES list of rows rows of cols placeholders.
+func valueRows(rows, cols int) string {
+	row := "(" + strings.TrimSuffix(strings.Repeat("?,", cols), ",") + ")"
+	return strings.TrimSuffix(strings.Repeat(row+",", rows), ",")
 }
 
 // Statements of the write path, prepared on the writer connection when the

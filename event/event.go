@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/scriphq/scrip"
+	"github.com/scriphq/scrip/credit"
 	"github.com/scriphq/scrip/ledger"
 )
 
@@ -192,6 +193,19 @@ type JournalCursor struct {
 	ID string    `json:"id"`
 }
 
+// JournalRow is what the watcher reads of a journal transaction: not its
+// entries, reference or hashes, which no event needs and which would cost
+// the store and the watcher most of the read.
+type JournalRow struct {
+	ID        string
+	AccountID string
+	Type      ledger.TxType
+	Amount    credit.Amount
+	GrantID   string
+	HoldID    string
+	CreatedAt time.Time
+}
+
 // Store persists the outbox. Implementations: sqlite and postgres.
 type Store interface {
 	// Publish inserts the events whose ids are new, each with a pending
@@ -231,7 +245,7 @@ type Store interface {
 	// JournalAfter returns up to limit journal transactions of any account
 	// after the cursor and created at or before until, in (created_at, id)
 	// order.
-	JournalAfter(ctx context.Context, c JournalCursor, until time.Time, limit int) ([]ledger.Transaction, error)
+	JournalAfter(ctx context.Context, c JournalCursor, until time.Time, limit int) ([]JournalRow, error)
 	// ExpiringAfter returns up to limit open grants with credits remaining
 	// whose expiry is after the cursor and at or before until, in
 	// (expires_at, id) order.

@@ -220,7 +220,7 @@ func (w *Watcher) journalPage(ctx context.Context, now time.Time) (int, bool, er
 	if len(txs) == 0 {
 		return 0, false, nil
 	}
-	last := map[string]*ledger.Transaction{} // per account: the page's last transaction
+	last := map[string]*JournalRow{} // per account: the page's last transaction
 	var order []string
 	for i := range txs {
 		t := &txs[i]
@@ -283,7 +283,7 @@ func (w *Watcher) journalPage(ctx context.Context, now time.Time) (int, bool, er
 
 // txEvents returns the events of one journal transaction; ab is its
 // account as the page's read found it.
-func (w *Watcher) txEvents(t *ledger.Transaction, ab ledger.AccountBalance, now time.Time) ([]Event, error) {
+func (w *Watcher) txEvents(t *JournalRow, ab ledger.AccountBalance, now time.Time) ([]Event, error) {
 	switch t.Type {
 	case ledger.TxGrant:
 		g, ok := ab.Grant(t.GrantID)
@@ -346,7 +346,7 @@ func parseAlert(s string) (level, rearms int) {
 // balanceEvents are the alerts of the account of t, the last transaction of
 // it in a page, whose account and balance ab holds and whose alert state
 // was prevS.
-func (w *Watcher) balanceEvents(ctx context.Context, t *ledger.Transaction, ab ledger.AccountBalance, prevS string, now time.Time) ([]Event, string, bool, error) {
+func (w *Watcher) balanceEvents(ctx context.Context, t *JournalRow, ab ledger.AccountBalance, prevS string, now time.Time) ([]Event, string, bool, error) {
 	b := ab.Balance
 	th, err := w.opt.Thresholds.Of(ctx, ab.Account)
 	if err != nil {

@@ -358,8 +358,16 @@ func (o outbox) SetStates(ctx context.Context, states map[string]string) error {
 	return nil
 }
 
-func (o outbox) JournalAfter(ctx context.Context, c event.JournalCursor, until time.Time, limit int) ([]ledger.Transaction, error) {
-	txs, err := collect(ctx, o.s.pool, scanTransaction, `SELECT `+transactionColumns+` FROM transactions
+func (o outbox) JournalAfter(ctx context.Context, c event.JournalCursor, until time.Time, limit int) ([]event.JournalRow, error) {
+	txs, err := collect(ctx, o.s.pool, func(sc scanner) (event.JournalRow, error) {
+		var (
+			r      event.JournalRow
+			amount int64
+		)
+		err := sc.Scan(&r.ID, &r.AccountID, &r.Type, &amount, &r.GrantID, &r.HoldID, &r.CreatedAt)
+		r.Amount, r.CreatedAt = credit.Amount(amount), r.CreatedAt.UTC()
+		return r, err
+	}, `SELECT id, account_id, type, amount, grant_id, hold_id, created_at FROM transactions
 		WHERE created_at >= $1 AND (created_at, id) > ($1, $2) AND created_at <= $3
 		ORDER BY created_at, id LIMIT $4`, c.At, c.ID, until, limit)
 	if err != nil {

@@ -395,14 +395,24 @@ func (o outbox) SetStates(ctx context.Context, states map[string]string) error {
 	return nil
 }
 
-func (o outbox) JournalAfter(ctx context.Context, c event.JournalCursor, until time.Time, limit int) ([]ledger.Transaction, error) {
-	rows, err := o.s.reader.QueryContext(ctx, `SELECT `+txCols+` FROM transactions
+func (o outbox) JournalAfter(ctx context.Context, c event.JournalCursor, until time.Time, limit int) ([]event.JournalRow, error) {
+	rows, err := o.s.reader.QueryContext(ctx, `SELECT id, account_id, type, amount, grant_id, hold_id, created_at FROM transactions
 		WHERE (created_at > ?1 OR (created_at = ?1 AND id > ?2)) AND created_at <= ?3
 		ORDER BY created_at, id LIMIT ?4`, micros(c.At), c.ID, micros(until), limit)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: journal after: %w", err)
 	}
-	return collect(rows, scanTransaction)
+	return collect(rows, func(sc scanner) (event.JournalRow, error) {
+		var (
+			r       event.JournalRow
+			typ     string
+			amount  int64
+			created int64
+		)
+		err := sc.Scan(&r.ID, &r.AccountID, &typ, &amount, &r.GrantID, &r.HoldID, &created)
+		r.Type, r.Amount, r.CreatedAt = ledger.TxType(typ), credit.Micros(amount), fromMicros(created)
+		return r, err
+	})
 }
 
 func (o outbox) ExpiringAfter(ctx context.Context, c event.JournalCursor, until time.Time, limit int) ([]ledger.Grant, error) {

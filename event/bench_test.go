@@ -21,60 +21,90 @@ import (
 // after a burst of sign-ups: every grant.created with its grant, every
 // account's balance and alert state. One op is the whole journal; the
 // events are published once before the clock starts, so each op makes the
-// reads and finds the events already there.
+// reads and finds the events already there. With closed=12 each account
+// also has a year of expired monthly grants behind it, which the page
+// does not name.
 func BenchmarkWatcherJournal(b *testing.B) {
-	b.Run("sqlite", func(b *testing.B) {
-		s, err := sqlite.Open(filepath.Join(b.TempDir(), "scrip.db"))
-		if err != nil {
-			b.Fatal(err)
-		}
-		defer s.Close()
-		benchWatcher(b, s, s.Outbox())
-	})
-	b.Run("postgres", func(b *testing.B) {
-		s, err := postgres.Open(context.Background(), pgtest.URL(b))
-		if err != nil {
-			b.Fatal(err)
-		}
-		defer s.Close()
-		benchWatcher(b, s, s.Outbox())
-	})
+	for _, closed := range []int{0, 12} {
+		b.Run(fmt.Sprintf("sqlite/closed=%d", closed), func(b *testing.B) {
+			s, err := sqlite.Open(filepath.Join(b.TempDir(), "scrip.db"))
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer s.Close()
+			benchWatcher(b, s, s.Outbox(), closed)
+		})
+		b.Run(fmt.Sprintf("postgres/closed=%d", closed), func(b *testing.B) {
+			s, err := postgres.Open(context.Background(), pgtest.URL(b))
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer s.Close()
+			benchWatcher(b, s, s.Outbox(), closed)
+		})
+	}
 }
 
-func benchWatcher(b *testing.B, st ledger.Store, outbox event.Store) {
+func benchWatcher(b *testing.B, st ledger.Store, outbox event.Store, closed int) {
 	const accounts = 2000
 	ctx := context.Background()
 	start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	clock := ledger.NewManualClock(start)
+	// The history is a year before the journal the watcher reads.
+	clock := ledger.NewManualClock(start.AddDate(-1, 0, 0))
 	eng := ledger.NewEngine(st, ledger.Options{Clock: clock, SweepEvery: -1})
 	defer eng.Close(ctx)
 	// Many clients at once, so that the engine batches the set-up.
-	var wg sync.WaitGroup
-	errs := make(chan error, 64)
-	for c := range 64 {
-		wg.Go(func() {
-			for i := c; i < accounts; i += 64 {
-				id := fmt.Sprintf("acct_%05d", i)
-				if _, _, err := eng.CreateAccount(ctx, id, nil); err != nil {
-					errs <- err
-					return
+	parallel := func(each func(id string) error) {
+		b.Helper()
+		var wg sync.WaitGroup
+		errs := make(chan error, 64)
+		for c := range 64 {
+			wg.Go(func() {
+				for i := c; i < accounts; i += 64 {
+					if err := each(fmt.Sprintf("acct_%05d", i)); err != nil {
+						errs <- err
+						return
+					}
 				}
-				if _, err := eng.Grant(ctx, ledger.GrantRequest{AccountID: id, Key: "g_" + id, Kind: ledger.KindTopUp, Amount: credit.Credits(100)}); err != nil {
-					errs <- err
-					return
-				}
-				if _, err := eng.Charge(ctx, ledger.ChargeRequest{AccountID: id, Key: "c_" + id, Amount: credit.Credits(3)}); err != nil {
-					errs <- err
-					return
-				}
+			})
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			b.Fatal(err)
+		}
+	}
+	parallel(func(id string) error {
+		_, _, err := eng.CreateAccount(ctx, id, nil)
+		for m := range closed {
+			if err != nil {
+				break
 			}
-		})
+			_, err = eng.Grant(ctx, ledger.GrantRequest{AccountID: id, Key: fmt.Sprintf("m%d_%s", m, id), Kind: ledger.KindSubscription,
+				Amount: credit.Credits(50), ExpiresAt: clock.Now().Add(time.Duration(m+1) * 24 * time.Hour)})
+		}
+		return err
+	})
+	if closed > 0 {
+		clock.Set(start.Add(-time.Hour))
+		for {
+			n, err := eng.ExpireDue(ctx)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if n == 0 {
+				break
+			}
+		}
 	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		b.Fatal(err)
-	}
+	clock.Set(start)
+	parallel(func(id string) error {
+		if _, err := eng.Grant(ctx, ledger.GrantRequest{AccountID: id, Key: "g_" + id, Kind: ledger.KindTopUp, Amount: credit.Credits(100)}); err != nil {
+			return err
+		}
+		_, err := eng.Charge(ctx, ledger.ChargeRequest{AccountID: id, Key: "c_" + id, Amount: credit.Credits(3)})
+		return err
+	})
 	w := event.NewWatcher(outbox, eng, event.WatcherOptions{Clock: clock, Since: start.Add(-time.Second), Settle: time.Second,
 		Thresholds: event.Thresholds{Default: credit.Credits(20)}})
 	clock.Advance(2 * time.Second)

@@ -397,6 +397,9 @@ func TestWatcher(t *testing.T) {
 			t.Fatal(err)
 		}
 		must(eng.Grant(ctx, ledger.GrantRequest{AccountID: "acct_v", Key: "gv", Kind: ledger.KindTopUp, Amount: credit.Credits(7)}))
+		// Spent before the watcher reads it, so no longer live: its
+		// grant.created still carries it.
+		must(eng.Charge(ctx, ledger.ChargeRequest{AccountID: "acct_v", Key: "cv", Amount: credit.Credits(7)}))
 		poll()
 		if count(event.GrantCreated) != 2 || count(event.GrantExpiring) != 0 || count(event.BalanceLow) != 0 {
 			t.Fatalf("after two grants: %d grant.created, %d grant.expiring, %d balance.low",

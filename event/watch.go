@@ -31,8 +31,9 @@ const (
 // Ledger is what the watcher reads from the ledger; *ledger.Engine has it.
 type Ledger interface {
 	// Balances reads the accounts of a page of the journal with their
-	// balances and grants, all at once.
-	Balances(ctx context.Context, ids []string) (map[string]ledger.AccountBalance, error)
+	// balances and live grants, and the grants the page created, all at
+	// once.
+	Balances(ctx context.Context, ids, grantIDs []string) (map[string]ledger.AccountBalance, error)
 }
 
 // Thresholds decide the balance.low threshold of an account: its metadata
@@ -221,15 +222,18 @@ func (w *Watcher) journalPage(ctx context.Context, now time.Time) (int, bool, er
 		return 0, false, nil
 	}
 	last := map[string]*JournalRow{} // per account: the page's last transaction
-	var order []string
+	var order, created []string
 	for i := range txs {
 		t := &txs[i]
 		if _, ok := last[t.AccountID]; !ok {
 			order = append(order, t.AccountID)
 		}
 		last[t.AccountID] = t
+		if t.Type == ledger.TxGrant {
+			created = append(created, t.GrantID)
+		}
 	}
-	bals, err := w.ledger.Balances(ctx, order)
+	bals, err := w.ledger.Balances(ctx, order, created)
 	if err != nil {
 		return 0, false, err
 	}

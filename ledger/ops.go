@@ -1,10 +1,12 @@
 package ledger
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"maps"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -286,8 +288,8 @@ const balancesBulkMax = 500
 type AccountBalance struct {
 	Account Account
 	Balance Balance
-	// Grants is every grant of the account, closed ones too, in creation
-	// order: the live ones are those the balance counts.
+	// Grants is the account's live grants, those the balance counts, and
+	// the grants Balances was asked for by id, in creation order.
 	Grants []Grant
 }
 
@@ -301,15 +303,25 @@ func (ab AccountBalance) Grant(id string) (Grant, bool) {
 	return Grant{}, false
 }
 
+// live reports whether the balance counts g: not closed, credits remaining.
+func live(g *Grant) bool { return !g.Closed && g.Remaining > 0 }
+
 // Balances returns the accounts of ids that exist, each with its balance
-// and grants. On a store that reads many accounts at once (BulkReader)
-// that is three queries for up to balancesBulkMax accounts, from one
-// snapshot; otherwise two reads of each account.
-func (e *Engine) Balances(ctx context.Context, ids []string) (map[string]AccountBalance, error) {
+// and its live grants, and with those of grantIDs that are its own
+// whatever their state: a grant read by id after it was spent or expired.
+// The closed and spent grants that an old account gathers are not read. On
+// a store that reads many accounts at once (BulkReader) that is three
+// queries for up to balancesBulkMax accounts, from one snapshot; otherwise
+// two reads of each account.
+func (e *Engine) Balances(ctx context.Context, ids, grantIDs []string) (map[string]AccountBalance, error) {
 	out := make(map[string]AccountBalance, len(ids))
 	now := e.now()
 	b, ok := e.store.(BulkReader)
 	if !ok {
+		named := make(map[string]bool, len(grantIDs))
+		for _, id := range grantIDs {
+			named[id] = true
+		}
 		for _, id := range ids {
 			st, err := readByID(ctx, id, e.store.AccountState)
 			if errors.Is(err, ErrNotFound) {
@@ -318,9 +330,15 @@ func (e *Engine) Balances(ctx context.Context, ids []string) (map[string]Account
 			if err != nil {
 				return nil, fmt.Errorf("balance of %s: %w", id, err)
 			}
-			gs, err := e.store.Grants(ctx, id)
+			all, err := e.store.Grants(ctx, id)
 			if err != nil {
 				return nil, fmt.Errorf("grants of %s: %w", id, err)
+			}
+			gs := all[:0]
+			for _, g := range all {
+				if live(&g) || named[g.ID] {
+					gs = append(gs, g)
+				}
 			}
 			out[id] = AccountBalance{Account: st.Account, Balance: balanceOf(st, now), Grants: gs}
 		}
@@ -334,15 +352,23 @@ func (e *Engine) Balances(ctx context.Context, ids []string) (map[string]Account
 			if err != nil {
 				return err
 			}
-			grantsOf, holdsOf, err := grantsAndHolds(ctx, r, piece)
+			grants, err := r.LiveGrantsOf(ctx, piece, grantIDs)
 			if err != nil {
 				return err
 			}
+			holds, err := r.OpenHoldsOf(ctx, piece)
+			if err != nil {
+				return err
+			}
+			slices.SortFunc(grants, func(a, b Grant) int {
+				return cmp.Or(a.CreatedAt.Compare(b.CreatedAt), strings.Compare(a.ID, b.ID))
+			})
+			grantsOf := byAccount(grants, func(g *Grant) string { return g.AccountID })
+			holdsOf := byAccount(holds, func(h *Hold) string { return h.AccountID })
 			for _, a := range accts {
 				st := AccountState{Account: a, Holds: holdsOf[a.ID]}
 				for _, g := range grantsOf[a.ID] {
-					// Live grants only, as AccountState holds them.
-					if !g.Closed && g.Remaining > 0 {
+					if live(&g) {
 						st.Grants = append(st.Grants, g)
 					}
 				}

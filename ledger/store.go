@@ -119,6 +119,10 @@ type AccountsReader interface {
 	// GrantsOf returns every grant of the accounts ids, closed ones too,
 	// each account's in creation order.
 	GrantsOf(ctx context.Context, ids []string) ([]Grant, error)
+	// LiveGrantsOf returns the live grants (not closed, credits remaining)
+	// of the accounts ids, and those of grantIDs that are not live, each
+	// once, in any order.
+	LiveGrantsOf(ctx context.Context, ids, grantIDs []string) ([]Grant, error)
 	// OpenHoldsOf returns the open holds of the accounts ids, each
 	// account's oldest first.
 	OpenHoldsOf(ctx context.Context, ids []string) ([]Hold, error)

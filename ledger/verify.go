@@ -217,15 +217,18 @@ func grantsAndHolds(ctx context.Context, r AccountsReader, ids []string) (map[st
 	if err != nil {
 		return nil, nil, err
 	}
-	grantsOf := map[string][]Grant{}
-	for _, g := range grants {
-		grantsOf[g.AccountID] = append(grantsOf[g.AccountID], g)
+	return byAccount(grants, func(g *Grant) string { return g.AccountID }),
+		byAccount(holds, func(h *Hold) string { return h.AccountID }), nil
+}
+
+// byAccount groups xs by account, keeping their order.
+func byAccount[T any](xs []T, account func(*T) string) map[string][]T {
+	out := map[string][]T{}
+	for i := range xs {
+		id := account(&xs[i])
+		out[id] = append(out[id], xs[i])
 	}
-	holdsOf := map[string][]Hold{}
-	for _, h := range holds {
-		holdsOf[h.AccountID] = append(holdsOf[h.AccountID], h)
-	}
-	return grantsOf, holdsOf, nil
+	return out
 }
 
 // accountVerifier re-derives one account from its journal, fed one

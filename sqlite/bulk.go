@@ -94,6 +94,32 @@ func (s snapshot) GrantsOf(ctx context.Context, ids []string) ([]ledger.Grant, e
 		WHERE account_id IN (SELECT value FROM json_each(?)) ORDER BY account_id, created_at, id`, scanGrant)
 }
 
+// LiveGrantsOf reads the accounts' live grants from grants_live, and the
+// named grants that are not live by id, so that no grant comes twice.
+func (s snapshot) LiveGrantsOf(ctx context.Context, ids, grantIDs []string) ([]ledger.Grant, error) {
+	accounts, err := json.Marshal(ids)
+	if err != nil {
+		return nil, err
+	}
+	named, err := json.Marshal(grantIDs)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := s.tx.QueryContext(ctx, `SELECT `+grantCols+` FROM grants
+		WHERE account_id IN (SELECT value FROM json_each(?1)) AND closed = 0 AND remaining > 0
+		UNION ALL
+		SELECT `+grantCols+` FROM grants
+		WHERE id IN (SELECT value FROM json_each(?2)) AND (closed <> 0 OR remaining <= 0)`, string(accounts), string(named))
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: live grants of %d accounts: %w", len(ids), err)
+	}
+	gs, err := collect(rows, scanGrant)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: live grants of %d accounts: %w", len(ids), err)
+	}
+	return gs, nil
+}
+
 func (s snapshot) OpenHoldsOf(ctx context.Context, ids []string) ([]ledger.Hold, error) {
 	return collectOf(ctx, s, "open holds", ids, `SELECT `+holdCols+` FROM holds
 		WHERE account_id IN (SELECT value FROM json_each(?)) AND status = 'open'

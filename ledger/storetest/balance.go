@@ -2,6 +2,7 @@ package storetest
 
 import (
 	"context"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -89,22 +90,37 @@ func testBalancesMatchBalance(t *testing.T, open Open) {
 		t.Run(c.name, func(t *testing.T) {
 			e := wrappedEnv(t, s, c.store)
 			prefix := c.name[:1] + "_"
-			ids := []string{prefix + "empty", prefix + "spent", prefix + "mixed"}
+			ids := []string{prefix + "empty", prefix + "spent", prefix + "mixed", prefix + "old"}
 			for _, id := range ids {
 				e.account(id)
 			}
-			e.grant(prefix+"spent", ledger.KindTopUp, "5", time.Time{})
+			spent := e.grant(prefix+"spent", ledger.KindTopUp, "5", time.Time{})
 			if _, err := e.eng.Charge(e.ctx, ledger.ChargeRequest{AccountID: prefix + "spent", Key: e.key(), Amount: amt("5")}); err != nil {
 				t.Fatal(err)
 			}
-			e.grant(prefix+"mixed", ledger.KindTopUp, "10", time.Time{})
+			topUp := e.grant(prefix+"mixed", ledger.KindTopUp, "10", time.Time{})
 			e.grant(prefix+"mixed", ledger.KindPromotional, "2.5", t0.Add(time.Hour))
 			e.grant(prefix+"mixed", ledger.KindPromotional, "7", t0.Add(time.Minute))
 			if _, err := e.eng.Hold(e.ctx, ledger.HoldRequest{AccountID: prefix + "mixed", Key: e.key(), Amount: amt("3")}); err != nil {
 				t.Fatal(err)
 			}
+			// An account with history: a revoked grant, a spent one and a
+			// live one.
+			revoked := e.grant(prefix+"old", ledger.KindTopUp, "4", time.Time{})
+			if _, err := e.eng.Revoke(e.ctx, ledger.RevokeRequest{GrantID: revoked.ID, Key: e.key(), Reason: "test"}); err != nil {
+				t.Fatal(err)
+			}
+			used := e.grant(prefix+"old", ledger.KindTopUp, "1", time.Time{})
+			if _, err := e.eng.Charge(e.ctx, ledger.ChargeRequest{AccountID: prefix + "old", Key: e.key(), Amount: amt("1")}); err != nil {
+				t.Fatal(err)
+			}
+			e.grant(prefix+"old", ledger.KindTopUp, "6", time.Time{})
 			e.clock.Advance(2 * time.Minute) // one promotional grant has expired
-			got, err := e.eng.Balances(e.ctx, append(ids, prefix+"none"))
+			// Asked for by id: the spent grant of one account, the revoked
+			// one of another and a live one, which comes once; not the
+			// spent one of "old".
+			named := []string{spent.ID, revoked.ID, topUp.ID, "grant_none"}
+			got, err := e.eng.Balances(e.ctx, append(ids, prefix+"none"), named)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -127,13 +143,18 @@ func testBalancesMatchBalance(t *testing.T, open Open) {
 			if b := got[prefix+"mixed"].Balance; b.Available != amt("12.5") || b.Held != amt("3") {
 				t.Errorf("mixed: %s available, %s held; want 12.5 and 3", b.Available, b.Held)
 			}
-			// Every grant comes with its account, spent and expired ones
-			// too, as the store has it. (The one-at-a-time path reads them
-			// with Grants itself; the bulk path is the one checked here.)
+			// Each account comes with its live grants, those the balance
+			// counts, and the named ones of its own, in creation order.
 			for _, id := range ids {
-				want, err := s.Grants(e.ctx, id)
+				all, err := s.Grants(e.ctx, id)
 				if err != nil {
 					t.Fatal(err)
+				}
+				var want []ledger.Grant
+				for _, g := range all {
+					if (!g.Closed && g.Remaining > 0) || slices.Contains(named, g.ID) {
+						want = append(want, g)
+					}
 				}
 				gs := got[id].Grants
 				if len(gs) != len(want) {
@@ -149,6 +170,19 @@ func testBalancesMatchBalance(t *testing.T, open Open) {
 						t.Errorf("%s: Grant(%s) finds %t", id, g.ID, ok)
 					}
 				}
+			}
+			old := got[prefix+"old"]
+			if g, ok := old.Grant(revoked.ID); !ok || !g.Closed {
+				t.Errorf("old: the revoked grant, asked for by id, found %t (closed %t)", ok, g.Closed)
+			}
+			if _, ok := old.Grant(used.ID); ok {
+				t.Errorf("old: the spent grant not asked for is read")
+			}
+			if _, ok := got[prefix+"spent"].Grant(spent.ID); !ok {
+				t.Errorf("spent: the spent grant asked for by id is not read")
+			}
+			if old.Balance.Available != amt("6") {
+				t.Errorf("old: %s available, want 6", old.Balance.Available)
 			}
 			if gs := got[prefix+"spent"].Grants; len(gs) > 0 {
 				if _, ok := got[prefix+"mixed"].Grant(gs[0].ID); ok {

@@ -145,7 +145,8 @@ func (d *Dispatcher) DeliverDue(ctx context.Context) (int, error) {
 	now := d.opt.Clock.Now()
 	// The lease outlasts every request of the claim, so no other dispatcher
 	// sends the same delivery meanwhile.
-	lease := now.Add(time.Duration(d.claimMax()/d.opt.Concurrency+1)*d.opt.Timeout + time.Minute)
+	// In whole microseconds, as the stores keep it, so a record can match it.
+	lease := now.Add(time.Duration(d.claimMax()/d.opt.Concurrency+1)*d.opt.Timeout + time.Minute).Truncate(time.Microsecond)
 	jobs, err := d.store.Claim(ctx, now, lease, d.claimMax())
 	if err != nil {
 		return 0, fmt.Errorf("claim deliveries: %w", err)
@@ -173,7 +174,9 @@ func (d *Dispatcher) DeliverDue(ctx context.Context) (int, error) {
 			wg.Add(1)
 			go func() {
 				defer func() { <-sem; wg.Done() }()
-				results <- d.deliver(sendCtx, j)
+				oc := d.deliver(sendCtx, j)
+				oc.Lease = lease
+				results <- oc
 			}()
 		}
 		wg.Wait()

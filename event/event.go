@@ -166,6 +166,11 @@ type Attempt struct {
 type Outcome struct {
 	Attempt  Attempt
 	Delivery Delivery
+	// Lease is the lease of the claim that sent the attempt. The delivery
+	// takes its new state only while that lease is still its own: a retry
+	// by an operator, or another claim after the lease ran out, has the
+	// last word over an attempt that ended later, which is only recorded.
+	Lease time.Time
 }
 
 // Job is a claimed delivery with what it needs to be sent.
@@ -223,8 +228,9 @@ type Store interface {
 	// Claim leases up to limit pending deliveries due at or before now
 	// until leaseUntil, so no other dispatcher takes them meanwhile.
 	Claim(ctx context.Context, now, leaseUntil time.Time, limit int) ([]Job, error)
-	// RecordAll stores attempts and their deliveries' new states, all in
-	// one transaction.
+	// RecordAll stores attempts and the new states of their deliveries
+	// that are still pending under the outcome's lease, all in one
+	// transaction.
 	RecordAll(ctx context.Context, os []Outcome) error
 	Deliveries(ctx context.Context, eventID string) ([]Delivery, error)
 	Attempts(ctx context.Context, eventID string) ([]Attempt, error)

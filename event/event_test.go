@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -260,6 +261,67 @@ func TestDeliverDueStopping(t *testing.T) {
 			if dl := det.Deliveries[0]; dl.Status != event.Delivered || dl.Attempts != 1 || len(det.Attempts) != 1 || got[e.ID] != 1 {
 				t.Errorf("%s: %+v, %d attempts recorded, sent %d times; want delivered once", e.ID, dl, len(det.Attempts), got[e.ID])
 			}
+		}
+	})
+}
+
+// TestLateRecord: an attempt that ends after its delivery was retried and
+// sent again by another claim is recorded, but does not overwrite the
+// state the later claim gave the delivery.
+func TestLateRecord(t *testing.T) {
+	eachStore(t, func(t *testing.T, s stores) {
+		ctx := context.Background()
+		var calls atomic.Int32
+		started, release := make(chan struct{}, 1), make(chan struct{})
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if calls.Add(1) == 1 {
+				started <- struct{}{}
+				<-release
+				w.WriteHeader(http.StatusBadGateway) // the first, slow send fails
+			}
+		}))
+		defer srv.Close()
+		var unblock sync.Once
+		defer unblock.Do(func() { close(release) })
+		at := time.Now().Add(-time.Minute)
+		ep, err := event.AddEndpoint(ctx, s.outbox, srv.URL, "", []string{"*"}, at)
+		if err != nil {
+			t.Fatal(err)
+		}
+		e, err := event.New(event.GrantCreated, "tx_late", "acct_l", at, map[string]any{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.outbox.Publish(ctx, []event.Event{e}); err != nil {
+			t.Fatal(err)
+		}
+		slow := make(chan error, 1)
+		go func() {
+			_, err := event.NewDispatcher(s.outbox, event.DispatcherOptions{}).DeliverDue(ctx)
+			slow <- err
+		}()
+		<-started
+		// An operator retries it while the first send hangs, and another
+		// dispatcher delivers it.
+		if err := s.outbox.Retry(ctx, e.ID, ep.ID, time.Now()); err != nil {
+			t.Fatal(err)
+		}
+		if n, err := event.NewDispatcher(s.outbox, event.DispatcherOptions{}).DeliverDue(ctx); err != nil || n != 1 {
+			t.Fatalf("second dispatcher: %d deliveries, %v; want 1", n, err)
+		}
+		unblock.Do(func() { close(release) })
+		if err := <-slow; err != nil {
+			t.Fatal(err)
+		}
+		det, err := event.Show(ctx, s.outbox, e.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if dl := det.Deliveries[0]; dl.Status != event.Delivered || dl.LastStatus != http.StatusOK {
+			t.Errorf("delivery %+v after the late failure; want it delivered, as the later send left it", dl)
+		}
+		if len(det.Attempts) != 2 {
+			t.Errorf("%d attempts recorded, want both", len(det.Attempts))
 		}
 	})
 }

@@ -243,8 +243,9 @@ func (o outbox) RecordAll(ctx context.Context, os []event.Outcome) error {
 			next = a.At
 		}
 		b.Queue(`UPDATE event_deliveries SET status = $1, attempts = $2, next_at = $3, last_status = $4,
-			last_error = $5, delivered_at = $6 WHERE event_id = $7 AND endpoint_id = $8`,
-			d.Status, d.Attempts, next, d.LastStatus, d.LastError, nullTime(d.DeliveredAt), d.EventID, d.EndpointID)
+			last_error = $5, delivered_at = $6
+			WHERE event_id = $7 AND endpoint_id = $8 AND status = 'pending' AND next_at = $9`,
+			d.Status, d.Attempts, next, d.LastStatus, d.LastError, nullTime(d.DeliveredAt), d.EventID, d.EndpointID, oc.Lease)
 	}
 	err := pgx.BeginFunc(ctx, o.s.pool, func(tx pgx.Tx) error {
 		return tx.SendBatch(ctx, b).Close()

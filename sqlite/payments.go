@@ -265,7 +265,7 @@ func (o outbox) RecordAll(ctx context.Context, os []event.Outcome) error {
 	}
 	defer insert.Close()
 	update, err := tx.PrepareContext(ctx, `UPDATE event_deliveries SET status = ?, attempts = ?, next_at = ?, last_status = ?,
-		last_error = ?, delivered_at = ? WHERE event_id = ? AND endpoint_id = ?`)
+		last_error = ?, delivered_at = ? WHERE event_id = ? AND endpoint_id = ? AND status = 'pending' AND next_at = ?`)
 	if err != nil {
 		return fmt.Errorf("sqlite: record attempts: %w", err)
 	}
@@ -276,7 +276,7 @@ func (o outbox) RecordAll(ctx context.Context, os []event.Outcome) error {
 			return fmt.Errorf("sqlite: record attempt %d of %s: %w", a.Number, a.EventID, err)
 		}
 		if _, err := update.ExecContext(ctx, d.Status, d.Attempts, micros(d.NextAt), d.LastStatus, d.LastError,
-			nullMicros(d.DeliveredAt), d.EventID, d.EndpointID); err != nil {
+			nullMicros(d.DeliveredAt), d.EventID, d.EndpointID, micros(oc.Lease)); err != nil {
 			return fmt.Errorf("sqlite: record attempt %d of %s: %w", a.Number, a.EventID, err)
 		}
 	}

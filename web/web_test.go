@@ -115,3 +115,41 @@ func TestPaths(t *testing.T) {
 		}
 	}
 }
+
+// TestRevalidation: a browser that asks again with a file's ETag, as
+// "no-cache" has it do, gets a 304 without the file while it is the same.
+func TestRevalidation(t *testing.T) {
+	srv := serve(t)
+	seen := map[string]string{}
+	for _, path := range []string{web.Path, web.Path + "app.js", web.Path + "app.css"} {
+		resp, body := get(t, http.MethodGet, srv.URL+path)
+		tag := resp.Header.Get("ETag")
+		if !regexp.MustCompile(`^"[0-9a-f]{24}"$`).MatchString(tag) || body == "" {
+			t.Errorf("%s: ETag %q with %d bytes, want a strong tag and the file", path, tag, len(body))
+			continue
+		}
+		if other, ok := seen[tag]; ok {
+			t.Errorf("%s and %s share the ETag %s", path, other, tag)
+		}
+		seen[tag] = path
+		for _, c := range []struct {
+			ifNoneMatch string
+			status      int
+		}{{tag, http.StatusNotModified}, {`"0123"`, http.StatusOK}} {
+			req, err := http.NewRequest(http.MethodGet, srv.URL+path, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			req.Header.Set("If-None-Match", c.ifNoneMatch)
+			resp, err := noRedirect.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != c.status || (c.status == http.StatusNotModified) != (len(b) == 0) {
+				t.Errorf("%s with If-None-Match %s: %d and %d bytes, want %d", path, c.ifNoneMatch, resp.StatusCode, len(b), c.status)
+			}
+		}
+	}
+}

@@ -235,6 +235,26 @@ func testHoldLifecycle(t *testing.T, e *env) {
 	id := r.str("id")
 	g := e.get("/v1/holds/"+id, e.read)
 	e.expect(g, 200, "")
+	// The open holds list the job in flight, then nothing once it is settled.
+	openHolds := func() []string {
+		t.Helper()
+		l := e.get("/v1/accounts/u1/holds", e.read)
+		e.expect(l, 200, "")
+		var ids []string
+		for _, h := range l.body["data"].([]any) {
+			h := h.(map[string]any)
+			if h["object"] != "hold" || h["status"] != "open" || h["account_id"] != "u1" {
+				t.Fatalf("open holds: %s", l.raw)
+			}
+			ids = append(ids, h["id"].(string))
+		}
+		return ids
+	}
+	if got := openHolds(); len(got) != 1 || got[0] != id {
+		t.Fatalf("open holds %v, want [%s]", got, id)
+	}
+	e.expect(e.get("/v1/accounts/nope/holds", e.read), 404, "account_not_found")
+	e.expect(e.get("/v1/accounts/u1/holds?status=open", e.read), 400, "unknown_field")
 	c := e.post("/v1/holds/"+id+"/capture", e.charge, "c1", nil)
 	e.expect(c, 200, "")
 	if c.str("status") != "captured" || c.num("creditsUsed") != "4" || c.num("available") != "96" {
@@ -252,10 +272,16 @@ func testHoldLifecycle(t *testing.T, e *env) {
 	if r2.num("amount") != "75" || r2.num("available") != "21" {
 		t.Fatalf("hold 2: %s", r2.raw)
 	}
+	if got := openHolds(); len(got) != 1 || got[0] != r2.str("id") {
+		t.Fatalf("open holds %v after the first was captured, want only [%s]", got, r2.str("id"))
+	}
 	rel := e.post("/v1/holds/"+r2.str("id")+"/release", e.charge, "r2", map[string]any{"reason": "provider failed"})
 	e.expect(rel, 200, "")
 	if rel.str("status") != "released" || rel.num("creditsUsed") != "0" || rel.num("available") != "96" {
 		t.Fatalf("release: %s", rel.raw)
+	}
+	if got := openHolds(); len(got) != 0 {
+		t.Fatalf("open holds %v after every hold was settled, want none", got)
 	}
 	e.expect(e.get("/v1/holds/nope", e.read), 404, "hold_not_found")
 	e.expect(e.post("/v1/holds/nope/capture", e.charge, "c3", nil), 404, "hold_not_found")

@@ -203,6 +203,24 @@ func (s *Server) getHold(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
+// listOpenHolds lists an account's open holds, oldest first, in one page:
+// they are as many as the account's jobs in flight.
+func (s *Server) listOpenHolds(w http.ResponseWriter, r *http.Request) error {
+	if err := checkQuery(r.URL.Query()); err != nil {
+		return err
+	}
+	hs, err := s.engine.OpenHolds(r.Context(), r.PathValue("id"))
+	if err != nil {
+		return err
+	}
+	out := listJSON[holdJSON]{Object: "list", Data: make([]holdJSON, len(hs))}
+	for i, h := range hs {
+		out.Data[i] = holdJSON{Object: "hold", Hold: h}
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
 type captureRequest struct {
 	Params    map[string]any    `json:"params"`
 	Credits   *amountParam      `json:"credits"`

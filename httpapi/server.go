@@ -185,6 +185,7 @@ func (s *Server) routeTable() []route {
 		{pattern: "POST /v1/grants/{id}/revoke", scope: admin, h: s.revokeGrant},
 
 		{pattern: "POST /v1/accounts/{id}/holds", scope: charge, h: s.createHold},
+		{pattern: "GET /v1/accounts/{id}/holds", scope: read, h: s.listOpenHolds},
 		{pattern: "GET /v1/holds/{id}", scope: read, h: s.getHold},
 		{pattern: "POST /v1/holds/{id}/capture", scope: charge, h: s.captureHold},
 		{pattern: "POST /v1/holds/{id}/release", scope: charge, h: s.releaseHold},

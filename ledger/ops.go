@@ -398,6 +398,20 @@ func (e *Engine) History(ctx context.Context, q HistoryQuery) ([]Transaction, er
 	return e.store.Transactions(ctx, q)
 }
 
+// OpenHolds returns the account's open holds, oldest first: the jobs whose
+// credits its balance shows as held. An account has as many as it has jobs
+// in flight, each bounded by HoldTTLMax, and the balance reads them all.
+func (e *Engine) OpenHolds(ctx context.Context, accountID string) ([]Hold, error) {
+	if _, err := e.Account(ctx, accountID); err != nil {
+		return nil, err
+	}
+	hs, err := e.store.OpenHolds(ctx, accountID)
+	if err != nil {
+		return nil, fmt.Errorf("open holds of %s: %w", accountID, err)
+	}
+	return hs, nil
+}
+
 // GetHold returns a hold.
 func (e *Engine) GetHold(ctx context.Context, id string) (Hold, error) {
 	h, err := readByID(ctx, id, e.store.Hold)

@@ -161,6 +161,9 @@ func TestDashboard(t *testing.T) {
 			if n := rows("#grants"); n != 1 {
 				t.Errorf("%d grant rows, want 1", n)
 			}
+			if n, none := rows("#holds"), text("#holds-none"); n != 0 || none != "No job holds credits." {
+				t.Errorf("%d open holds shown, saying %q; want none", n, none)
+			}
 
 			// A grant and an adjustment made in the page reach the ledger.
 			do("grant", chromedp.SetValue(css("#grant-kind"), "promotional"),
@@ -223,13 +226,22 @@ func TestDashboard(t *testing.T) {
 			for i := range 21 {
 				r.keyed("/v1/accounts/user_long/charges", fmt.Sprint("c", i), map[string]any{"action": "img"})
 			}
+			// ... and a job in flight shows with its hold.
+			hold := r.keyed("/v1/accounts/user_long/holds", "h1", map[string]any{"action": "img", "job": "job-dash"})
 			do("long journal", chromedp.SetValue(css("#account-id"), "user_long"), chromedp.Click(css("#lookup button")))
-			waitText("#available", "16")
+			waitText("#available", "12")
+			if n := rows("#holds"); n != 1 {
+				t.Errorf("%d open holds shown, want 1", n)
+			}
+			if got, want := text("#holds tbody tr td:nth-child(1)")+" "+text("#holds tbody tr td:nth-child(2)")+" "+text("#holds tbody tr td:nth-child(3)"),
+				fmt.Sprint(hold["id"], " 4 job-dash"); got != want {
+				t.Errorf("the open hold shows as %q, want %q", got, want)
+			}
 			if n := rows("#transactions"); n != 20 {
 				t.Errorf("%d journal rows on the first page, want 20", n)
 			}
 			do("older", chromedp.Click(css("#older")))
-			waitText("#transactions tbody tr:nth-child(22) td:first-child", "1")
+			waitText("#transactions tbody tr:nth-child(23) td:first-child", "1")
 			if hidden := eval(`String(document.querySelector("#older").hidden)`); hidden != "true" {
 				t.Error("the Older button is still shown after the last page")
 			}
@@ -335,7 +347,7 @@ func TestDashboard(t *testing.T) {
 			// Verification over the whole ledger.
 			do("verify", chromedp.Click(css(`nav button[data-tab="ledger"]`)),
 				chromedp.Click(css("#verify")))
-			waitText("#verify-summary", "OK: 4 accounts and 29 transactions agree with their journals.")
+			waitText("#verify-summary", "OK: 4 accounts and 30 transactions agree with their journals.")
 
 			// Signing out forgets the key.
 			do("sign out", chromedp.Click(css("#signout")), chromedp.WaitVisible(css("#signin-form")))

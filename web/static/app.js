@@ -191,8 +191,8 @@ async function lookUp(id) {
     }
     throw err;
   }
-  const [b, page, sub] = await Promise.all([
-    api("GET", accountPath(id) + "/balance"), transactions(id, ""), subscription(id),
+  const [b, holds, page, sub] = await Promise.all([
+    api("GET", accountPath(id) + "/balance"), api("GET", accountPath(id) + "/holds"), transactions(id, ""), subscription(id),
   ]);
   if (generation !== account.generation) return;
   account.id = id;
@@ -204,21 +204,23 @@ async function lookUp(id) {
   $("subscription").textContent = sub
     ? `Plan ${sub.plan_name || sub.plan} (${sub.status}), cycle ${sub.cycle}, this period ends ${when(sub.current_period_end)}`
     : "No plan.";
-  showAccount(b, page);
+  showAccount(b, holds, page);
   show($("account"), true);
 }
 
-// refresh reads the shown account's balance and the newest page of its
-// journal again, both before either is shown.
+// refresh reads the shown account's balance, open holds and the newest
+// page of its journal again, all before any is shown.
 async function refresh() {
   const id = account.id;
   const generation = account.generation;
-  const [b, page] = await Promise.all([api("GET", accountPath(id) + "/balance"), transactions(id, "")]);
+  const [b, holds, page] = await Promise.all([
+    api("GET", accountPath(id) + "/balance"), api("GET", accountPath(id) + "/holds"), transactions(id, ""),
+  ]);
   if (generation !== account.generation) return;
-  showAccount(b, page);
+  showAccount(b, holds, page);
 }
 
-function showAccount(b, page) {
+function showAccount(b, holds, page) {
   $("available").textContent = b.available;
   $("held").textContent = b.held;
   $("balance-as-of").textContent = when(b.as_of);
@@ -231,6 +233,13 @@ function showAccount(b, page) {
     row(grants, [g.id, g.kind, g.remaining, g.amount, g.priority, g.expires_at ? when(g.expires_at) : "never",
       g.source && g.source.type]);
   }
+  const open = $("holds").tBodies[0];
+  open.replaceChildren();
+  for (const h of holds.data) {
+    const ref = h.ref || {};
+    row(open, [h.id, h.amount, ref.job, ref.action, when(h.created_at), when(h.expires_at)]);
+  }
+  $("holds-none").textContent = holds.data.length ? "" : "No job holds credits.";
   $("transactions").tBodies[0].replaceChildren();
   showTransactions(page);
 }

@@ -74,6 +74,17 @@ func testAuth(t *testing.T, e *env) {
 	if got := e.available("u1"); got != "95" {
 		t.Fatalf("available %s, want 95", got)
 	}
+	// Each key can ask what it may do.
+	for key, scope := range map[string]string{e.read: "read", e.charge: "charge", e.admin: "admin"} {
+		me := e.get("/v1/me", key)
+		e.expect(me, 200, "")
+		id := strings.SplitN(strings.TrimPrefix(key, "sk_"), "_", 2)[0]
+		if me.str("object") != "api_key" || me.str("id") != id || me.str("name") != "test "+scope || fmt.Sprint(me.body["scopes"]) != "["+scope+"]" {
+			t.Errorf("GET /v1/me with the %s key: %s", scope, me.raw)
+		}
+	}
+	e.expect(e.get("/v1/me?key=1", e.read), 400, "unknown_field")
+	e.expect(e.get("/v1/me", ""), 401, "unauthorized")
 	// A revoked key stops working.
 	id := strings.SplitN(strings.TrimPrefix(e.read, "sk_"), "_", 2)[0]
 	if err := e.store.RevokeKey(t.Context(), id, e.clock.Now()); err != nil {
@@ -93,6 +104,9 @@ func testAccountToken(t *testing.T, e *env) {
 		t.Fatalf("token %q", tok)
 	}
 	e.expect(e.get("/v1/accounts/u1/balance", tok), 200, "")
+	if me := e.get("/v1/me", tok); me.str("object") != "account_token" || me.str("account_id") != "u1" || fmt.Sprint(me.body["scopes"]) != "[read]" || me.str("id") != "" {
+		t.Errorf("GET /v1/me with an account token: %d %s", me.status, me.raw)
+	}
 	e.expect(e.get("/v1/accounts/u1/transactions", tok), 200, "")
 	e.expect(e.get("/v1/accounts/u1/billing-catalog", tok), 200, "")
 	e.expect(e.post("/v1/quotes", tok, "", map[string]any{"action": "upscale"}), 200, "")

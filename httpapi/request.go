@@ -52,6 +52,7 @@ func withState(ctx context.Context, st *state) context.Context {
 // principal is who is calling: a secret key or an account token.
 type principal struct {
 	keyID   string
+	name    string // the key's name, as created
 	scopes  []auth.Scope
 	account string // set for an account token: the one account it may read
 }

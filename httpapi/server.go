@@ -164,6 +164,7 @@ func (s *Server) routeTable() []route {
 		{pattern: "GET /openapi.json", scope: public, h: s.openapi},
 		{pattern: "GET /metrics", scope: read, h: s.serveMetrics},
 
+		{pattern: "GET /v1/me", scope: read, token: true, h: s.getMe},
 		{pattern: "GET /v1/catalog", scope: read, token: true, h: s.getCatalog},
 		{pattern: "GET /v1/catalog/actions", scope: read, token: true, h: s.listActions},
 		{pattern: "POST /v1/quotes", scope: read, token: true, h: s.createQuote},
@@ -301,7 +302,7 @@ func (s *Server) authenticate(r *http.Request) (principal, error) {
 	if err != nil {
 		return principal{}, err
 	}
-	return principal{keyID: k.ID, scopes: k.Scopes}, nil
+	return principal{keyID: k.ID, name: k.Name, scopes: k.Scopes}, nil
 }
 
 // verifyKey reads the key id from the store and checks the secret, which
@@ -330,6 +331,31 @@ func (s *Server) authorize(r *http.Request, rt route, p principal) error {
 	if !auth.Allows(p.scopes, rt.scope) {
 		return scrip.Errorf(scrip.EForbidden, "this key lacks the %s scope", rt.scope)
 	}
+	return nil
+}
+
+// meJSON is the credential a request is made with: a key, or an account
+// token.
+type meJSON struct {
+	Object    string       `json:"object"`
+	ID        string       `json:"id,omitempty"`
+	Name      string       `json:"name,omitempty"`
+	AccountID string       `json:"account_id,omitempty"`
+	Scopes    []auth.Scope `json:"scopes"`
+}
+
+// getMe tells a client what its credential may do, so that a page can
+// leave out what the key may not.
+func (s *Server) getMe(w http.ResponseWriter, r *http.Request) error {
+	if err := checkQuery(r.URL.Query()); err != nil {
+		return err
+	}
+	p := stateOf(r).principal
+	if p.token() {
+		writeJSON(w, http.StatusOK, meJSON{Object: "account_token", AccountID: p.account, Scopes: p.scopes})
+		return nil
+	}
+	writeJSON(w, http.StatusOK, meJSON{Object: "api_key", ID: p.keyID, Name: p.name, Scopes: p.scopes})
 	return nil
 }
 

@@ -131,9 +131,10 @@ function when(t) {
 async function signIn(key) {
   sessionStorage.setItem(keyStorage, key);
   try {
-    const cat = await api("GET", "/v1/catalog");
+    const [cat, me] = await Promise.all([api("GET", "/v1/catalog"), api("GET", "/v1/me")]);
     $("catalog-name").textContent = `${cat.name} · ${cat.version}`;
     catalog.current = cat;
+    applyScopes(me);
   } catch (err) {
     sessionStorage.removeItem(keyStorage);
     throw err;
@@ -142,6 +143,24 @@ async function signIn(key) {
   show($("app"), true);
   show($("signout"), true);
   await loadCatalog();
+}
+
+// A scope allows those below it: admin includes charge, charge read.
+const scopeRanks = { read: 1, charge: 2, admin: 3 };
+
+function allows(scopes, want) {
+  return scopes.some((s) => (scopeRanks[s] || 0) >= scopeRanks[want]);
+}
+
+// applyScopes shows what the key may do and leaves out the rest: an element
+// with data-scope needs that scope, one with data-lacks says what a key
+// without it cannot do. The API refuses those calls anyway.
+function applyScopes(me) {
+  const scopes = me.scopes || [];
+  for (const el of document.querySelectorAll("[data-scope]")) show(el, allows(scopes, el.dataset.scope));
+  for (const el of document.querySelectorAll("[data-lacks]")) show(el, !allows(scopes, el.dataset.lacks));
+  const who = me.object === "account_token" ? `token for ${me.account_id}` : me.name || me.id;
+  $("whoami").textContent = `${who} · ${scopes.join(", ")}`;
 }
 
 function signOut(notice) {

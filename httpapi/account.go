@@ -73,6 +73,34 @@ func (s *Server) createAccount(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
+// listAccounts pages through every account in id order.
+func (s *Server) listAccounts(w http.ResponseWriter, r *http.Request) error {
+	q := r.URL.Query()
+	if err := checkQuery(q, "limit", "starting_after"); err != nil {
+		return err
+	}
+	limit, err := queryInt(q, "limit", pageLimitDefault, 1, pageLimitMax)
+	if err != nil {
+		return err
+	}
+	// One more tells whether there is a next page.
+	accts, err := s.engine.Accounts(r.Context(), q.Get("starting_after"), limit+1)
+	if err != nil {
+		return err
+	}
+	out := listJSON[accountJSON]{Object: "list", Data: []accountJSON{}}
+	if len(accts) > limit {
+		out.HasMore = true
+		accts = accts[:limit]
+		out.NextCursor = accts[limit-1].ID
+	}
+	for _, a := range accts {
+		out.Data = append(out.Data, accountJSON{Object: "account", Account: a})
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
 func (s *Server) getAccount(w http.ResponseWriter, r *http.Request) error {
 	a, err := s.engine.Account(r.Context(), r.PathValue("id"))
 	if err != nil {

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -146,6 +147,35 @@ func testAccounts(t *testing.T, e *env) {
 			t.Errorf("balance of %q: %d %s", id, r.status, r.raw)
 		}
 	}
+	// The list pages through every account, each once, in the order of
+	// its cursor.
+	var listed []string
+	for cursor, pages := "", 0; ; pages++ {
+		if pages > 10 {
+			t.Fatalf("the list of accounts goes on after %d pages: %v", pages, listed)
+		}
+		l := e.get("/v1/accounts?limit=2&starting_after="+url.QueryEscape(cursor), e.read)
+		e.expect(l, 200, "")
+		for _, a := range l.body["data"].([]any) {
+			a := a.(map[string]any)
+			if a["object"] != "account" || a["created_at"] == nil {
+				t.Fatalf("accounts: %s", l.raw)
+			}
+			listed = append(listed, a["id"].(string))
+		}
+		if l.body["has_more"] != true {
+			break
+		}
+		cursor = l.str("next_cursor")
+	}
+	want := []string{"team-7", "org/7", "a b?c#d", "...", ".hidden", "ü%2F"}
+	if got := slices.Sorted(slices.Values(listed)); !slices.Equal(got, slices.Sorted(slices.Values(want))) {
+		t.Errorf("accounts listed %q, want each of %q once", listed, want)
+	}
+	e.expect(e.get("/v1/accounts?limit=0", e.read), 400, "invalid_param")
+	e.expect(e.get("/v1/accounts?limit=101", e.read), 400, "invalid_param")
+	e.expect(e.get("/v1/accounts?after=a", e.read), 400, "unknown_field")
+	e.expect(e.get("/v1/accounts", ""), 401, "unauthorized")
 	e.expect(e.post("/v1/accounts", e.charge, "", map[string]any{}), 400, "invalid")
 	// A NUL character, which PostgreSQL's text cannot hold, is refused
 	// before it reaches a batch; the id is then simply not found.

@@ -170,6 +170,7 @@ func (s *Server) routeTable() []route {
 		{pattern: "POST /v1/quotes", scope: read, token: true, h: s.createQuote},
 		{pattern: "POST /v1/quotes/estimate", scope: read, token: true, h: s.createEstimate},
 
+		{pattern: "GET /v1/accounts", scope: read, h: s.listAccounts},
 		{pattern: "POST /v1/accounts", scope: charge, h: s.createAccount},
 		{pattern: "GET /v1/accounts/{id}", scope: read, token: true, h: s.getAccount},
 		{pattern: "GET /v1/accounts/{id}/balance", scope: read, token: true, h: s.getBalance},

@@ -42,6 +42,54 @@ func (e *Engine) Account(ctx context.Context, id string) (Account, error) {
 	return a, err
 }
 
+// accountsLimitMax bounds the accounts of one page of Accounts.
+const accountsLimitMax = 1000
+
+// Accounts returns up to limit accounts whose ids sort after after, in id
+// order: the pages of a list of every account.
+func (e *Engine) Accounts(ctx context.Context, after string, limit int) ([]Account, error) {
+	if limit <= 0 || limit > accountsLimitMax {
+		return nil, &scrip.Error{Code: scrip.EInvalid, Field: "limit", Message: fmt.Sprintf("limit %d is outside 1 to %d", limit, accountsLimitMax)}
+	}
+	ids, err := e.store.AccountIDs(ctx, after, limit)
+	if err != nil || len(ids) == 0 {
+		return nil, err
+	}
+	b, ok := e.store.(BulkReader)
+	if !ok {
+		accts := make([]Account, 0, len(ids))
+		for _, id := range ids {
+			a, err := e.store.Account(ctx, id)
+			if err != nil {
+				return nil, fmt.Errorf("account %s: %w", id, err)
+			}
+			accts = append(accts, a)
+		}
+		return accts, nil
+	}
+	var found []Account
+	err = b.ReadAccounts(ctx, func(r AccountsReader) error {
+		found, err = r.AccountsOf(ctx, ids)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("accounts after %q: %w", after, err)
+	}
+	// AccountsOf answers in any order; the page keeps the store's, which
+	// its cursor follows.
+	byID := make(map[string]Account, len(found))
+	for _, a := range found {
+		byID[a.ID] = a
+	}
+	accts := make([]Account, 0, len(ids))
+	for _, id := range ids {
+		if a, ok := byID[id]; ok {
+			accts = append(accts, a)
+		}
+	}
+	return accts, nil
+}
+
 // Grant adds credits to an account.
 func (e *Engine) Grant(ctx context.Context, r GrantRequest) (Result, error) {
 	if err := firstErr(CheckAccountID(r.AccountID), checkKey(r.Key), checkPositive("amount", r.Amount),

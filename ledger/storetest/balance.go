@@ -3,11 +3,13 @@ package storetest
 import (
 	"context"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/scriphq/scrip"
 	"github.com/scriphq/scrip/ledger"
 )
 
@@ -188,6 +190,60 @@ func testBalancesMatchBalance(t *testing.T, open Open) {
 				if _, ok := got[prefix+"mixed"].Grant(gs[0].ID); ok {
 					t.Errorf("mixed: Grant finds the grant of another account")
 				}
+			}
+		})
+	}
+}
+
+// testAccountsPages: Accounts pages through every account once, in the
+// store's id order, with each account as stored, from the store's bulk
+// reads and from its one-account reads alike.
+func testAccountsPages(t *testing.T, open Open) {
+	s := open(t)
+	for _, c := range []struct {
+		name  string
+		store ledger.Store
+	}{{"bulk", s}, {"one at a time", struct{ ledger.Store }{s}}} {
+		t.Run(c.name, func(t *testing.T) {
+			e := wrappedEnv(t, s, c.store)
+			prefix := c.name[:1] + "_"
+			for _, id := range []string{"b", "a", "org/7", "Z", "ü", "a b", "c"} {
+				e.account(prefix + id)
+			}
+			if _, _, err := e.eng.CreateAccount(e.ctx, prefix+"meta", map[string]string{"plan": "pro"}); err != nil {
+				t.Fatal(err)
+			}
+			want, err := s.AccountIDs(e.ctx, "", 1000)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			after := ""
+			for pages := 0; ; pages++ {
+				if pages > len(want) {
+					t.Fatalf("Accounts goes on after %d pages: %q", pages, got)
+				}
+				page, err := e.eng.Accounts(e.ctx, after, 3)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, a := range page {
+					got = append(got, a.ID)
+					if a.CreatedAt.IsZero() || strings.HasSuffix(a.ID, "_meta") != (a.Metadata["plan"] == "pro") {
+						t.Errorf("account %+v, not as stored", a)
+					}
+				}
+				if len(page) < 3 {
+					break
+				}
+				after = page[len(page)-1].ID
+			}
+			if !slices.Equal(got, want) {
+				t.Errorf("Accounts pages %q, want %q", got, want)
+			}
+			for _, limit := range []int{0, 1001} {
+				_, err := e.eng.Accounts(e.ctx, "", limit)
+				wantCode(t, err, scrip.EInvalid)
 			}
 		})
 	}

@@ -34,6 +34,7 @@ func Run(t *testing.T, open Open) {
 		{"GrantsAndBalance", testGrantsAndBalance},
 		{"BalanceWhileWriting", testBalanceWhileWriting},
 		{"BalancesMatchBalance", testBalancesMatchBalance},
+		{"AccountsPages", testAccountsPages},
 		{"ConsumptionOrder", testConsumptionOrder},
 		{"HoldCapturePartial", testHoldCapturePartial},
 		{"HoldCaptureOver", testHoldCaptureOver},

@@ -256,6 +256,16 @@ func TestDashboard(t *testing.T) {
 			do("big", chromedp.SetValue(css("#account-id"), "user_big"), chromedp.Click(css("#lookup button")))
 			waitText("#available", "123456789012.345678")
 
+			// Every account is listed, and one is opened from the list.
+			do("browse", chromedp.Click(css("#browse summary")))
+			waitText("#all-accounts tbody tr:nth-child(4) td:first-child", "user_new")
+			if got := eval(`Array.from(document.querySelectorAll("#all-accounts tbody tr td:first-child")).map((td) => td.textContent).join(",")`); got != "user_big,user_dash,user_long,user_new" {
+				t.Errorf("accounts listed %q, want the four in id order", got)
+			}
+			do("open from the list", chromedp.Click(css("#all-accounts tbody tr:nth-child(3) button")))
+			waitText("#account-title", "user_long")
+			waitText("#available", "12")
+
 			// The catalog and a quote, as the API prices it.
 			do("catalog", chromedp.Click(css(`nav button[data-tab="catalog"]`)),
 				chromedp.WaitVisible(css("#tab-catalog")))

@@ -263,6 +263,31 @@ function showAccount(b, holds, page) {
   showTransactions(page);
 }
 
+// browse is the list of every account, in id order, a page at a time.
+const browse = { cursor: "" };
+
+async function listAccounts(more) {
+  const q = new URLSearchParams({ limit: String(pageSize) });
+  if (more) q.set("starting_after", browse.cursor);
+  const page = await api("GET", "/v1/accounts?" + q);
+  const body = $("all-accounts").tBodies[0];
+  if (!more) body.replaceChildren();
+  for (const a of page.data) {
+    const tr = row(body, ["", when(a.created_at)]);
+    const open = document.createElement("button");
+    open.type = "button";
+    open.className = "link";
+    open.textContent = a.id;
+    open.addEventListener("click", guarded(() => {
+      $("account-id").value = a.id;
+      return lookUp(a.id);
+    }));
+    tr.firstChild.appendChild(open);
+  }
+  browse.cursor = page.has_more ? page.next_cursor : "";
+  show($("more-accounts"), page.has_more);
+}
+
 // subscription reads the account's plan; null when it has none.
 async function subscription(id) {
   try {
@@ -558,6 +583,10 @@ document.addEventListener("DOMContentLoaded", () => {
   for (const b of document.querySelectorAll("nav button")) b.addEventListener("click", () => tab(b.dataset.tab));
   $("lookup").addEventListener("submit", guarded(() => lookUp($("account-id").value.trim())));
   once($("create-account"), createAccount);
+  $("browse").addEventListener("toggle", () => {
+    if ($("browse").open) guarded(() => listAccounts(false))();
+  });
+  once($("more-accounts"), () => listAccounts(true));
   once($("older"), older);
   once($("grant"), grant);
   once($("adjust"), adjust);

@@ -3,7 +3,6 @@ package sqlite
 import (
 	"context"
 	"database/sql"
-	"encoding/json"
 	"fmt"
 
 	"github.com/scriphq/scrip/ledger"
@@ -36,11 +35,7 @@ func (s *Store) ReadAccounts(ctx context.Context, fn func(ledger.AccountsReader)
 type snapshot struct{ tx *sql.Tx }
 
 func (s snapshot) query(ctx context.Context, what string, ids []string, q string) (*sql.Rows, error) {
-	list, err := json.Marshal(ids)
-	if err != nil {
-		return nil, err
-	}
-	rows, err := s.tx.QueryContext(ctx, q, string(list))
+	rows, err := s.tx.QueryContext(ctx, q, encodeIDs(ids))
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: %s of %d accounts: %w", what, len(ids), err)
 	}
@@ -97,19 +92,11 @@ func (s snapshot) GrantsOf(ctx context.Context, ids []string) ([]ledger.Grant, e
 // LiveGrantsOf reads the accounts' live grants from grants_live, and the
 // named grants that are not live by id, so that no grant comes twice.
 func (s snapshot) LiveGrantsOf(ctx context.Context, ids, grantIDs []string) ([]ledger.Grant, error) {
-	accounts, err := json.Marshal(ids)
-	if err != nil {
-		return nil, err
-	}
-	named, err := json.Marshal(grantIDs)
-	if err != nil {
-		return nil, err
-	}
 	rows, err := s.tx.QueryContext(ctx, `SELECT `+grantCols+` FROM grants
 		WHERE account_id IN (SELECT value FROM json_each(?1)) AND closed = 0 AND remaining > 0
 		UNION ALL
 		SELECT `+grantCols+` FROM grants
-		WHERE id IN (SELECT value FROM json_each(?2)) AND (closed <> 0 OR remaining <= 0)`, string(accounts), string(named))
+		WHERE id IN (SELECT value FROM json_each(?2)) AND (closed <> 0 OR remaining <= 0)`, encodeIDs(ids), encodeIDs(grantIDs))
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: live grants of %d accounts: %w", len(ids), err)
 	}

@@ -467,7 +467,8 @@ func TestWatcher(t *testing.T) {
 			t.Fatalf("after two grants: %d grant.created, %d grant.expiring, %d balance.low",
 				count(event.GrantCreated), count(event.GrantExpiring), count(event.BalanceLow))
 		}
-		// Each grant.created carries its own grant, as the store holds it.
+		// Each grant.created carries its own grant as it was created, whole
+		// and open, though acct_v's was spent before the watcher read it.
 		for _, acct := range []string{"acct_w", "acct_v"} {
 			grants, err := s.ledger.Grants(ctx, acct)
 			if err != nil {
@@ -488,6 +489,10 @@ func TestWatcher(t *testing.T) {
 				}
 				if d.AccountID != acct || d.Grant.AccountID != acct {
 					t.Errorf("%s: grant.created %s names account %s and a grant of %s", acct, e.ID, d.AccountID, d.Grant.AccountID)
+				}
+				if d.Grant.Remaining != d.Grant.Amount || d.Grant.Closed {
+					t.Errorf("%s: grant.created %s carries grant %s with %s of %s remaining, closed %v; want it as created",
+						acct, e.ID, d.Grant.ID, d.Grant.Remaining, d.Grant.Amount, d.Grant.Closed)
 				}
 				got[d.Grant.ID] = d.Grant.Amount.String()
 			}

@@ -294,7 +294,7 @@ func (w *Watcher) txEvents(t *JournalRow, ab ledger.AccountBalance, now time.Tim
 		if !ok {
 			return nil, fmt.Errorf("grant %s of transaction %s: %w", t.GrantID, t.ID, ledger.ErrNotFound)
 		}
-		e, err := New(GrantCreated, t.ID, t.AccountID, t.CreatedAt, map[string]any{"account_id": t.AccountID, "grant": g})
+		e, err := New(GrantCreated, t.ID, t.AccountID, t.CreatedAt, map[string]any{"account_id": t.AccountID, "grant": asCreated(g)})
 		if err != nil {
 			return nil, err
 		}
@@ -318,6 +318,16 @@ func (w *Watcher) txEvents(t *JournalRow, ab ledger.AccountBalance, now time.Tim
 		return []Event{e}, nil
 	}
 	return nil, nil
+}
+
+// asCreated returns g as its grant transaction made it: whole and open.
+// The watcher reads grants seconds after they are made, by when a grant
+// may have been spent, held from or revoked; grant.created describes the
+// creation, and the later changes have events and balances of their own.
+func asCreated(g ledger.Grant) ledger.Grant {
+	g.Remaining = g.Amount
+	g.Closed = false
+	return g
 }
 
 func expiringEvent(g *ledger.Grant, now time.Time) (Event, error) {

@@ -6,6 +6,7 @@ import (
 	"io"
 	"math"
 	"os"
+	"path/filepath"
 	"slices"
 	"sort"
 	"strconv"
@@ -331,18 +332,51 @@ func batchStats(sizes map[int]int64, elapsed time.Duration, failed int64) *Batch
 	return s
 }
 
-// WriteJSON writes the report as indented JSON to path ("-": stdout).
-func (r *Report) WriteJSON(path string) error {
+// WriteJSON writes the report as indented JSON to w.
+func (r *Report) WriteJSON(w io.Writer) error {
 	b, err := json.MarshalIndent(r, "", "  ")
 	if err != nil {
 		return err
 	}
-	b = append(b, '\n')
-	if path == "-" {
-		_, err = os.Stdout.Write(b)
+	_, err = w.Write(append(b, '\n'))
+	return err
+}
+
+// SaveJSON writes the report as JSON to the file at path, whole or not at
+// all: into a new file beside it, renamed over path once complete.
+func (r *Report) SaveJSON(path string) error {
+	f, err := os.CreateTemp(filepath.Dir(path), ".scrip-bench-*.json")
+	if err != nil {
 		return err
 	}
-	return os.WriteFile(path, b, 0o644)
+	err = r.WriteJSON(f)
+	if err == nil {
+		err = f.Chmod(0o644)
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(f.Name(), path)
+	}
+	if err != nil {
+		os.Remove(f.Name())
+	}
+	return err
+}
+
+// CheckReportPath reports whether SaveJSON could write path, so that a run
+// whose report has nowhere to go fails before it starts rather than after.
+func CheckReportPath(path string) error {
+	if fi, err := os.Stat(path); err == nil && fi.IsDir() {
+		return fmt.Errorf("%s is a directory", path)
+	}
+	f, err := os.CreateTemp(filepath.Dir(path), ".scrip-bench-*.json")
+	if err != nil {
+		return err
+	}
+	f.Close()
+	return os.Remove(f.Name())
 }
 
 // WriteText writes the human report.

@@ -62,6 +62,12 @@ run (exit code 3).`,
 			if quiet {
 				cfg.Log = nil
 			}
+			// A report with nowhere to go fails before the run, not after.
+			if jsonPath != "" && jsonPath != "-" {
+				if err := bench.CheckReportPath(jsonPath); err != nil {
+					return fmt.Errorf("--json: cannot write the report: %w", err)
+				}
+			}
 			if cpuProfile != "" {
 				f, err := os.Create(cpuProfile)
 				if err != nil {
@@ -80,11 +86,23 @@ run (exit code 3).`,
 			defer stop()
 			rep, err := bench.Run(ctx, cfg)
 			if rep != nil {
-				rep.WriteText(cmd.OutOrStdout())
-				if jsonPath != "" {
-					if werr := rep.WriteJSON(jsonPath); werr != nil {
-						return fmt.Errorf("write report: %w", werr)
-					}
+				// With the JSON on standard output the text goes to
+				// standard error, so that the output parses.
+				text := cmd.OutOrStdout()
+				if jsonPath == "-" {
+					text = cmd.ErrOrStderr()
+				}
+				rep.WriteText(text)
+				var werr error
+				switch jsonPath {
+				case "":
+				case "-":
+					werr = rep.WriteJSON(cmd.OutOrStdout())
+				default:
+					werr = rep.SaveJSON(jsonPath)
+				}
+				if werr != nil {
+					return fmt.Errorf("write report: %w", werr)
 				}
 			}
 			if err != nil && rep != nil && strings.HasPrefix(err.Error(), "verification failed") {
@@ -112,7 +130,7 @@ run (exit code 3).`,
 	f.IntVar(&cfg.QueueMax, "queue-max", 0, "engine: queued operations at most (0: the engine's default)")
 	f.BoolVar(&cfg.Keep, "keep", false, "keep the PostgreSQL schema or SQLite file the run created")
 	f.BoolVar(&cfg.Reuse, "reuse", false, "PostgreSQL: run in the URL's schema instead of a fresh one")
-	f.StringVar(&jsonPath, "json", "", "also write the report as JSON to this file (- for stdout)")
+	f.StringVar(&jsonPath, "json", "", "also write the report as JSON to this file (-: standard output, with the text report on standard error)")
 	f.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of scrip's timed run (engine level) to this file")
 	f.BoolVar(&quiet, "quiet", false, "no progress line or setup messages")
 	cmd.PreRunE = func(cmd *cobra.Command, _ []string) error {

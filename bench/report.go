@@ -345,7 +345,7 @@ func (r *Report) WriteJSON(w io.Writer) error {
 // SaveJSON writes the report as JSON to the file at path, whole or not at
 // all: into a new file beside it, renamed over path once complete.
 func (r *Report) SaveJSON(path string) error {
-	f, err := os.CreateTemp(filepath.Dir(path), ".scrip-bench-*.json")
+	f, err := createBeside(path)
 	if err != nil {
 		return err
 	}
@@ -371,12 +371,17 @@ func CheckReportPath(path string) error {
 	if fi, err := os.Stat(path); err == nil && fi.IsDir() {
 		return fmt.Errorf("%s is a directory", path)
 	}
-	f, err := os.CreateTemp(filepath.Dir(path), ".scrip-bench-*.json")
+	f, err := createBeside(path)
 	if err != nil {
 		return err
 	}
 	f.Close()
 	return os.Remove(f.Name())
+}
+
+// createBeside creates a new, hidden file in the directory of path.
+func createBeside(path string) (*os.File, error) {
+	return os.CreateTemp(filepath.Dir(path), ".scrip-bench-*.json")
 }
 
 // WriteText writes the human report.

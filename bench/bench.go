@@ -287,11 +287,11 @@ func runTarget(ctx context.Context, cfg Config, db *database, t target) (res *Re
 	fmt.Fprintf(cfg.Log, "%s: funding %d accounts\n", t.name(), len(accounts))
 	start := time.Now()
 	if err := fund(ctx, t, accounts, run, cfg.Progress); err != nil {
-		return nil, fmt.Errorf("%s: fund accounts: %w", t.name(), err)
+		return nil, fmt.Errorf("fund the accounts of the %s run: %w", t.name(), err)
 	}
 	funding := newFunding(len(accounts), time.Since(start))
 	if err := db.analyze(ctx); err != nil {
-		return nil, fmt.Errorf("%s: analyze: %w", t.name(), err)
+		return nil, fmt.Errorf("analyze the tables of the %s run: %w", t.name(), err)
 	}
 	fmt.Fprintf(cfg.Log, "%s: funded in %s; running %s\n", t.name(), time.Since(start).Round(time.Millisecond), cfg.Workload)
 
@@ -320,7 +320,7 @@ func runTarget(ctx context.Context, cfg Config, db *database, t target) (res *Re
 	v, err := t.verify(ctx, func(accounts int) { verified.Store(int64(accounts)) })
 	stop()
 	if err != nil {
-		return nil, fmt.Errorf("%s: verify: %w", t.name(), err)
+		return nil, fmt.Errorf("verify the %s run: %w", t.name(), err)
 	}
 	l.checkBalances(ctx, &v)
 	v.Seconds = round2(time.Since(start).Seconds())

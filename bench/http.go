@@ -16,6 +16,7 @@ import (
 
 	"github.com/scriphq/scrip"
 	"github.com/scriphq/scrip/credit"
+	"github.com/scriphq/scrip/httpapi/auth"
 	"github.com/scriphq/scrip/ledger"
 )
 
@@ -68,6 +69,10 @@ func newHTTPTarget(ctx context.Context, cfg Config) (*httpTarget, error) {
 		}
 		t.wire = &wire{addr: host, host: u.Host}
 		t.prefix = strings.TrimSuffix(u.Path, "/")
+	}
+	if err := t.checkKey(ctx); err != nil {
+		t.close(ctx)
+		return nil, err
 	}
 	// Quote an action the server's catalog has.
 	var list struct {
@@ -183,6 +188,31 @@ func decode(method, path string, code int, status string, data []byte, out any) 
 	}
 	if err := json.Unmarshal(data, out); err != nil {
 		return fmt.Errorf("%s %s: decode response: %w", method, path, err)
+	}
+	return nil
+}
+
+// checkKey asks the server what the key may do (GET /v1/me), so that a key
+// that cannot run the load is refused before the run, with its scopes, and
+// not by the first write of the funding. A server without the route is
+// left to refuse what its key may not do as it comes.
+func (t *httpTarget) checkKey(ctx context.Context) error {
+	var me struct {
+		Object string       `json:"object"`
+		Name   string       `json:"name"`
+		Scopes []auth.Scope `json:"scopes"`
+	}
+	err := t.do(ctx, http.MethodGet, "/v1/me", "", nil, &me)
+	var se *scrip.Error
+	switch {
+	case errors.As(err, &se) && se.Code == scrip.ENotFound:
+		return nil
+	case err != nil:
+		return fmt.Errorf("check the API key: %w", err)
+	case me.Object != "api_key":
+		return errors.New("the API key is an account token; over HTTP the run needs an API key with the admin scope, to create and fund its accounts")
+	case !auth.Allows(me.Scopes, auth.ScopeAdmin):
+		return fmt.Errorf("the API key %q has the scopes %v; over HTTP the run needs the admin scope, to create and fund its accounts", me.Name, me.Scopes)
 	}
 	return nil
 }

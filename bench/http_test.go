@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -120,15 +121,51 @@ func runHTTP(t *testing.T, url string) {
 	}
 }
 
-func TestRunHTTPRefusesBadKey(t *testing.T) {
+// TestRunHTTPRefusesKeys: a key the server does not know, or one without
+// the admin scope, stops the run before it creates anything, with what the
+// key lacks.
+func TestRunHTTPRefusesKeys(t *testing.T) {
 	t.Parallel()
-	st, err := sqlite.Open(filepath.Join(t.TempDir(), "scrip.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	url := serve(t, st)
-	cfg := bench.Config{HTTP: url, APIKey: "sk_wrong", Workload: bench.WorkloadCharge, Accounts: 2, Concurrency: 1, Ops: 1}
-	if _, err := bench.Run(context.Background(), cfg); err == nil {
-		t.Fatal("Run succeeded with a key the server does not know")
+	for _, store := range []struct {
+		name string
+		open func(t *testing.T) serverStore
+	}{
+		{"sqlite", func(t *testing.T) serverStore {
+			st, err := sqlite.Open(filepath.Join(t.TempDir(), "scrip.db"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			return st
+		}},
+		{"postgres", func(t *testing.T) serverStore {
+			st, err := postgres.Open(context.Background(), pgtest.URL(t))
+			if err != nil {
+				t.Fatal(err)
+			}
+			return st
+		}},
+	} {
+		t.Run(store.name, func(t *testing.T) {
+			t.Parallel()
+			ctx := context.Background()
+			st := store.open(t)
+			url := serve(t, st)
+			charge, secret := auth.NewKey("jobs", []auth.Scope{auth.ScopeCharge}, time.Now())
+			if err := st.CreateKey(ctx, charge); err != nil {
+				t.Fatal(err)
+			}
+			for key, want := range map[string]string{
+				"sk_wrong": "check the API key: GET /v1/me: invalid API key",
+				secret:     `the API key "jobs" has the scopes [charge]; over HTTP the run needs the admin scope`,
+			} {
+				cfg := bench.Config{HTTP: url, APIKey: key, Workload: bench.WorkloadCharge, Accounts: 2, Concurrency: 1, Ops: 1}
+				if _, err := bench.Run(ctx, cfg); err == nil || !strings.Contains(err.Error(), want) {
+					t.Errorf("key %.8s…: Run = %v, want an error saying %q", key, err, want)
+				}
+			}
+			if ids, err := st.AccountIDs(ctx, "", 10); err != nil || len(ids) != 0 {
+				t.Errorf("accounts after the refused runs: %v (%v), want none", ids, err)
+			}
+		})
 	}
 }

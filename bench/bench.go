@@ -286,7 +286,7 @@ func runTarget(ctx context.Context, cfg Config, db *database, t target) (res *Re
 	}
 	fmt.Fprintf(cfg.Log, "%s: funding %d accounts\n", t.name(), len(accounts))
 	start := time.Now()
-	if err := fund(ctx, t, accounts, run, cfg.Progress); err != nil {
+	if err := fund(patient(ctx), t, accounts, run, cfg.Progress); err != nil {
 		return nil, fmt.Errorf("fund the accounts of the %s run: %w", t.name(), err)
 	}
 	funding := newFunding(len(accounts), time.Since(start))
@@ -317,12 +317,12 @@ func runTarget(ctx context.Context, cfg Config, db *database, t target) (res *Re
 	start = time.Now()
 	var verified atomic.Int64
 	stop := phaseProgress(cfg.Progress, "verifying", 0, verified.Load)
-	v, err := t.verify(ctx, func(accounts int) { verified.Store(int64(accounts)) })
+	v, err := t.verify(patient(ctx), func(accounts int) { verified.Store(int64(accounts)) })
 	stop()
 	if err != nil {
 		return nil, fmt.Errorf("verify the %s run: %w", t.name(), err)
 	}
-	l.checkBalances(ctx, &v)
+	l.checkBalances(patient(ctx), &v)
 	v.Seconds = round2(time.Since(start).Seconds())
 	res.Verify = v
 	return res, nil

@@ -44,6 +44,7 @@ type httpTarget struct {
 }
 
 func newHTTPTarget(ctx context.Context, cfg Config) (*httpTarget, error) {
+	ctx = patient(ctx)
 	u, err := url.Parse(cfg.HTTP)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return nil, fmt.Errorf("http url %q: want http://host:port", cfg.HTTP)
@@ -119,7 +120,42 @@ func hasAction(list []struct {
 
 // do sends one request and decodes the response into out (when not nil).
 // An error response becomes a *scrip.Error with the server's code.
+// patientKey marks a context whose requests wait out the server's rate
+// limit (429, rate_limited) and try again: the set-up and the checks around
+// the timed part, which measure nothing and must not fail for it. In the
+// timed part a refused request counts as an error.
+type patientKey struct{}
+
+func patient(ctx context.Context) context.Context {
+	return context.WithValue(ctx, patientKey{}, true)
+}
+
+// Waits before a rate-limited request is sent again: the first, doubled up
+// to the last. The server's limiter refills every second.
+const (
+	rateLimitedWaitMin = 50 * time.Millisecond
+	rateLimitedWaitMax = time.Second
+)
+
 func (t *httpTarget) do(ctx context.Context, method, path, key string, body, out any) error {
+	wait := rateLimitedWaitMin
+	for {
+		err := t.send(ctx, method, path, key, body, out)
+		var se *scrip.Error
+		if err == nil || ctx.Value(patientKey{}) == nil || !errors.As(err, &se) || se.Code != scrip.ERateLimited {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, rateLimitedWaitMax)
+	}
+}
+
+// send makes one request.
+func (t *httpTarget) send(ctx context.Context, method, path, key string, body, out any) error {
 	var data []byte
 	if body != nil {
 		var err error

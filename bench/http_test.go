@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/scriphq/scrip"
 	"github.com/scriphq/scrip/bench"
 	"github.com/scriphq/scrip/examples/catalogs"
 	"github.com/scriphq/scrip/httpapi"
@@ -29,8 +30,15 @@ type serverStore interface {
 	Close() error
 }
 
-// serve runs scrip's API on st, as scrip serve does, and returns its URL.
+// serve runs scrip's API on st, as scrip serve does with --rate-limit 0,
+// and returns its URL.
 func serve(t *testing.T, st serverStore) string {
+	t.Helper()
+	return serveWith(t, st, nil)
+}
+
+// serveWith is serve with the API's configuration changed by set.
+func serveWith(t *testing.T, st serverStore, set func(*httpapi.Config)) string {
 	t.Helper()
 	// The process's CPU time, as scrip serve exports it.
 	reg := prometheus.NewRegistry()
@@ -44,7 +52,11 @@ func serve(t *testing.T, st serverStore) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	api, err := httpapi.New(context.Background(), httpapi.Config{Engine: eng, Catalog: holder, Keys: st, AdminKey: adminKey, Metrics: metrics})
+	cfg := httpapi.Config{Engine: eng, Catalog: holder, Keys: st, AdminKey: adminKey, Metrics: metrics}
+	if set != nil {
+		set(&cfg)
+	}
+	api, err := httpapi.New(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -126,25 +138,7 @@ func runHTTP(t *testing.T, url string) {
 // key lacks.
 func TestRunHTTPRefusesKeys(t *testing.T) {
 	t.Parallel()
-	for _, store := range []struct {
-		name string
-		open func(t *testing.T) serverStore
-	}{
-		{"sqlite", func(t *testing.T) serverStore {
-			st, err := sqlite.Open(filepath.Join(t.TempDir(), "scrip.db"))
-			if err != nil {
-				t.Fatal(err)
-			}
-			return st
-		}},
-		{"postgres", func(t *testing.T) serverStore {
-			st, err := postgres.Open(context.Background(), pgtest.URL(t))
-			if err != nil {
-				t.Fatal(err)
-			}
-			return st
-		}},
-	} {
+	for _, store := range serverStores {
 		t.Run(store.name, func(t *testing.T) {
 			t.Parallel()
 			ctx := context.Background()
@@ -165,6 +159,60 @@ func TestRunHTTPRefusesKeys(t *testing.T) {
 			}
 			if ids, err := st.AccountIDs(ctx, "", 10); err != nil || len(ids) != 0 {
 				t.Errorf("accounts after the refused runs: %v (%v), want none", ids, err)
+			}
+		})
+	}
+}
+
+// serverStores open a store of each kind for a server.
+var serverStores = []struct {
+	name string
+	open func(t *testing.T) serverStore
+}{
+	{"sqlite", func(t *testing.T) serverStore {
+		st, err := sqlite.Open(filepath.Join(t.TempDir(), "scrip.db"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st
+	}},
+	{"postgres", func(t *testing.T) serverStore {
+		st, err := postgres.Open(context.Background(), pgtest.URL(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st
+	}},
+}
+
+// TestRunHTTPRateLimited: against a server that limits the key, the funding
+// and the checks after the run wait out the limit and succeed; the timed
+// part counts what the limit refused, and the report says where it came
+// from.
+func TestRunHTTPRateLimited(t *testing.T) {
+	t.Parallel()
+	for _, store := range serverStores {
+		t.Run(store.name, func(t *testing.T) {
+			t.Parallel()
+			url := serveWith(t, store.open(t), func(c *httpapi.Config) { c.RateLimit, c.RateBurst = 100, 10 })
+			// 30 accounts take 60 requests to fund and 30 to check, far
+			// past the burst.
+			cfg := bench.Config{HTTP: url, APIKey: adminKey, Workload: bench.WorkloadCharge, Accounts: 30, Concurrency: 8, Ops: 200, Seed: 7}
+			rep, err := bench.Run(context.Background(), cfg)
+			if err != nil {
+				t.Fatalf("Run: %v", err)
+			}
+			if !rep.Verify.OK || rep.Verify.Accounts != 30 {
+				t.Errorf("verification %+v, want 30 accounts checked and matching", rep.Verify)
+			}
+			refused := rep.Errors[scrip.ERateLimited]
+			if refused == 0 || refused != rep.ErrorCount {
+				t.Errorf("errors %v, want only rate_limited ones: 200 charges at 8 clients outrun 100 a second", rep.Errors)
+			}
+			var text strings.Builder
+			rep.WriteText(&text)
+			if !strings.Contains(text.String(), "refused by the server's rate limit, not by the ledger: run scrip serve with --rate-limit 0") {
+				t.Errorf("the report does not say where the rate_limited errors come from:\n%s", text.String())
 			}
 		})
 	}

@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/scriphq/scrip"
 	"github.com/scriphq/scrip/ledger"
 )
 
@@ -443,6 +444,9 @@ func (r *Result) writeText(w io.Writer) {
 			parts[i] = fmt.Sprintf("%s %d", c, r.Errors[c])
 		}
 		fmt.Fprintf(w, "  errors       %d: %s\n", r.ErrorCount, strings.Join(parts, ", "))
+		if n := r.Errors[scrip.ERateLimited]; n > 0 {
+			fmt.Fprintf(w, "               %d requests were refused by the server's rate limit, not by the ledger: run scrip serve with --rate-limit 0 to measure the ledger\n", n)
+		}
 	}
 	if b := r.Batches; b != nil && b.Count > 0 {
 		fmt.Fprintf(w, "  batches      %d, %.1f ops each on average (p50 %d, p90 %d, p99 %d, max %d), %.3f ms each",

@@ -102,7 +102,8 @@ type Config struct {
 	QueueMax   int
 
 	// Keep keeps the PostgreSQL schema (or SQLite file) the run created;
-	// Reuse runs in the database the URL names instead of a fresh schema.
+	// Reuse runs in the database the URL names instead of a fresh schema,
+	// and in a SQLite file that is not empty, which is refused without it.
 	Keep  bool
 	Reuse bool
 

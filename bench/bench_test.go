@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -15,7 +16,9 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/scriphq/scrip/bench"
+	"github.com/scriphq/scrip/ledger"
 	"github.com/scriphq/scrip/postgres/pgtest"
+	"github.com/scriphq/scrip/sqlite"
 )
 
 // The tests run tiny loads and check the report and the verification, never
@@ -282,4 +285,53 @@ func postgresRunsHere(t *testing.T, url string) bool {
 		}
 	}
 	return false
+}
+
+// TestRunRefusesAFileInUse: an engine-level run on a SQLite file that holds
+// something is refused, unless --reuse asks for it, and then leaves what
+// was there.
+func TestRunRefusesAFileInUse(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "scrip.db")
+	st, err := sqlite.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	eng := ledger.NewEngine(st, ledger.Options{})
+	if _, _, err := eng.CreateAccount(ctx, "acct_kept", nil); err != nil {
+		t.Fatal(err)
+	}
+	eng.Close(ctx)
+	st.Close()
+	accounts := func() []string {
+		t.Helper()
+		st, err := sqlite.Open(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer st.Close()
+		ids, err := st.AccountIDs(ctx, "", 100)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ids
+	}
+
+	cfg := bench.Config{DatabaseURL: path, Workload: bench.WorkloadCharge, Accounts: 3, Concurrency: 2, Ops: 10, Seed: 8}
+	if _, err := bench.Run(ctx, cfg); err == nil || !strings.Contains(err.Error(), "exists and is not empty") || !strings.Contains(err.Error(), "--reuse") {
+		t.Errorf("Run on a file in use = %v, want it refused, naming --reuse", err)
+	}
+	if ids := accounts(); len(ids) != 1 {
+		t.Errorf("after the refused run the file holds %v, want only acct_kept", ids)
+	}
+
+	cfg.Reuse = true
+	rep := run(t, cfg)
+	if rep.Verify.Accounts != 4 {
+		t.Errorf("verified %d accounts, want acct_kept and the run's 3", rep.Verify.Accounts)
+	}
+	if ids := accounts(); len(ids) != 4 || !slices.Contains(ids, "acct_kept") {
+		t.Errorf("after the run with --reuse the file holds %v, want acct_kept and the run's 3", ids)
+	}
 }

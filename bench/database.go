@@ -44,8 +44,17 @@ func openDatabase(ctx context.Context, cfg Config) (*database, error) {
 	db := &database{url: cfg.DatabaseURL, baseURL: cfg.DatabaseURL, keep: cfg.Keep}
 	if !isPostgres(cfg.DatabaseURL) {
 		db.kind = "sqlite"
-		if _, err := os.Stat(cfg.DatabaseURL); os.IsNotExist(err) {
+		fi, err := os.Stat(cfg.DatabaseURL)
+		switch {
+		case os.IsNotExist(err):
 			db.created = true
+		case err != nil:
+			return nil, err
+		// A run writes accounts of its own: into a file that holds
+		// something, only when asked to. Over HTTP the file is the
+		// server's, which the baseline shares by design.
+		case fi.Size() > 0 && !cfg.Reuse && cfg.HTTP == "":
+			return nil, fmt.Errorf("%s exists and is not empty; the run would add its accounts to it: give a new file, or --reuse to run in this one", cfg.DatabaseURL)
 		}
 		return db, nil
 	}

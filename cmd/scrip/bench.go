@@ -129,7 +129,7 @@ run (exit code 3).`,
 	f.IntVar(&cfg.BatchMax, "batch-max", 0, "engine: operations per batch at most (0: the engine's default)")
 	f.IntVar(&cfg.QueueMax, "queue-max", 0, "engine: queued operations at most (0: the engine's default)")
 	f.BoolVar(&cfg.Keep, "keep", false, "keep the PostgreSQL schema or SQLite file the run created")
-	f.BoolVar(&cfg.Reuse, "reuse", false, "PostgreSQL: run in the URL's schema instead of a fresh one")
+	f.BoolVar(&cfg.Reuse, "reuse", false, "run in the URL's PostgreSQL schema instead of a fresh one, or in a SQLite file that is not empty (refused without it)")
 	f.StringVar(&jsonPath, "json", "", "also write the report as JSON to this file (-: standard output, with the text report on standard error)")
 	f.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of scrip's timed run (engine level) to this file")
 	f.BoolVar(&quiet, "quiet", false, "no progress line or setup messages")

@@ -118,8 +118,6 @@ func hasAction(list []struct {
 	return false
 }
 
-// do sends one request and decodes the response into out (when not nil).
-// An error response becomes a *scrip.Error with the server's code.
 // patientKey marks a context whose requests wait out the server's rate
 // limit (429, rate_limited) and try again: the set-up and the checks around
 // the timed part, which measure nothing and must not fail for it. In the
@@ -137,6 +135,9 @@ const (
 	rateLimitedWaitMax = time.Second
 )
 
+// do sends a request and decodes the response into out (when not nil). An
+// error response becomes a *scrip.Error with the server's code. Under a
+// patient context a rate-limited request is sent again until it is served.
 func (t *httpTarget) do(ctx context.Context, method, path, key string, body, out any) error {
 	wait := rateLimitedWaitMin
 	for {
@@ -154,7 +155,7 @@ func (t *httpTarget) do(ctx context.Context, method, path, key string, body, out
 	}
 }
 
-// send makes one request.
+// send makes one request for do.
 func (t *httpTarget) send(ctx context.Context, method, path, key string, body, out any) error {
 	var data []byte
 	if body != nil {

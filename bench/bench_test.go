@@ -141,6 +141,9 @@ func run(t *testing.T, cfg bench.Config) *bench.Report {
 		if r.ErrorCount != 0 {
 			t.Errorf("%s: errors %v", name, r.Errors)
 		}
+		if r.OKOpsPerSec != r.OpsPerSec {
+			t.Errorf("%s: %.2f ops/s succeeded of %.2f with no errors", name, r.OKOpsPerSec, r.OpsPerSec)
+		}
 		if r.OpsPerSec <= 0 || r.P99Ms <= 0 || r.P50Ms > r.P99Ms || r.P99Ms > r.MaxMs {
 			t.Errorf("%s: implausible figures: %.0f ops/s, p50 %.3f ms, p99 %.3f ms, max %.3f ms",
 				name, r.OpsPerSec, r.P50Ms, r.P99Ms, r.MaxMs)

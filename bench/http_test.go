@@ -2,6 +2,8 @@ package bench_test
 
 import (
 	"context"
+	"fmt"
+	"math"
 	"net/http/httptest"
 	"path/filepath"
 	"strings"
@@ -209,8 +211,17 @@ func TestRunHTTPRateLimited(t *testing.T) {
 			if refused == 0 || refused != rep.ErrorCount {
 				t.Errorf("errors %v, want only rate_limited ones: 200 charges at 8 clients outrun 100 a second", rep.Errors)
 			}
+			// The same time divides both counts.
+			share := float64(rep.Ops-rep.ErrorCount) / float64(rep.Ops)
+			if got := rep.OKOpsPerSec / rep.OpsPerSec; math.Abs(got-share) > 0.001 {
+				t.Errorf("%.2f ops/s succeeded of %.2f, a share of %.4f; %d of %d operations succeeded",
+					rep.OKOpsPerSec, rep.OpsPerSec, got, rep.Ops-rep.ErrorCount, rep.Ops)
+			}
 			var text strings.Builder
 			rep.WriteText(&text)
+			if want := fmt.Sprintf("; %d succeeded: ", rep.Ops-rep.ErrorCount); !strings.Contains(text.String(), want) {
+				t.Errorf("the report's operations line lacks %q:\n%s", want, text.String())
+			}
 			if !strings.Contains(text.String(), "refused by the server's rate limit, not by the ledger: run scrip serve with --rate-limit 0") {
 				t.Errorf("the report does not say where the rate_limited errors come from:\n%s", text.String())
 			}

@@ -201,6 +201,7 @@ func (l *load) run(ctx context.Context) *Result {
 	res.Ops = l.done.Load()
 	res.Seconds = round2(elapsed.Seconds())
 	res.OpsPerSec = round2(float64(res.Ops) / elapsed.Seconds())
+	res.OKOpsPerSec = round2(float64(res.Ops-res.ErrorCount) / elapsed.Seconds())
 	res.CallsPerSec = round2(float64(res.Calls) / elapsed.Seconds())
 	res.P50Ms, res.P90Ms, res.P99Ms = ms(all.ValueAtQuantile(50)), ms(all.ValueAtQuantile(90)), ms(all.ValueAtQuantile(99))
 	res.MaxMs, res.MeanMs = ms(all.Max()), round3(all.Mean()/1000)

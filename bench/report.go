@@ -71,11 +71,14 @@ type Report struct {
 // Result is one target's figures. An operation is one unit of the
 // workload: a charge, a hold with its capture or release, a quote, ...
 type Result struct {
-	Target      string           `json:"target,omitempty"`
-	Ops         int64            `json:"ops"`
-	Calls       int64            `json:"calls"`
-	Seconds     float64          `json:"seconds"`
-	OpsPerSec   float64          `json:"ops_per_sec"`
+	Target    string  `json:"target,omitempty"`
+	Ops       int64   `json:"ops"`
+	Calls     int64   `json:"calls"`
+	Seconds   float64 `json:"seconds"`
+	OpsPerSec float64 `json:"ops_per_sec"`
+	// OKOpsPerSec counts only the operations that succeeded: below
+	// OpsPerSec when the run had errors.
+	OKOpsPerSec float64          `json:"ok_ops_per_sec"`
 	CallsPerSec float64          `json:"calls_per_sec"`
 	P50Ms       float64          `json:"p50_ms"`
 	P90Ms       float64          `json:"p90_ms"`
@@ -417,7 +420,11 @@ func (r *Report) WriteText(w io.Writer) {
 
 func (r *Result) writeText(w io.Writer) {
 	fmt.Fprintf(w, "\n%s\n", r.Target)
-	fmt.Fprintf(w, "  operations   %d in %.2fs: %.0f ops/s (%.0f ledger calls/s)\n", r.Ops, r.Seconds, r.OpsPerSec, r.CallsPerSec)
+	fmt.Fprintf(w, "  operations   %d in %.2fs: %.0f ops/s (%.0f ledger calls/s)", r.Ops, r.Seconds, r.OpsPerSec, r.CallsPerSec)
+	if r.ErrorCount > 0 {
+		fmt.Fprintf(w, "; %d succeeded: %.0f ops/s", r.Ops-r.ErrorCount, r.OKOpsPerSec)
+	}
+	fmt.Fprintln(w)
 	fmt.Fprintf(w, "  latency      p50 %.3f ms  p90 %.3f ms  p99 %.3f ms  max %.3f ms  mean %.3f ms\n",
 		r.P50Ms, r.P90Ms, r.P99Ms, r.MaxMs, r.MeanMs)
 	if len(r.Kinds) > 1 {

@@ -83,7 +83,7 @@ func printTable(w io.Writer, dir string, runs []string) error {
 }
 
 // readRounds reads the reports of one run, round by round, and checks
-// that each passed its verification.
+// that each passed its verification and had no errors.
 func readRounds(dir, run string) ([]*bench.Report, error) {
 	var reps []*bench.Report
 	for i := 1; i <= roundsMax; i++ {
@@ -101,6 +101,12 @@ func readRounds(dir, run string) ([]*bench.Report, error) {
 		}
 		if !r.Verify.OK || (r.Baseline != nil && !r.Baseline.Verify.OK) {
 			return nil, fmt.Errorf("%s: the run failed its verification: %v", path, r.Verify.Problems)
+		}
+		// Its rate would count refused operations as done.
+		for _, res := range []*bench.Result{&r.Result, r.Baseline} {
+			if res != nil && res.ErrorCount > 0 {
+				return nil, fmt.Errorf("%s: %d operations of the %s run failed (%v); the table takes runs without errors", path, res.ErrorCount, res.Target, res.Errors)
+			}
 		}
 		reps = append(reps, &r)
 	}

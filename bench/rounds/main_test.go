@@ -63,10 +63,29 @@ func TestTableRefuses(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "broken-1.json"), []byte("{"), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	// A run with errors, in its baseline's second round.
+	writeReport(t, dir, "failing-1.json", 100, 10, true)
+	writeReport(t, dir, "failing-2.json", 100, 10, true)
+	b, err := os.ReadFile(filepath.Join(dir, "failing-2.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r bench.Report
+	if err := json.Unmarshal(b, &r); err != nil {
+		t.Fatal(err)
+	}
+	r.Baseline.Target, r.Baseline.ErrorCount, r.Baseline.Errors = "baseline", 3, map[string]int64{"rate_limited": 3}
+	if b, err = json.Marshal(r); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "failing-2.json"), b, 0o644); err != nil {
+		t.Fatal(err)
+	}
 	for run, want := range map[string]string{
-		"bad":    "bad-1.json: the run failed its verification",
-		"broken": "broken-1.json: unexpected end of JSON input",
-		"none":   "no report none-1.json in",
+		"bad":     "bad-1.json: the run failed its verification",
+		"broken":  "broken-1.json: unexpected end of JSON input",
+		"none":    "no report none-1.json in",
+		"failing": "failing-2.json: 3 operations of the baseline run failed (map[rate_limited:3]); the table takes runs without errors",
 	} {
 		err := printTable(&strings.Builder{}, dir, []string{run})
 		if err == nil || !strings.Contains(err.Error(), want) {

@@ -73,11 +73,7 @@ func serveWith(t *testing.T, st serverStore, set func(*httpapi.Config)) string {
 
 func TestRunHTTPSQLite(t *testing.T) {
 	t.Parallel()
-	st, err := sqlite.Open(filepath.Join(t.TempDir(), "scrip.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	runHTTP(t, serve(t, st))
+	runHTTP(t, serve(t, serverStores[0].open(t)))
 }
 
 func TestRunHTTPPostgres(t *testing.T) {
@@ -166,7 +162,7 @@ func TestRunHTTPRefusesKeys(t *testing.T) {
 	}
 }
 
-// serverStores open a store of each kind for a server.
+// serverStores open a store of each kind for a server, SQLite first.
 var serverStores = []struct {
 	name string
 	open func(t *testing.T) serverStore

@@ -600,6 +600,116 @@ func TestWatcherStartsNow(t *testing.T) {
 	})
 }
 
+// TestWatcherBacklog: a watcher behind by more than a poll's pages of
+// journal, spread over time with a day's gap in it, reads all of it at
+// its start, though its next poll is an hour away: each grant announced
+// once and each account's last charge, at the end of the journal, firing
+// its balance.low.
+func TestWatcherBacklog(t *testing.T) {
+	eachStore(t, func(t *testing.T, s stores) {
+		const (
+			accounts = 10
+			rounds   = 170 // of 64 charges: 10,880 journal rows, over 21 pages
+		)
+		ctx := context.Background()
+		start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+		clock := ledger.NewManualClock(start)
+		eng := ledger.NewEngine(s.ledger, ledger.Options{Clock: clock, SweepEvery: -1})
+		defer eng.Close(ctx)
+		must := applied(t)
+		id := func(i int) string { return fmt.Sprintf("acct_bl%d", i%accounts) }
+		grantAll := func(key string, amount credit.Amount) {
+			t.Helper()
+			for i := range accounts {
+				must(eng.Grant(ctx, ledger.GrantRequest{AccountID: id(i), Key: key, Kind: ledger.KindTopUp, Amount: amount}))
+			}
+		}
+		for i := range accounts {
+			if _, _, err := eng.CreateAccount(ctx, id(i), nil); err != nil {
+				t.Fatal(err)
+			}
+		}
+		grantAll("g1", credit.Credits(1000))
+		// 64 clients at a time, a millisecond apart, as a busy server's
+		// batches are.
+		for r := range rounds {
+			if r == rounds/2 {
+				clock.Advance(24 * time.Hour)
+				grantAll("g2", credit.Credits(10))
+			}
+			var wg sync.WaitGroup
+			errs := make(chan error, 64)
+			for c := range 64 {
+				wg.Go(func() {
+					_, err := eng.Charge(ctx, ledger.ChargeRequest{AccountID: id(c), Key: fmt.Sprintf("c%d_%d", r, c),
+						Amount: credit.Credits(1) / 2})
+					errs <- err
+				})
+			}
+			wg.Wait()
+			close(errs)
+			for err := range errs {
+				if err != nil {
+					t.Fatal(err)
+				}
+			}
+			clock.Advance(time.Millisecond)
+		}
+		// Each account's last charge takes it below the threshold.
+		end := clock.Now()
+		for i := range accounts {
+			b, err := eng.Balance(ctx, id(i))
+			if err != nil {
+				t.Fatal(err)
+			}
+			must(eng.Charge(ctx, ledger.ChargeRequest{AccountID: id(i), Key: "last", Amount: b.Available - credit.Credits(10)}))
+		}
+		clock.Advance(2 * time.Second)
+
+		w := event.NewWatcher(s.outbox, eng, event.WatcherOptions{Clock: clock, Since: start.Add(-time.Second),
+			Settle: time.Second, PollEvery: time.Hour, Thresholds: event.Thresholds{Default: credit.Credits(20)}})
+		runCtx, stop := context.WithCancel(ctx)
+		done := make(chan error, 1)
+		go func() { done <- w.Run(runCtx) }()
+		count := func(typ string) int {
+			t.Helper()
+			evs, err := s.outbox.Events(ctx, event.Query{Type: typ, Limit: 100})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return len(evs)
+		}
+		cursor := func() event.JournalCursor {
+			t.Helper()
+			var c event.JournalCursor
+			v, err := s.outbox.State(ctx, "journal")
+			if err == nil {
+				err = json.Unmarshal([]byte(v), &c)
+			}
+			if err != nil && !errors.Is(err, event.ErrNotFound) {
+				t.Fatal(err)
+			}
+			return c
+		}
+		for wait := time.Now().Add(30 * time.Second); cursor().At.Before(end) && time.Now().Before(wait); {
+			time.Sleep(20 * time.Millisecond)
+		}
+		stop()
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		if c := cursor(); !c.At.Equal(end) {
+			t.Fatalf("the watcher read the journal up to %v, want to its end, %v, by its first poll", c.At, end)
+		}
+		if n := count(event.BalanceLow); n != accounts {
+			t.Errorf("%d balance.low events, want %d", n, accounts)
+		}
+		if n := count(event.GrantCreated); n != 2*accounts {
+			t.Errorf("%d grant.created events, want %d, one for each grant before and after the gap", n, 2*accounts)
+		}
+	})
+}
+
 // TestListPages: the events API pages through events created at one
 // instant, as a batch's are, each exactly once and in the list's order.
 func TestListPages(t *testing.T) {

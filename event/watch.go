@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/scriphq/scrip/credit"
@@ -20,6 +21,12 @@ const (
 	expiringWithinDefault = 3 * 24 * time.Hour
 	watchPageRows         = 500
 	watchPagesMax         = 20
+	// The journal is read a window of time at a time (Watcher.window):
+	// at least watchWindowMin, and grown by watchWindowGrowth past a
+	// window that held less than a page.
+	watchWindowMin    = time.Millisecond
+	watchWindowGrowth = 4
+	watchWindowMax    = 365 * 24 * time.Hour
 	watchStateJournal     = "journal"
 	watchStateExpiring    = "expiring"
 	alertStatePrefix      = "alert:"
@@ -93,6 +100,18 @@ type Watcher struct {
 	store  Store
 	ledger Ledger
 	opt    WatcherOptions
+
+	// window bounds the span of time a read of the journal covers past
+	// the cursor; zero reads to the settle point. A store finds the rows
+	// of a time window by scanning them all (PostgreSQL's journal has a
+	// BRIN index on the time, not a B-tree), so a read up to the settle
+	// point from far behind it would scan the whole backlog for each page
+	// of 500: a watcher behind by a burst slowed down the further behind
+	// it was. A full page sets it to twice the span of time the page
+	// took; one that ends short of the settle point with less than a page
+	// grows it. It is kept from poll to poll.
+	mu     sync.Mutex
+	window time.Duration
 }
 
 // NewWatcher returns a watcher writing to store.
@@ -115,13 +134,22 @@ func NewWatcher(store Store, l Ledger, opt WatcherOptions) *Watcher {
 	return &Watcher{store: store, ledger: l, opt: opt}
 }
 
-// Run polls every PollEvery until ctx ends.
+// Run polls every PollEvery until ctx ends. A poll that stopped at its
+// bound of pages with more of the journal or of the expiring grants to
+// read is followed by the next at once, so a watcher behind by a burst of
+// writes catches up rather than read a bounded number of pages a period.
 func (w *Watcher) Run(ctx context.Context) error {
 	t := time.NewTicker(w.opt.PollEvery)
 	defer t.Stop()
 	for {
-		if _, err := w.Poll(ctx); err != nil && ctx.Err() == nil {
-			w.opt.Logger.ErrorContext(ctx, "event watcher", slog.Any("err", err))
+		for ctx.Err() == nil {
+			_, more, err := w.poll(ctx)
+			if err != nil && ctx.Err() == nil {
+				w.opt.Logger.ErrorContext(ctx, "event watcher", slog.Any("err", err))
+			}
+			if err != nil || !more {
+				break
+			}
 		}
 		select {
 		case <-ctx.Done():
@@ -135,15 +163,23 @@ func (w *Watcher) Run(ctx context.Context) error {
 // not seen yet, a bounded number of pages per call, and returns how many
 // events were new.
 func (w *Watcher) Poll(ctx context.Context) (int, error) {
+	n, _, err := w.poll(ctx)
+	return n, err
+}
+
+// poll is Poll, and reports whether it stopped at its bound of pages with
+// more to read.
+func (w *Watcher) poll(ctx context.Context) (int, bool, error) {
 	now := w.opt.Clock.Now().UTC()
 	total := 0
+	journalMore, expiringMore := false, false
 	for range watchPagesMax {
 		n, more, err := w.journalPage(ctx, now)
 		total += n
 		if err != nil {
-			return total, err
+			return total, false, err
 		}
-		if !more {
+		if journalMore = more; !more {
 			break
 		}
 	}
@@ -151,13 +187,13 @@ func (w *Watcher) Poll(ctx context.Context) (int, error) {
 		n, more, err := w.expiringPage(ctx, now)
 		total += n
 		if err != nil {
-			return total, err
+			return total, false, err
 		}
-		if !more {
+		if expiringMore = more; !more {
 			break
 		}
 	}
-	return total, nil
+	return total, journalMore || expiringMore, nil
 }
 
 // cursor returns the named cursor and true, or def and false when none is
@@ -214,12 +250,37 @@ func (w *Watcher) journalPage(ctx context.Context, now time.Time) (int, bool, er
 			return 0, false, fmt.Errorf("cursor %s: %w", watchStateJournal, err)
 		}
 	}
-	txs, err := w.store.JournalAfter(ctx, c, now.Add(-w.opt.Settle), watchPageRows)
+	settled := now.Add(-w.opt.Settle)
+	until := settled
+	w.mu.Lock()
+	window := w.window
+	w.mu.Unlock()
+	if window > 0 && c.At.Add(window).Before(settled) {
+		until = c.At.Add(window)
+	}
+	txs, err := w.store.JournalAfter(ctx, c, until, watchPageRows)
 	if err != nil {
 		return 0, false, fmt.Errorf("read journal: %w", err)
 	}
+	// More may follow a full page, or a window that ended before the
+	// settle point.
+	more := len(txs) == watchPageRows || until.Before(settled)
+	switch {
+	case len(txs) == watchPageRows:
+		// The next window is twice the span this page took.
+		window = max(2*txs[len(txs)-1].CreatedAt.Sub(c.At), watchWindowMin)
+	case more && window <= watchWindowMax/watchWindowGrowth:
+		// Less than a page before the window's end: the journal is
+		// sparser there.
+		window *= watchWindowGrowth
+	case more:
+		window = 0 // a gap of years: read to the settle point
+	}
+	w.mu.Lock()
+	w.window = window
+	w.mu.Unlock()
 	if len(txs) == 0 {
-		return 0, false, nil
+		return 0, more, nil
 	}
 	last := map[string]*JournalRow{} // per account: the page's last transaction
 	var order, created []string
@@ -282,7 +343,7 @@ func (w *Watcher) journalPage(ctx context.Context, now time.Time) (int, bool, er
 	if err := w.store.SetStates(ctx, save); err != nil {
 		return n, false, err
 	}
-	return n, len(txs) == watchPageRows, nil
+	return n, more, nil
 }
 
 // txEvents returns the events of one journal transaction; ab is its

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/scriphq/scrip/credit"
@@ -359,22 +360,70 @@ func (o outbox) SetStates(ctx context.Context, states map[string]string) error {
 	return nil
 }
 
+// JournalAfter reads the journal through its BRIN index on the time
+// (migrations/00004_payments.sql). A BRIN index knows nothing of the page
+// ranges filled since it was last summarized, which VACUUM does, and a
+// read scans every one of them whatever its window: a busy journal's
+// last minutes, read again for each page of 500. So a read first
+// summarizes the ranges added since the last one, a pass over pages the
+// watcher is about to read anyway, and is planned without a sequential
+// scan, which a journal not yet analyzed would get.
 func (o outbox) JournalAfter(ctx context.Context, c event.JournalCursor, until time.Time, limit int) ([]event.JournalRow, error) {
-	txs, err := collect(ctx, o.s.pool, func(sc scanner) (event.JournalRow, error) {
-		var (
-			r      event.JournalRow
-			amount int64
-		)
-		err := sc.Scan(&r.ID, &r.AccountID, &r.Type, &amount, &r.GrantID, &r.HoldID, &r.CreatedAt)
-		r.Amount, r.CreatedAt = credit.Amount(amount), r.CreatedAt.UTC()
-		return r, err
-	}, `SELECT id, account_id, type, amount, grant_id, hold_id, created_at FROM transactions
-		WHERE created_at >= $1 AND (created_at, id) > ($1, $2) AND created_at <= $3
-		ORDER BY created_at, id LIMIT $4`, c.At, c.ID, until, limit)
+	var txs []event.JournalRow
+	err := pgx.BeginFunc(ctx, o.s.pool, func(tx pgx.Tx) error {
+		if err := o.summarizeJournal(ctx, tx); err != nil {
+			return err
+		}
+		var err error
+		txs, err = collect(ctx, tx, func(sc scanner) (event.JournalRow, error) {
+			var (
+				r      event.JournalRow
+				amount int64
+			)
+			err := sc.Scan(&r.ID, &r.AccountID, &r.Type, &amount, &r.GrantID, &r.HoldID, &r.CreatedAt)
+			r.Amount, r.CreatedAt = credit.Amount(amount), r.CreatedAt.UTC()
+			return r, err
+		}, `SELECT id, account_id, type, amount, grant_id, hold_id, created_at FROM transactions
+			WHERE created_at >= $1 AND (created_at, id) > ($1, $2) AND created_at <= $3
+			ORDER BY created_at, id LIMIT $4`, c.At, c.ID, until, limit)
+		return err
+	})
 	if err != nil {
 		return nil, fmt.Errorf("postgres: journal after: %w", err)
 	}
 	return txs, nil
+}
+
+// summarizeJournal summarizes the page ranges of the journal's BRIN index
+// that are not yet, and sets tx's planner settings for the read. It waits
+// at most 100 ms for its lock, which VACUUM (summarizing too) or another
+// process's watcher may hold, and then leaves the summary to them; a role
+// that does not own the index leaves it to VACUUM from then on.
+func (o outbox) summarizeJournal(ctx context.Context, tx pgx.Tx) error {
+	b := &pgx.Batch{}
+	b.Queue(`SELECT set_config('enable_seqscan', 'off', true), set_config('lock_timeout', '100ms', true)`)
+	summarize := !o.s.noSummarize.Load()
+	if summarize {
+		b.Queue(`SAVEPOINT summarize`)
+		b.Queue(`SELECT brin_summarize_new_values('transactions_created')`)
+	}
+	err := tx.SendBatch(ctx, b).Close()
+	if err == nil {
+		return nil
+	}
+	var pgErr *pgconn.PgError
+	if !summarize || !errors.As(err, &pgErr) {
+		return err
+	}
+	switch pgErr.Code {
+	case "42501": // insufficient_privilege: not the index's owner
+		o.s.noSummarize.Store(true)
+	case "55P03": // lock_not_available
+	default:
+		return err
+	}
+	_, err = tx.Exec(ctx, `ROLLBACK TO SAVEPOINT summarize`)
+	return err
 }
 
 func (o outbox) ExpiringAfter(ctx context.Context, c event.JournalCursor, until time.Time, limit int) ([]ledger.Grant, error) {

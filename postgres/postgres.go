@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"io/fs"
+	"sync/atomic"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -59,6 +60,9 @@ type Store struct {
 	// copyRowsMin is the number of journal rows from which a batch writes
 	// its journal with COPY (see Tx.copyTransactions).
 	copyRowsMin int
+	// noSummarize is set once the role may not summarize the journal's
+	// BRIN index (outbox.JournalAfter): it is not the index's owner.
+	noSummarize atomic.Bool
 }
 
 var (

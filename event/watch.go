@@ -23,13 +23,14 @@ const (
 	watchPagesMax         = 20
 	// The journal is read a window of time at a time (Watcher.window):
 	// at least watchWindowMin, and grown by watchWindowGrowth past a
-	// window that held less than a page.
-	watchWindowMin    = time.Millisecond
-	watchWindowGrowth = 4
-	watchWindowMax    = 365 * 24 * time.Hour
-	watchStateJournal     = "journal"
-	watchStateExpiring    = "expiring"
-	alertStatePrefix      = "alert:"
+	// window that held less than a page; one that would outgrow
+	// watchWindowMax gives way to a read up to the settle point.
+	watchWindowMin     = time.Millisecond
+	watchWindowGrowth  = 4
+	watchWindowMax     = 365 * 24 * time.Hour
+	watchStateJournal  = "journal"
+	watchStateExpiring = "expiring"
+	alertStatePrefix   = "alert:"
 	// ThresholdMetadataKey in an account's metadata overrides its
 	// balance.low threshold, in credits ("25", "0.5").
 	ThresholdMetadataKey = "low_balance_threshold"

@@ -167,23 +167,12 @@ func benchBacklog(b *testing.B, st ledger.Store, outbox event.Store) {
 		}
 	}
 	for r := range charges / clients {
-		var wg sync.WaitGroup
-		errs := make(chan error, clients)
-		for c := range clients {
-			wg.Go(func() {
-				n := r*clients + c
-				_, err := eng.Charge(ctx, ledger.ChargeRequest{AccountID: fmt.Sprintf("acct_%05d", n%accounts),
-					Key: fmt.Sprint("c", n), Amount: credit.Credits(1)})
-				errs <- err
-			})
+		reqs := make([]ledger.ChargeRequest, clients)
+		for c := range reqs {
+			n := r*clients + c
+			reqs[c] = ledger.ChargeRequest{AccountID: fmt.Sprintf("acct_%05d", n%accounts), Key: fmt.Sprint("c", n), Amount: credit.Credits(1)}
 		}
-		wg.Wait()
-		close(errs)
-		for err := range errs {
-			if err != nil {
-				b.Fatal(err)
-			}
-		}
+		chargeAtOnce(b, eng, reqs)
 		clock.Advance(time.Millisecond)
 	}
 	clock.Advance(2 * time.Second)

@@ -637,22 +637,11 @@ func TestWatcherBacklog(t *testing.T) {
 				clock.Advance(24 * time.Hour)
 				grantAll("g2", credit.Credits(10))
 			}
-			var wg sync.WaitGroup
-			errs := make(chan error, 64)
-			for c := range 64 {
-				wg.Go(func() {
-					_, err := eng.Charge(ctx, ledger.ChargeRequest{AccountID: id(c), Key: fmt.Sprintf("c%d_%d", r, c),
-						Amount: credit.Credits(1) / 2})
-					errs <- err
-				})
+			reqs := make([]ledger.ChargeRequest, 64)
+			for c := range reqs {
+				reqs[c] = ledger.ChargeRequest{AccountID: id(c), Key: fmt.Sprintf("c%d_%d", r, c), Amount: credit.Credits(1) / 2}
 			}
-			wg.Wait()
-			close(errs)
-			for err := range errs {
-				if err != nil {
-					t.Fatal(err)
-				}
-			}
+			chargeAtOnce(t, eng, reqs)
 			clock.Advance(time.Millisecond)
 		}
 		// Each account's last charge takes it below the threshold.
@@ -987,6 +976,21 @@ func TestAlertsOfTwoWatchers(t *testing.T) {
 			t.Errorf("%d balance.low events for one dip, want 1", len(evs))
 		}
 	})
+}
+
+// chargeAtOnce makes the charges concurrently, as many clients would, so
+// that the engine commits them in batches; any error fails tb.
+func chargeAtOnce(tb testing.TB, eng *ledger.Engine, reqs []ledger.ChargeRequest) {
+	tb.Helper()
+	errs := make([]error, len(reqs))
+	var wg sync.WaitGroup
+	for i := range reqs {
+		wg.Go(func() { _, errs[i] = eng.Charge(context.Background(), reqs[i]) })
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		tb.Fatal(err)
+	}
 }
 
 // poller returns a poll of w two seconds on: past a watcher's settle of one

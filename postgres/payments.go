@@ -367,7 +367,8 @@ func (o outbox) SetStates(ctx context.Context, states map[string]string) error {
 // last minutes, read again for each page of 500. So a read first
 // summarizes the ranges added since the last one, a pass over pages the
 // watcher is about to read anyway, and is planned without a sequential
-// scan, which a journal not yet analyzed would get.
+// scan, which a journal not yet analyzed would get, and without parallel
+// workers, whose start took 7 ms of a read of 1 ms.
 func (o outbox) JournalAfter(ctx context.Context, c event.JournalCursor, until time.Time, limit int) ([]event.JournalRow, error) {
 	var txs []event.JournalRow
 	err := pgx.BeginFunc(ctx, o.s.pool, func(tx pgx.Tx) error {
@@ -401,7 +402,8 @@ func (o outbox) JournalAfter(ctx context.Context, c event.JournalCursor, until t
 // that does not own the index leaves it to VACUUM from then on.
 func (o outbox) summarizeJournal(ctx context.Context, tx pgx.Tx) error {
 	b := &pgx.Batch{}
-	b.Queue(`SELECT set_config('enable_seqscan', 'off', true), set_config('lock_timeout', '100ms', true)`)
+	b.Queue(`SELECT set_config('enable_seqscan', 'off', true), set_config('max_parallel_workers_per_gather', '0', true),
+		set_config('lock_timeout', '100ms', true)`)
 	summarize := !o.s.noSummarize.Load()
 	if summarize {
 		b.Queue(`SAVEPOINT summarize`)

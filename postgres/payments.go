@@ -397,13 +397,14 @@ func (o outbox) JournalAfter(ctx context.Context, c event.JournalCursor, until t
 
 // summarizeJournal summarizes the page ranges of the journal's BRIN index
 // that are not yet, and sets tx's planner settings for the read. It waits
-// at most 100 ms for its lock, which VACUUM (summarizing too) or another
-// process's watcher may hold, and then leaves the summary to them; a role
-// that does not own the index leaves it to VACUUM from then on.
+// at most 10 ms for its lock, which another process's watcher summarizing
+// may hold for a few, or VACUUM (summarizing too) for minutes, and then
+// leaves the summary to them; a role that does not own the index leaves it
+// to VACUUM from then on.
 func (o outbox) summarizeJournal(ctx context.Context, tx pgx.Tx) error {
 	b := &pgx.Batch{}
 	b.Queue(`SELECT set_config('enable_seqscan', 'off', true), set_config('max_parallel_workers_per_gather', '0', true),
-		set_config('lock_timeout', '100ms', true)`)
+		set_config('lock_timeout', '10ms', true)`)
 	summarize := !o.s.noSummarize.Load()
 	if summarize {
 		b.Queue(`SAVEPOINT summarize`)

@@ -23,14 +23,15 @@ const journalRows = 20000
 var journalStart = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 
 // fillJournal writes journalRows journal rows straight into the table, as
-// a burst of charges leaves them for the event watcher.
-func fillJournal(t *testing.T, s *postgres.Store) {
+// a burst of charges leaves them for the event watcher, the first of them
+// the row after row from.
+func fillJournal(t *testing.T, s *postgres.Store, from int) {
 	t.Helper()
 	_, err := postgres.Pool(s).Exec(context.Background(), `INSERT INTO transactions
 		(id, account_id, seq, type, amount, reason, created_at, hash)
 		SELECT 'tx_' || lpad(g::text, 6, '0'), 'acct_' || (g % 100), g, 'charge', 1000000, repeat('r', 500),
 			$1::timestamptz + g * interval '1 millisecond', 'h'
-		FROM generate_series(1, $2::int) g`, journalStart, journalRows)
+		FROM generate_series($2::int + 1, $2::int + $3::int) g`, journalStart, from, journalRows)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -76,10 +77,16 @@ func TestJournalAfterSummarizes(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { s.Close() })
-	fillJournal(t, s)
+	fillJournal(t, s, 0)
 	readJournal(t, s, 10000)
 	if n := summarize(t, s); n != 0 {
 		t.Errorf("%d page ranges left unsummarized by the read", n)
+	}
+	// The next read summarizes the ranges written since.
+	fillJournal(t, s, journalRows)
+	readJournal(t, s, 30000)
+	if n := summarize(t, s); n != 0 {
+		t.Errorf("%d page ranges written after the first read left unsummarized by the second", n)
 	}
 
 	// Another session holds the lock summarizing takes, as VACUUM does.
@@ -105,7 +112,7 @@ func TestJournalAfterNotOwner(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { owner.Close() })
-	fillJournal(t, owner)
+	fillJournal(t, owner, 0)
 
 	b := make([]byte, 6)
 	if _, err := rand.Read(b); err != nil {

@@ -395,6 +395,21 @@ func (o outbox) JournalAfter(ctx context.Context, c event.JournalCursor, until t
 	return txs, nil
 }
 
+// summarizeJournalSQL summarizes the page ranges of the journal's BRIN
+// index from the block $1 to the table's end, and returns where the next
+// call starts: the table's last range, which later rows may extend. A
+// summarized range stays so, each insert widening its summary; the ranges
+// before are not looked at again, where brin_summarize_new_values looks at
+// every range of the table each time (about 0.3 µs a range: 3 ms a read
+// for a journal of 10 GB).
+const summarizeJournalSQL = `WITH t AS (
+	SELECT pg_relation_size('transactions') / current_setting('block_size')::bigint AS blocks,
+		coalesce((SELECT o.option_value::bigint FROM pg_class c, pg_options_to_table(c.reloptions) o
+			WHERE c.oid = 'transactions_created'::regclass AND o.option_name = 'pages_per_range'), 128) AS per)
+	SELECT greatest(t.blocks - 1, 0) / t.per * t.per, s.ranges
+	FROM t, LATERAL (SELECT count(brin_summarize_range('transactions_created', b)) AS ranges
+		FROM generate_series($1::bigint, t.blocks - 1, t.per) b) s`
+
 // summarizeJournal summarizes the page ranges of the journal's BRIN index
 // that are not yet, and sets tx's planner settings for the read. It waits
 // at most 10 ms for its lock, which another process's watcher summarizing
@@ -408,7 +423,14 @@ func (o outbox) summarizeJournal(ctx context.Context, tx pgx.Tx) error {
 	summarize := !o.s.noSummarize.Load()
 	if summarize {
 		b.Queue(`SAVEPOINT summarize`)
-		b.Queue(`SELECT brin_summarize_new_values('transactions_created')`)
+		b.Queue(summarizeJournalSQL, o.s.journalSummarized.Load()).QueryRow(func(row pgx.Row) error {
+			var from, ranges int64
+			if err := row.Scan(&from, &ranges); err != nil {
+				return err
+			}
+			o.s.journalSummarized.Store(from)
+			return nil
+		})
 	}
 	err := tx.SendBatch(ctx, b).Close()
 	if err == nil {

@@ -63,6 +63,9 @@ type Store struct {
 	// noSummarize is set once the role may not summarize the journal's
 	// BRIN index (outbox.JournalAfter): it is not the index's owner.
 	noSummarize atomic.Bool
+	// journalSummarized is the first block of the journal whose BRIN page
+	// range the next read summarizes (summarizeJournalSQL).
+	journalSummarized atomic.Int64
 }
 
 var (

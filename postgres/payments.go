@@ -368,7 +368,7 @@ func (o outbox) SetStates(ctx context.Context, states map[string]string) error {
 // summarizes the ranges added since the last one, a pass over pages the
 // watcher is about to read anyway, and is planned without a sequential
 // scan, which a journal not yet analyzed would get, and without parallel
-// workers, whose start took 7 ms of a read of 1 ms.
+// workers, whose start took 7.6 ms of such a read's 8.1.
 func (o outbox) JournalAfter(ctx context.Context, c event.JournalCursor, until time.Time, limit int) ([]event.JournalRow, error) {
 	var txs []event.JournalRow
 	err := pgx.BeginFunc(ctx, o.s.pool, func(tx pgx.Tx) error {
@@ -401,7 +401,8 @@ func (o outbox) JournalAfter(ctx context.Context, c event.JournalCursor, until t
 // summarized range stays so, each insert widening its summary; the ranges
 // before are not looked at again, where brin_summarize_new_values looks at
 // every range of the table each time (about 0.3 µs a range: 3 ms a read
-// for a journal of 10 GB).
+// for a journal of 10 GB). The count of ranges summarized is returned only
+// so that the summaries are made.
 const summarizeJournalSQL = `WITH t AS (
 	SELECT pg_relation_size('transactions') / current_setting('block_size')::bigint AS blocks,
 		coalesce((SELECT o.option_value::bigint FROM pg_class c, pg_options_to_table(c.reloptions) o

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"strings"
 	"testing"
 	"time"
 
@@ -140,11 +139,7 @@ func TestJournalAfterNotOwner(t *testing.T) {
 			}
 		}
 	})
-	sep := "&"
-	if !strings.Contains(url, "://") {
-		sep = " "
-	}
-	reader, err := postgres.Open(ctx, url+sep+"role="+role)
+	reader, err := postgres.Open(ctx, withParams(url, "role="+role))
 	if err != nil {
 		t.Fatal(err)
 	}

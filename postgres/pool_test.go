@@ -3,7 +3,6 @@ package postgres_test
 import (
 	"context"
 	neturl "net/url"
-	"strings"
 	"testing"
 	"time"
 
@@ -18,12 +17,8 @@ import (
 func TestWarmPool(t *testing.T) {
 	t.Parallel()
 	url := pgtest.URL(t)
-	sep := "&" // pgtest's URL has a query: its search_path
-	if !strings.Contains(url, "://") {
-		sep = " " // keyword/value form
-	}
 	open := func(t *testing.T, params string, opt postgres.Options) *postgres.Store {
-		s, err := postgres.OpenWith(context.Background(), url+sep+strings.ReplaceAll(params, "&", sep), opt)
+		s, err := postgres.OpenWith(context.Background(), withParams(url, params), opt)
 		if err != nil {
 			t.Fatal(err)
 		}

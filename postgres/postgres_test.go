@@ -19,6 +19,16 @@ import (
 	"github.com/scriphq/scrip/postgres/pgtest"
 )
 
+// withParams adds connection parameters, given as "a=1&b=2", to a test
+// server's URL (pgtest's has a query: its search_path) or to its
+// keyword/value form.
+func withParams(url, params string) string {
+	if !strings.Contains(url, "://") {
+		return url + " " + strings.ReplaceAll(params, "&", " ")
+	}
+	return url + "&" + params
+}
+
 // t0 is a time with microseconds, as the engine hands them to a store.
 var t0 = time.Date(2025, 3, 14, 15, 9, 26, 535897000, time.UTC)
 

@@ -22,11 +22,7 @@ func TestAccountStateAfterServerError(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	url := pgtest.URL(t)
-	sep := "&"
-	if !strings.Contains(url, "://") {
-		sep = " "
-	}
-	s, err := postgres.Open(ctx, url+sep+"pool_max_conns=1"+sep+"lock_timeout=200")
+	s, err := postgres.Open(ctx, withParams(url, "pool_max_conns=1&lock_timeout=200"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -209,6 +209,9 @@ type JournalRow struct {
 	GrantID   string
 	HoldID    string
 	CreatedAt time.Time
+	// AvailableAfter is the account's available credits once the
+	// transaction applied; nil when its row predates the record.
+	AvailableAfter *credit.Amount
 }
 
 // Store persists the outbox. Implementations: sqlite and postgres.

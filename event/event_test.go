@@ -699,6 +699,165 @@ func TestWatcherBacklog(t *testing.T) {
 	})
 }
 
+// TestWatcherReadsFewAccounts: the watcher decides balance alerts from the
+// available credits each journal row records and reads from the ledger
+// only the accounts it must: those with a grant in the page, those first
+// seen (for their metadata's threshold), those whose rows predate the
+// record, and those whose alert fires (for their held credits). A poll
+// stores its cursor once, however many pages it read without an event.
+func TestWatcherReadsFewAccounts(t *testing.T) {
+	eachStore(t, func(t *testing.T, s stores) {
+		ctx := context.Background()
+		start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+		clock := ledger.NewManualClock(start)
+		eng := ledger.NewEngine(s.ledger, ledger.Options{Clock: clock, SweepEvery: -1})
+		defer eng.Close(ctx)
+		counted := &countingLedger{Engine: eng}
+		spy := &outboxSpy{Store: s.outbox}
+		w := event.NewWatcher(spy, counted, event.WatcherOptions{Clock: clock, Since: start.Add(-time.Second),
+			Settle: time.Second, Thresholds: event.Thresholds{Default: credit.Credits(20)}})
+		must := applied(t)
+		if _, _, err := eng.CreateAccount(ctx, "fa1", map[string]string{event.ThresholdMetadataKey: "50"}); err != nil {
+			t.Fatal(err)
+		}
+		for _, id := range []string{"fa1", "fa2", "fa3"} {
+			if id != "fa1" {
+				if _, _, err := eng.CreateAccount(ctx, id, nil); err != nil {
+					t.Fatal(err)
+				}
+			}
+			must(eng.Grant(ctx, ledger.GrantRequest{AccountID: id, Key: "g", Kind: ledger.KindTopUp, Amount: credit.Credits(100)}))
+		}
+		must(eng.Hold(ctx, ledger.HoldRequest{AccountID: "fa1", Key: "h", Amount: credit.Credits(5), TTL: time.Hour}))
+		poll := poller(t, clock, w)
+		step := func(what string, wantRead []string, wantWrites int) {
+			t.Helper()
+			counted.take()
+			spy.take()
+			poll()
+			if got := counted.take(); !slices.Equal(got, wantRead) {
+				t.Errorf("%s: the watcher read accounts %v, want %v", what, got, wantRead)
+			}
+			if got := spy.take(); got != wantWrites {
+				t.Errorf("%s: the watcher stored its states %d times, want %d", what, got, wantWrites)
+			}
+		}
+		step("grants", []string{"fa1", "fa2", "fa3"}, 1)
+
+		// fa1 falls below its own threshold of 50; the others stay above 20.
+		must(eng.Charge(ctx, ledger.ChargeRequest{AccountID: "fa1", Key: "c1", Amount: credit.Credits(50)}))
+		must(eng.Charge(ctx, ledger.ChargeRequest{AccountID: "fa2", Key: "c1", Amount: credit.Credits(30)}))
+		must(eng.Charge(ctx, ledger.ChargeRequest{AccountID: "fa3", Key: "c1", Amount: credit.Credits(10)}))
+		step("fa1 low", []string{"fa1"}, 1)
+		evs, err := s.outbox.Events(ctx, event.Query{Type: event.BalanceLow, Limit: 10})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(evs) != 1 || evs[0].AccountID != "fa1" {
+			t.Fatalf("balance.low events %v, want one for fa1", evs)
+		}
+		var d struct{ Available, Held, Threshold credit.Amount }
+		if err := json.Unmarshal(evs[0].Data, &d); err != nil {
+			t.Fatal(err)
+		}
+		if d.Available != credit.Credits(45) || d.Held != credit.Credits(5) || d.Threshold != credit.Credits(50) {
+			t.Errorf("balance.low of fa1 gives %s available, %s held, threshold %s; want 45, 5 and 50", d.Available, d.Held, d.Threshold)
+		}
+
+		// Three pages of charges that cross nothing: no account read, one
+		// store of the cursor, at the journal's end.
+		var reqs []ledger.ChargeRequest
+		for i := range 1100 {
+			reqs = append(reqs, ledger.ChargeRequest{AccountID: []string{"fa2", "fa3"}[i%2], Key: fmt.Sprintf("m%d", i), Amount: credit.Credits(1) / 100})
+		}
+		chargeAtOnce(t, eng, reqs)
+		step("three quiet pages", nil, 1)
+		v, err := s.outbox.State(ctx, "journal")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var c event.JournalCursor
+		if err := json.Unmarshal([]byte(v), &c); err != nil {
+			t.Fatal(err)
+		}
+		if rest, err := s.outbox.JournalAfter(ctx, c, clock.Now(), 10); err != nil || len(rest) != 0 {
+			t.Errorf("after the stored cursor %+v the journal holds %d rows (%v), want none", c, len(rest), err)
+		}
+
+		// Rows without the record, as written before it: their accounts
+		// are read, and fa2 falling below 20 still fires.
+		spy.strip = true
+		must(eng.Charge(ctx, ledger.ChargeRequest{AccountID: "fa2", Key: "c2", Amount: credit.Credits(55)}))
+		step("rows without available credits", []string{"fa2"}, 1)
+		if evs, err := s.outbox.Events(ctx, event.Query{AccountID: "fa2", Type: event.BalanceLow, Limit: 10}); err != nil || len(evs) != 1 {
+			t.Errorf("balance.low events of fa2: %v, %v; want one", evs, err)
+		}
+	})
+}
+
+// countingLedger records the accounts the watcher reads.
+type countingLedger struct {
+	*ledger.Engine
+	mu   sync.Mutex
+	read []string
+}
+
+func (c *countingLedger) Balances(ctx context.Context, ids, grantIDs []string) (map[string]ledger.AccountBalance, error) {
+	c.mu.Lock()
+	c.read = append(c.read, ids...)
+	c.mu.Unlock()
+	return c.Engine.Balances(ctx, ids, grantIDs)
+}
+
+// take returns the accounts read since the last take, sorted.
+func (c *countingLedger) take() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	r := c.read
+	c.read = nil
+	slices.Sort(r)
+	return r
+}
+
+// outboxSpy counts the writes of watcher states and, with strip, hands out
+// journal rows without their available credits.
+type outboxSpy struct {
+	event.Store
+	strip  bool
+	mu     sync.Mutex
+	writes int
+}
+
+func (o *outboxSpy) JournalAfter(ctx context.Context, c event.JournalCursor, until time.Time, limit int) ([]event.JournalRow, error) {
+	rows, err := o.Store.JournalAfter(ctx, c, until, limit)
+	if o.strip {
+		for i := range rows {
+			rows[i].AvailableAfter = nil
+		}
+	}
+	return rows, err
+}
+
+func (o *outboxSpy) SetState(ctx context.Context, name, value string) error {
+	return o.SetStates(ctx, map[string]string{name: value})
+}
+
+func (o *outboxSpy) SetStates(ctx context.Context, states map[string]string) error {
+	o.mu.Lock()
+	o.writes++
+	o.mu.Unlock()
+	return o.Store.SetStates(ctx, states)
+}
+
+// take returns the writes since the last take.
+func (o *outboxSpy) take() int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	n := o.writes
+	o.writes = 0
+	return n
+}
+
 // TestListPages: the events API pages through events created at one
 // instant, as a batch's are, each exactly once and in the list's order.
 func TestListPages(t *testing.T) {

@@ -25,9 +25,12 @@ const (
 	// at least watchWindowMin, and grown by watchWindowGrowth past a
 	// window that held less than a page; one that would outgrow
 	// watchWindowMax gives way to a read up to the settle point.
-	watchWindowMin     = time.Millisecond
-	watchWindowGrowth  = 4
-	watchWindowMax     = 365 * 24 * time.Hour
+	watchWindowMin    = time.Millisecond
+	watchWindowGrowth = 4
+	watchWindowMax    = 365 * 24 * time.Hour
+	// watchAccountsMax bounds the accounts whose metadata threshold the
+	// watcher remembers (Watcher.overrides).
+	watchAccountsMax   = 100_000
 	watchStateJournal  = "journal"
 	watchStateExpiring = "expiring"
 	alertStatePrefix   = "alert:"
@@ -56,15 +59,30 @@ type Thresholds struct {
 
 // Of returns the threshold of the account.
 func (t *Thresholds) Of(ctx context.Context, a ledger.Account) (credit.Amount, error) {
+	if amt, ok := metadataThreshold(a); ok {
+		return amt, nil
+	}
+	return t.ofPlan(ctx, a.ID)
+}
+
+// metadataThreshold returns the threshold the account's metadata sets, if
+// it sets a valid one.
+func metadataThreshold(a ledger.Account) (credit.Amount, bool) {
 	if v, ok := a.Metadata[ThresholdMetadataKey]; ok {
 		if amt, err := credit.Parse(v); err == nil && amt >= 0 {
-			return amt, nil
+			return amt, true
 		}
 	}
+	return 0, false
+}
+
+// ofPlan returns the threshold of an account whose metadata sets none: its
+// plan's, else the default.
+func (t *Thresholds) ofPlan(ctx context.Context, accountID string) (credit.Amount, error) {
 	if t.Plan != nil && len(t.ByPlan) > 0 {
-		p, err := t.Plan(ctx, a.ID)
+		p, err := t.Plan(ctx, accountID)
 		if err != nil {
-			return 0, fmt.Errorf("plan of %s: %w", a.ID, err)
+			return 0, fmt.Errorf("plan of %s: %w", accountID, err)
 		}
 		if amt, ok := t.ByPlan[p]; ok {
 			return amt, nil
@@ -113,6 +131,19 @@ type Watcher struct {
 	// grows it. It is kept from poll to poll.
 	mu     sync.Mutex
 	window time.Duration
+	// pending is the journal cursor past the last page read, while it is
+	// not stored (zero: none). A page that publishes nothing and changes
+	// no alert leaves its cursor here for the end of the poll to store
+	// (flushCursor), not a write of its own: under load the pages follow
+	// each other every few milliseconds, and on SQLite each write holds
+	// the one writer the ledger's batches wait for.
+	pending JournalCursor
+	// overrides holds, per account read so far, the balance.low threshold
+	// its metadata sets or that it sets none. An account's metadata is
+	// set when it is created and never changes, so an entry never goes
+	// stale; with it and the available credits each journal row records,
+	// most pages read no account. Emptied past watchAccountsMax entries.
+	overrides map[string]override
 }
 
 // NewWatcher returns a watcher writing to store.
@@ -184,6 +215,9 @@ func (w *Watcher) poll(ctx context.Context) (int, bool, error) {
 			break
 		}
 	}
+	if err := w.flushCursor(ctx); err != nil {
+		return total, false, err
+	}
 	for range watchPagesMax {
 		n, more, err := w.expiringPage(ctx, now)
 		total += n
@@ -254,7 +288,15 @@ func (w *Watcher) journalPage(ctx context.Context, now time.Time) (int, bool, er
 	settled := now.Add(-w.opt.Settle)
 	until := settled
 	w.mu.Lock()
+	if len(w.overrides) >= watchAccountsMax {
+		// Emptied between pages, never during one: a page relies on
+		// the entries it found.
+		w.overrides = nil
+	}
 	window := w.window
+	if w.pending.after(c) {
+		c = w.pending // pages read past the stored cursor
+	}
 	w.mu.Unlock()
 	if window > 0 && c.At.Add(window).Before(settled) {
 		until = c.At.Add(window)
@@ -284,6 +326,7 @@ func (w *Watcher) journalPage(ctx context.Context, now time.Time) (int, bool, er
 		return 0, more, nil
 	}
 	last := map[string]*JournalRow{} // per account: the page's last transaction
+	granted := map[string]bool{}     // accounts with a grant in the page
 	var order, created []string
 	for i := range txs {
 		t := &txs[i]
@@ -293,9 +336,21 @@ func (w *Watcher) journalPage(ctx context.Context, now time.Time) (int, bool, er
 		last[t.AccountID] = t
 		if t.Type == ledger.TxGrant {
 			created = append(created, t.GrantID)
+			granted[t.AccountID] = true
 		}
 	}
-	bals, err := w.ledger.Balances(ctx, order, created)
+	// The accounts read from the ledger: those with a grant in the page
+	// (grant.created describes it), those whose last transaction predates
+	// the available credits the journal records, and those whose
+	// threshold is not known yet. Every other account's alert needs only
+	// its last transaction.
+	var read []string
+	for _, id := range order {
+		if granted[id] || last[id].AvailableAfter == nil || !w.knowsThreshold(id) {
+			read = append(read, id)
+		}
+	}
+	bals, err := w.balances(ctx, read, created)
 	if err != nil {
 		return 0, false, err
 	}
@@ -315,36 +370,147 @@ func (w *Watcher) journalPage(ctx context.Context, now time.Time) (int, bool, er
 	if err != nil {
 		return 0, false, err
 	}
+	// Each account's alert level after the page; an account whose level
+	// changed needs its held credits for the events, read unless the page
+	// read them already.
+	changes := map[string]alertChange{}
+	var unread []string
+	for _, id := range order {
+		ch, err := w.alertChange(ctx, id, last[id], bals, states[alertStatePrefix+id])
+		if err != nil {
+			return 0, false, err
+		}
+		if ch == nil {
+			continue
+		}
+		changes[id] = *ch
+		if _, ok := bals[id]; !ok {
+			unread = append(unread, id)
+		}
+	}
+	held, err := w.balances(ctx, unread, nil)
+	if err != nil {
+		return 0, false, err
+	}
 	alerts := map[string]string{}
 	for _, id := range order {
+		ch, ok := changes[id]
+		if !ok {
+			continue
+		}
 		ab, ok := bals[id]
 		if !ok {
-			return 0, false, fmt.Errorf("account %s of transaction %s: %w", id, last[id].ID, ledger.ErrNotFound)
+			ab = held[id]
 		}
-		es, state, changed, err := w.balanceEvents(ctx, last[id], ab, states[alertStatePrefix+id], now)
+		es, err := ch.events(id, ab.Balance.Held, now)
 		if err != nil {
 			return 0, false, err
 		}
 		evs = append(evs, es...)
-		if changed {
-			alerts[id] = state
-		}
+		alerts[id] = ch.state
 	}
 	n, err := w.store.Publish(ctx, evs)
 	if err != nil {
 		return 0, false, fmt.Errorf("publish: %w", err)
+	}
+	end := txs[len(txs)-1]
+	next := JournalCursor{At: end.CreatedAt, ID: end.ID}
+	if len(evs) == 0 && len(alerts) == 0 {
+		// Nothing to store with the cursor: it waits for the end of the
+		// poll (flushCursor). A crash before then reads these pages again,
+		// and they publish nothing.
+		w.mu.Lock()
+		w.pending = next
+		w.mu.Unlock()
+		return n, more, nil
 	}
 	// The alerts' states and the cursor past the page, in one transaction.
 	save := make(map[string]string, len(alerts)+1)
 	for id, s := range alerts {
 		save[alertStatePrefix+id] = s
 	}
-	end := txs[len(txs)-1]
-	save[watchStateJournal] = JournalCursor{At: end.CreatedAt, ID: end.ID}.state()
+	save[watchStateJournal] = next.state()
 	if err := w.store.SetStates(ctx, save); err != nil {
 		return n, false, err
 	}
+	w.mu.Lock()
+	w.pending = JournalCursor{}
+	w.mu.Unlock()
 	return n, more, nil
+}
+
+// after reports whether c is past d in the journal's order.
+func (c JournalCursor) after(d JournalCursor) bool {
+	return c.At.After(d.At) || (c.At.Equal(d.At) && c.ID > d.ID)
+}
+
+// flushCursor stores the journal cursor past the pages read since it was
+// last stored, if any.
+func (w *Watcher) flushCursor(ctx context.Context) error {
+	w.mu.Lock()
+	c := w.pending
+	w.mu.Unlock()
+	if c.At.IsZero() {
+		return nil
+	}
+	if err := w.setCursor(ctx, watchStateJournal, c); err != nil {
+		return err
+	}
+	w.mu.Lock()
+	if w.pending == c {
+		w.pending = JournalCursor{}
+	}
+	w.mu.Unlock()
+	return nil
+}
+
+// balances reads the accounts ids with the grants created from the ledger
+// and remembers the threshold each account's metadata sets.
+func (w *Watcher) balances(ctx context.Context, ids, created []string) (map[string]ledger.AccountBalance, error) {
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	bals, err := w.ledger.Balances(ctx, ids, created)
+	if err != nil {
+		return nil, err
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.overrides == nil {
+		w.overrides = make(map[string]override, len(bals))
+	}
+	for id, ab := range bals {
+		amt, ok := metadataThreshold(ab.Account)
+		w.overrides[id] = override{amt, ok}
+	}
+	return bals, nil
+}
+
+// knowsThreshold reports whether the account's metadata threshold, or its
+// absence, is remembered.
+func (w *Watcher) knowsThreshold(id string) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	_, ok := w.overrides[id]
+	return ok
+}
+
+// threshold returns the account's balance.low threshold, from its
+// remembered metadata or its plan.
+func (w *Watcher) threshold(ctx context.Context, id string) (credit.Amount, error) {
+	w.mu.Lock()
+	o := w.overrides[id]
+	w.mu.Unlock()
+	if o.set {
+		return o.amount, nil
+	}
+	return w.opt.Thresholds.ofPlan(ctx, id)
+}
+
+// override is the threshold an account's metadata sets, if set.
+type override struct {
+	amount credit.Amount
+	set    bool
 }
 
 // txEvents returns the events of one journal transaction; ab is its
@@ -419,47 +585,71 @@ func parseAlert(s string) (level, rearms int) {
 	return level, rearms
 }
 
-// balanceEvents are the alerts of the account of t, the last transaction of
-// it in a page, whose account and balance ab holds and whose alert state
-// was prevS.
-func (w *Watcher) balanceEvents(ctx context.Context, t *JournalRow, ab ledger.AccountBalance, prevS string, now time.Time) ([]Event, string, bool, error) {
-	b := ab.Balance
-	th, err := w.opt.Thresholds.Of(ctx, ab.Account)
+// alertChange is an account's move from one alert level to another.
+type alertChange struct {
+	prev, level, rearms  int
+	available, threshold credit.Amount
+	state                string // the alert state to store
+}
+
+// alertChange returns the change of alert level of the account id whose
+// last transaction in a page is t, or nil when its level stays. The
+// available credits are those t recorded, else those bals read for the
+// account; prevS is its stored alert state.
+func (w *Watcher) alertChange(ctx context.Context, id string, t *JournalRow, bals map[string]ledger.AccountBalance, prevS string) (*alertChange, error) {
+	var available credit.Amount
+	if t.AvailableAfter != nil {
+		available = *t.AvailableAfter
+	} else {
+		ab, ok := bals[id]
+		if !ok {
+			return nil, fmt.Errorf("account %s of transaction %s: %w", id, t.ID, ledger.ErrNotFound)
+		}
+		available = ab.Balance.Available
+	}
+	th, err := w.threshold(ctx, id)
 	if err != nil {
-		return nil, "", false, err
+		return nil, err
 	}
 	level := levelOK
 	switch {
-	case b.Available <= 0:
+	case available <= 0:
 		level = levelExhausted
-	case b.Available < th:
+	case available < th:
 		level = levelLow
 	}
 	prev, rearms := parseAlert(prevS)
 	if level == prev {
-		return nil, "", false, nil
+		return nil, nil
 	}
 	if level < prev {
 		rearms++ // credits came back: the next crossing fires again
 	}
-	cause := t.AccountID + "/" + strconv.Itoa(rearms)
+	return &alertChange{prev: prev, level: level, rearms: rearms, available: available, threshold: th,
+		state: strconv.Itoa(level) + ":" + strconv.Itoa(rearms)}, nil
+}
+
+// events are the alerts the change fires for the account, which holds held
+// credits in open holds.
+func (c *alertChange) events(accountID string, held credit.Amount, now time.Time) ([]Event, error) {
+	cause := accountID + "/" + strconv.Itoa(c.rearms)
 	var out []Event
-	data := map[string]any{"account_id": t.AccountID, "available": b.Available, "held": b.Held, "threshold": th}
-	if prev < levelLow && level >= levelLow && th > 0 {
-		e, err := New(BalanceLow, cause, t.AccountID, now, data)
+	data := map[string]any{"account_id": accountID, "available": c.available, "held": held, "threshold": c.threshold}
+	if c.prev < levelLow && c.level >= levelLow && c.threshold > 0 {
+		e, err := New(BalanceLow, cause, accountID, now, data)
 		if err != nil {
-			return nil, "", false, err
+			return nil, err
 		}
 		out = append(out, e)
 	}
-	if prev < levelExhausted && level == levelExhausted {
-		e, err := New(CreditsExhausted, cause, t.AccountID, now, data)
+	if c.prev < levelExhausted && c.level == levelExhausted {
+		e, err := New(CreditsExhausted, cause, accountID, now, data)
 		if err != nil {
-			return nil, "", false, err
+			return nil, err
 		}
 		out = append(out, e)
 	}
-	return out, strconv.Itoa(level) + ":" + strconv.Itoa(rearms), true, nil
+	return out, nil
 }
 
 func (w *Watcher) expiringPage(ctx context.Context, now time.Time) (int, bool, error) {

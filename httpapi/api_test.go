@@ -474,6 +474,19 @@ func testHistory(t *testing.T, e *env) {
 	if seen != 6 {
 		t.Fatalf("paged through %d transactions, want 6", seen)
 	}
+	// Each transaction gives the credits it left available: the newest
+	// the balance's, the grant the whole 100.
+	all := e.get("/v1/accounts/u1/transactions", e.read).body["data"].([]any)
+	after := func(tx any) string {
+		n, ok := tx.(map[string]any)["available_after"].(json.Number)
+		if !ok {
+			t.Fatalf("transaction without available_after: %v", tx)
+		}
+		return n.String()
+	}
+	if got, want := after(all[0]), e.available("u1"); got != want || after(all[len(all)-1]) != "100" {
+		t.Fatalf("available_after newest %s (balance %s), oldest %s (want 100)", got, want, after(all[len(all)-1]))
+	}
 	r := e.get("/v1/accounts/u1/transactions?type=grant", e.read)
 	if n := len(r.body["data"].([]any)); n != 1 {
 		t.Fatalf("type=grant gave %d: %s", n, r.raw)

@@ -416,10 +416,12 @@ func (b *batch) run(o *op) {
 		o.err = err
 		return
 	}
+	avail := Available(b.sorted[o.accountID], b.now)
+	t.AvailableAfter = &avail
 	b.append(acct, &t)
 	b.keyed[k] = &b.txns[len(b.txns)-1]
 	res.Transaction = t
-	res.Available = Available(b.sorted[o.accountID], b.now)
+	res.Available = avail
 	o.res = res
 }
 

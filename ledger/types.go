@@ -213,8 +213,14 @@ type Transaction struct {
 	Reason      string    `json:"reason,omitempty"`
 	Entries     []Entry   `json:"entries"`
 	CreatedAt   time.Time `json:"created_at"`
-	PrevHash    string    `json:"prev_hash"`
-	Hash        string    `json:"hash"`
+	// AvailableAfter is the account's available credits once the
+	// transaction applied, as the engine computed them at CreatedAt; nil
+	// on transactions written before it was recorded. The hash leaves it
+	// out (older transactions have none); Verify checks each account's
+	// latest against its grants.
+	AvailableAfter *credit.Amount `json:"available_after,omitempty"`
+	PrevHash       string         `json:"prev_hash"`
+	Hash           string         `json:"hash"`
 }
 
 // Balance is an account's spendable position, projected from its grants

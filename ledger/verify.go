@@ -7,6 +7,7 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/scriphq/scrip/credit"
 )
@@ -241,6 +242,10 @@ type accountVerifier struct {
 	holdSums  map[string]credit.Amount
 	seq       int64
 	prev      string
+	// The latest transaction's available credits (nil: none recorded)
+	// and time.
+	lastAvailable *credit.Amount
+	lastAt        time.Time
 }
 
 func newAccountVerifier(id string, c *accountCheck) *accountVerifier {
@@ -268,6 +273,7 @@ func (v *accountVerifier) add(t *Transaction) error {
 		v.problem("transaction %s (seq %d) was altered: its hash does not match its content", t.ID, t.Seq)
 	}
 	v.prev = t.Hash
+	v.lastAvailable, v.lastAt = t.AvailableAfter, t.CreatedAt
 	var sum credit.Sum
 	for _, en := range t.Entries {
 		sum = sum.Add(en.Amount)
@@ -307,6 +313,19 @@ func (v *accountVerifier) finish(acct Account, grants []Grant, holds []Hold) {
 	}
 	for _, gid := range slices.Sorted(maps.Keys(v.grantSums)) {
 		v.problem("journal entries of %s on grant %s have no grant row", v.grantSums[gid], gid)
+	}
+	if v.lastAvailable != nil {
+		// Nothing has changed the grants since the latest transaction, so
+		// they give what it recorded, spendable as of its time.
+		var avail credit.Amount
+		for i := range grants {
+			if spendable(&grants[i], v.lastAt) {
+				avail += grants[i].Remaining
+			}
+		}
+		if avail != *v.lastAvailable {
+			v.problem("latest transaction (seq %d) records %s available, but the grants give %s", v.seq, *v.lastAvailable, avail)
+		}
 	}
 	for _, h := range holds {
 		if want := v.holdSums[h.ID]; want != h.Amount {

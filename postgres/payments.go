@@ -380,11 +380,13 @@ func (o outbox) JournalAfter(ctx context.Context, c event.JournalCursor, until t
 			var (
 				r      event.JournalRow
 				amount int64
+				after  *int64
 			)
-			err := sc.Scan(&r.ID, &r.AccountID, &r.Type, &amount, &r.GrantID, &r.HoldID, &r.CreatedAt)
+			err := sc.Scan(&r.ID, &r.AccountID, &r.Type, &amount, &r.GrantID, &r.HoldID, &r.CreatedAt, &after)
 			r.Amount, r.CreatedAt = credit.Amount(amount), r.CreatedAt.UTC()
+			r.AvailableAfter = amountOrNil(after)
 			return r, err
-		}, `SELECT id, account_id, type, amount, grant_id, hold_id, created_at FROM transactions
+		}, `SELECT id, account_id, type, amount, grant_id, hold_id, created_at, available_after FROM transactions
 			WHERE created_at >= $1 AND (created_at, id) > ($1, $2) AND created_at <= $3
 			ORDER BY created_at, id LIMIT $4`, c.At, c.ID, until, limit)
 		return err

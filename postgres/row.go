@@ -123,7 +123,7 @@ func scanCharge(r scanner) (ledger.Charge, error) {
 }
 
 const transactionColumns = `id, account_id, seq, type, amount, grant_id, hold_id, charge_id,
-	idempotency_key, request_hash, ref, reason, entries, created_at, prev_hash, hash`
+	idempotency_key, request_hash, ref, reason, entries, created_at, prev_hash, hash, available_after`
 
 func scanTransaction(r scanner) (ledger.Transaction, error) {
 	var (
@@ -131,13 +131,15 @@ func scanTransaction(r scanner) (ledger.Transaction, error) {
 		amount  int64
 		ref     []byte
 		entries []byte
+		after   *int64
 	)
 	err := r.Scan(&t.ID, &t.AccountID, &t.Seq, &t.Type, &amount, &t.GrantID, &t.HoldID, &t.ChargeID,
-		&t.IdempotencyKey, &t.RequestHash, &ref, &t.Reason, &entries, &t.CreatedAt, &t.PrevHash, &t.Hash)
+		&t.IdempotencyKey, &t.RequestHash, &ref, &t.Reason, &entries, &t.CreatedAt, &t.PrevHash, &t.Hash, &after)
 	if err != nil {
 		return t, err
 	}
 	t.Amount = credit.Amount(amount)
+	t.AvailableAfter = amountOrNil(after)
 	t.CreatedAt = t.CreatedAt.UTC()
 	if t.Ref, err = decodeRef(ref); err != nil {
 		return t, fmt.Errorf("transaction %s ref: %w", t.ID, err)
@@ -146,6 +148,23 @@ func scanTransaction(r scanner) (ledger.Transaction, error) {
 		return t, fmt.Errorf("transaction %s entries: %w", t.ID, err)
 	}
 	return t, nil
+}
+
+// nullAmount maps a nil amount to NULL.
+func nullAmount(a *credit.Amount) *int64 {
+	if a == nil {
+		return nil
+	}
+	m := a.Micros()
+	return &m
+}
+
+func amountOrNil(m *int64) *credit.Amount {
+	if m == nil {
+		return nil
+	}
+	a := credit.Micros(*m)
+	return &a
 }
 
 // nullTime maps the zero time to NULL.

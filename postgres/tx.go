@@ -484,7 +484,7 @@ func (r *journalRows) Values() ([]any, error) {
 	}
 	copy(r.row, []any{t.ID, t.AccountID, t.Seq, string(t.Type), t.Amount.Micros(),
 		t.GrantID, t.HoldID, t.ChargeID, t.IdempotencyKey, t.RequestHash,
-		ref, t.Reason, entries, t.CreatedAt, t.PrevHash, t.Hash})
+		ref, t.Reason, entries, t.CreatedAt, t.PrevHash, t.Hash, nullAmount(t.AvailableAfter)})
 	return r.row, nil
 }
 
@@ -662,6 +662,7 @@ func queueTransactionInserts(ts []ledger.Transaction, add queueFunc) error {
 		refs, entries                = make([][]byte, n), make([][]byte, n)
 		created                      = make([]time.Time, n)
 		prevHashes, hashes           = make([]string, n), make([]string, n)
+		after                        = make([]*int64, n)
 	)
 	for i, t := range ts {
 		var err error
@@ -676,13 +677,14 @@ func queueTransactionInserts(ts []ledger.Transaction, add queueFunc) error {
 		grantIDs[i], holdIDs[i], chargeIDs[i] = t.GrantID, t.HoldID, t.ChargeID
 		keys[i], requestHashes[i], reasons[i] = t.IdempotencyKey, t.RequestHash, t.Reason
 		created[i], prevHashes[i], hashes[i] = t.CreatedAt, t.PrevHash, t.Hash
+		after[i] = nullAmount(t.AvailableAfter)
 	}
 	add("transactions", n, `INSERT INTO transactions (`+transactionColumns+`)
 		SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::bigint[], $6::text[],
 			$7::text[], $8::text[], $9::text[], $10::text[], $11::jsonb[], $12::text[], $13::jsonb[],
-			$14::timestamptz[], $15::text[], $16::text[])`,
+			$14::timestamptz[], $15::text[], $16::text[], $17::bigint[])`,
 		ids, accounts, seqs, types, amounts, grantIDs, holdIDs, chargeIDs,
-		keys, requestHashes, refs, reasons, entries, created, prevHashes, hashes)
+		keys, requestHashes, refs, reasons, entries, created, prevHashes, hashes, after)
 	return nil
 }
 

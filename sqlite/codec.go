@@ -19,7 +19,7 @@ const (
 		"captured, charge_id, ref"
 	chargeCols = "id, account_id, amount, refunded, allocations, hold_id, created_at, ref"
 	txCols     = "id, account_id, seq, type, amount, grant_id, hold_id, charge_id, idempotency_key, " +
-		"request_hash, ref, reason, entries, created_at, prev_hash, hash"
+		"request_hash, ref, reason, entries, created_at, prev_hash, hash, available_after"
 )
 
 // Times are stored as unix microseconds; the zero time round-trips too.
@@ -334,15 +334,17 @@ func scanTransaction(sc scanner) (ledger.Transaction, error) {
 		amount       int64
 		ref, entries sql.NullString
 		created      int64
+		after        sql.NullInt64
 	)
 	err := sc.Scan(&t.ID, &t.AccountID, &t.Seq, &typ, &amount, &t.GrantID, &t.HoldID, &t.ChargeID,
-		&t.IdempotencyKey, &t.RequestHash, &ref, &t.Reason, &entries, &created, &t.PrevHash, &t.Hash)
+		&t.IdempotencyKey, &t.RequestHash, &ref, &t.Reason, &entries, &created, &t.PrevHash, &t.Hash, &after)
 	if err != nil {
 		return t, err
 	}
 	t.Type = ledger.TxType(typ)
 	t.Amount = credit.Micros(amount)
 	t.CreatedAt = fromMicros(created)
+	t.AvailableAfter = amountOrNil(after)
 	if t.Ref, err = decodeRef(ref); err != nil {
 		return t, err
 	}
@@ -361,7 +363,23 @@ func transactionArgs(dst []any, t *ledger.Transaction) ([]any, error) {
 	}
 	return append(dst, t.ID, t.AccountID, t.Seq, string(t.Type), t.Amount.Micros(),
 		t.GrantID, t.HoldID, t.ChargeID, t.IdempotencyKey, t.RequestHash, ref, t.Reason, entries,
-		micros(t.CreatedAt), t.PrevHash, t.Hash), nil
+		micros(t.CreatedAt), t.PrevHash, t.Hash, nullAmount(t.AvailableAfter)), nil
+}
+
+// nullAmount stores a nil amount as NULL.
+func nullAmount(a *credit.Amount) any {
+	if a == nil {
+		return nil
+	}
+	return a.Micros()
+}
+
+func amountOrNil(v sql.NullInt64) *credit.Amount {
+	if !v.Valid {
+		return nil
+	}
+	a := credit.Micros(v.Int64)
+	return &a
 }
 
 func boolInt(b bool) int64 {

@@ -92,6 +92,12 @@ func TestMigrateRebuildsJournalTables(t *testing.T) {
 	if len(txs) != 2 || txs[0].ID != "tx_2" || txs[1].IdempotencyKey != "k1" {
 		t.Errorf("journal after the upgrade: %+v", txs)
 	}
+	// Rows written before the journal recorded available credits have none.
+	for _, tx := range txs {
+		if tx.AvailableAfter != nil {
+			t.Errorf("transaction %s written before the column records %s available", tx.ID, *tx.AvailableAfter)
+		}
+	}
 	// The indexes and triggers were rebuilt with the tables.
 	if _, err := s.writer.ExecContext(ctx, `INSERT INTO transactions (id, account_id, seq, type, amount, idempotency_key, created_at, hash)
 		VALUES ('tx_3', 'a', 3, 'charge', 1, 'k1', 3, 'h3')`); err == nil {

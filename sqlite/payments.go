@@ -396,7 +396,7 @@ func (o outbox) SetStates(ctx context.Context, states map[string]string) error {
 }
 
 func (o outbox) JournalAfter(ctx context.Context, c event.JournalCursor, until time.Time, limit int) ([]event.JournalRow, error) {
-	rows, err := o.s.reader.QueryContext(ctx, `SELECT id, account_id, type, amount, grant_id, hold_id, created_at FROM transactions
+	rows, err := o.s.reader.QueryContext(ctx, `SELECT id, account_id, type, amount, grant_id, hold_id, created_at, available_after FROM transactions
 		WHERE (created_at > ?1 OR (created_at = ?1 AND id > ?2)) AND created_at <= ?3
 		ORDER BY created_at, id LIMIT ?4`, micros(c.At), c.ID, micros(until), limit)
 	if err != nil {
@@ -408,9 +408,11 @@ func (o outbox) JournalAfter(ctx context.Context, c event.JournalCursor, until t
 			typ     string
 			amount  int64
 			created int64
+			after   sql.NullInt64
 		)
-		err := sc.Scan(&r.ID, &r.AccountID, &typ, &amount, &r.GrantID, &r.HoldID, &created)
+		err := sc.Scan(&r.ID, &r.AccountID, &typ, &amount, &r.GrantID, &r.HoldID, &created, &after)
 		r.Type, r.Amount, r.CreatedAt = ledger.TxType(typ), credit.Micros(amount), fromMicros(created)
+		r.AvailableAfter = amountOrNil(after)
 		return r, err
 	})
 }

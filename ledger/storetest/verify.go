@@ -15,6 +15,39 @@ import (
 	"github.com/scriphq/scrip/ledger"
 )
 
+// VerifyAvailableAfter checks the available credits each transaction
+// records, on account "u" of eng granted 10 credits and charged 1 three
+// times (seq 1 to 4): 10, 9, 8 and 7. An edit of the latest, which the hash
+// leaves out, must be found against the grants; a latest transaction
+// without one, as an upgraded database's older rows have, is no problem.
+// exec runs a statement on the store's database with its append-only
+// guard off; query reads one integer.
+func VerifyAvailableAfter(t *testing.T, eng *ledger.Engine, exec func(q string), query func(q string) int64) {
+	t.Helper()
+	ctx := context.Background()
+	var after []int64
+	for seq := 1; seq <= 4; seq++ {
+		after = append(after, query(fmt.Sprintf(`SELECT available_after FROM transactions WHERE account_id = 'u' AND seq = %d`, seq)))
+	}
+	if want := []int64{10000000, 9000000, 8000000, 7000000}; !slices.Equal(after, want) {
+		t.Fatalf("available_after of seq 1-4 = %v, want %v", after, want)
+	}
+	exec(`UPDATE transactions SET available_after = 9000000 WHERE account_id = 'u' AND seq = 4`)
+	r, err := eng.Verify(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const want = "records 9 available, but the grants give 7"
+	if !slices.ContainsFunc(r.Problems, func(p string) bool { return strings.Contains(p, want) }) {
+		t.Fatalf("verify problems %q do not mention %q", r.Problems, want)
+	}
+	exec(`UPDATE transactions SET available_after = NULL WHERE account_id = 'u' AND seq = 4`)
+	if r, err := eng.Verify(ctx); err != nil || !r.OK() {
+		t.Fatalf("a latest transaction without available credits fails: %v, %v", r.Problems, err)
+	}
+	exec(`UPDATE transactions SET available_after = 7000000 WHERE account_id = 'u' AND seq = 4`)
+}
+
 // VerifyInOrder checks that Verify, which checks accounts several at a
 // time, still counts every account and lists problems in account order,
 // the same on every run. It opens 30 accounts with a 10-credit grant each

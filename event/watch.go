@@ -57,14 +57,6 @@ type Thresholds struct {
 	Plan func(ctx context.Context, accountID string) (string, error)
 }
 
-// Of returns the threshold of the account.
-func (t *Thresholds) Of(ctx context.Context, a ledger.Account) (credit.Amount, error) {
-	if amt, ok := metadataThreshold(a); ok {
-		return amt, nil
-	}
-	return t.ofPlan(ctx, a.ID)
-}
-
 // metadataThreshold returns the threshold the account's metadata sets, if
 // it sets a valid one.
 func metadataThreshold(a ledger.Account) (credit.Amount, bool) {

@@ -819,17 +819,25 @@ func (c *countingLedger) take() []string {
 	return r
 }
 
-// outboxSpy counts the writes of watcher states and, with strip, hands out
-// journal rows without their available credits.
+// outboxSpy counts the writes of watcher states, with strip hands out
+// journal rows without their available credits, and runs afterRead after
+// each journal read.
 type outboxSpy struct {
 	event.Store
-	strip  bool
-	mu     sync.Mutex
-	writes int
+	strip bool
+	// afterRead, if set, runs after each journal read with their count.
+	afterRead func(n int)
+	reads     int
+	mu        sync.Mutex
+	writes    int
 }
 
 func (o *outboxSpy) JournalAfter(ctx context.Context, c event.JournalCursor, until time.Time, limit int) ([]event.JournalRow, error) {
 	rows, err := o.Store.JournalAfter(ctx, c, until, limit)
+	if o.afterRead != nil {
+		o.reads++
+		o.afterRead(o.reads)
+	}
 	if o.strip {
 		for i := range rows {
 			rows[i].AvailableAfter = nil
@@ -1133,6 +1141,127 @@ func TestAlertsOfTwoWatchers(t *testing.T) {
 		}
 		if len(evs) != 1 {
 			t.Errorf("%d balance.low events for one dip, want 1", len(evs))
+		}
+	})
+}
+
+// TestAlertsReadAgain: journal rows read again after their account's alert
+// state moved past them (a watcher whose poll began before another stored
+// its state, or a cursor moved back) fire nothing: a level decided from an
+// older transaction's credits is older than the state.
+func TestAlertsReadAgain(t *testing.T) {
+	eachStore(t, func(t *testing.T, s stores) {
+		ctx := context.Background()
+		start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+		clock := ledger.NewManualClock(start)
+		eng := ledger.NewEngine(s.ledger, ledger.Options{Clock: clock, SweepEvery: -1})
+		defer eng.Close(ctx)
+		opt := event.WatcherOptions{Clock: clock, Since: start.Add(-time.Second),
+			Settle: time.Second, Thresholds: event.Thresholds{Default: credit.Credits(20)}}
+		w := event.NewWatcher(s.outbox, eng, opt)
+		must := applied(t)
+		if _, _, err := eng.CreateAccount(ctx, "acct_ra", nil); err != nil {
+			t.Fatal(err)
+		}
+		poll := poller(t, clock, w)
+		must(eng.Grant(ctx, ledger.GrantRequest{AccountID: "acct_ra", Key: "g1", Kind: ledger.KindTopUp, Amount: credit.Credits(100)}))
+		poll()
+		before, err := s.outbox.State(ctx, "journal")
+		if err != nil {
+			t.Fatal(err)
+		}
+		must(eng.Charge(ctx, ledger.ChargeRequest{AccountID: "acct_ra", Key: "c1", Amount: credit.Credits(85)})) // 15: low
+		dipAt := clock.Now()
+		poll()
+		must(eng.Grant(ctx, ledger.GrantRequest{AccountID: "acct_ra", Key: "g2", Kind: ledger.KindTopUp, Amount: credit.Credits(100)})) // 115: re-armed
+		poll()
+		state := func() string {
+			t.Helper()
+			v, err := s.outbox.State(ctx, "alert:acct_ra")
+			if err != nil {
+				t.Fatal(err)
+			}
+			return v
+		}
+		rearmed := state()
+
+		// A watcher whose settle point falls between the dip and the
+		// top-up, from the cursor before the dip, then one to the end.
+		if err := s.outbox.SetState(ctx, "journal", before); err != nil {
+			t.Fatal(err)
+		}
+		lagging := opt
+		lagging.Clock = ledger.NewManualClock(dipAt.Add(opt.Settle + time.Millisecond))
+		if _, err := event.NewWatcher(s.outbox, eng, lagging).Poll(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.outbox.SetState(ctx, "journal", before); err != nil {
+			t.Fatal(err)
+		}
+		poll()
+		evs, err := s.outbox.Events(ctx, event.Query{AccountID: "acct_ra", Type: event.BalanceLow, Limit: 10})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(evs) != 1 {
+			t.Errorf("%d balance.low events for one dip read three times, want 1", len(evs))
+		}
+		if got := state(); got != rearmed {
+			t.Errorf("alert state %q after the journal was read again, want %q", got, rearmed)
+		}
+	})
+}
+
+// TestWatcherKeepsLaterCursor: a watcher does not move back the cursor
+// another process's watcher stored past its own meanwhile, whether that
+// happens between its pages or after its last one.
+func TestWatcherKeepsLaterCursor(t *testing.T) {
+	eachStore(t, func(t *testing.T, s stores) {
+		ctx := context.Background()
+		start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+		clock := ledger.NewManualClock(start)
+		eng := ledger.NewEngine(s.ledger, ledger.Options{Clock: clock, SweepEvery: -1})
+		defer eng.Close(ctx)
+		opt := event.WatcherOptions{Clock: clock, Since: start.Add(-time.Second), Settle: time.Second}
+		if _, _, err := eng.CreateAccount(ctx, "acct_lc", nil); err != nil {
+			t.Fatal(err)
+		}
+		applied(t)(eng.Grant(ctx, ledger.GrantRequest{AccountID: "acct_lc", Key: "g", Kind: ledger.KindTopUp, Amount: credit.Credits(100)}))
+		poller(t, clock, event.NewWatcher(s.outbox, eng, opt))()
+		before, err := s.outbox.State(ctx, "journal")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var reqs []ledger.ChargeRequest
+		for i := range 600 { // two pages
+			reqs = append(reqs, ledger.ChargeRequest{AccountID: "acct_lc", Key: fmt.Sprint("c", i), Amount: credit.Credits(1) / 100})
+		}
+		chargeAtOnce(t, eng, reqs)
+		clock.Advance(2 * time.Second)
+		// A charge this process's watcher leaves for its next poll (not
+		// settled yet) and the other process's has read.
+		r, err := eng.Charge(ctx, ledger.ChargeRequest{AccountID: "acct_lc", Key: "late", Amount: credit.Credits(1)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		later, _ := json.Marshal(event.JournalCursor{At: r.Transaction.CreatedAt, ID: r.Transaction.ID})
+		for _, read := range []int{1, 2} {
+			if err := s.outbox.SetState(ctx, "journal", before); err != nil {
+				t.Fatal(err)
+			}
+			spy := &outboxSpy{Store: s.outbox, afterRead: func(n int) {
+				if n == read {
+					if err := s.outbox.SetState(ctx, "journal", string(later)); err != nil {
+						t.Error(err)
+					}
+				}
+			}}
+			if _, err := event.NewWatcher(spy, eng, opt).Poll(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if v, err := s.outbox.State(ctx, "journal"); err != nil || v != string(later) {
+				t.Errorf("the other process stored %s after page %d; the cursor is %s after the poll (%v)", later, read, v, err)
+			}
 		}
 	})
 }

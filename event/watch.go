@@ -288,6 +288,8 @@ func (w *Watcher) journalPage(ctx context.Context, now time.Time) (int, bool, er
 	window := w.window
 	if w.pending.after(c) {
 		c = w.pending // pages read past the stored cursor
+	} else {
+		w.pending = JournalCursor{} // another process stored a later one
 	}
 	w.mu.Unlock()
 	if window > 0 && c.At.Add(window).Before(settled) {
@@ -437,7 +439,8 @@ func (c JournalCursor) after(d JournalCursor) bool {
 }
 
 // flushCursor stores the journal cursor past the pages read since it was
-// last stored, if any.
+// last stored, if any, unless the stored one is as far: another process's
+// watcher may have stored a later one meanwhile.
 func (w *Watcher) flushCursor(ctx context.Context) error {
 	w.mu.Lock()
 	c := w.pending
@@ -445,8 +448,14 @@ func (w *Watcher) flushCursor(ctx context.Context) error {
 	if c.At.IsZero() {
 		return nil
 	}
-	if err := w.setCursor(ctx, watchStateJournal, c); err != nil {
+	stored, ok, err := w.cursor(ctx, watchStateJournal, time.Time{})
+	if err != nil {
 		return err
+	}
+	if !ok || c.after(stored) {
+		if err := w.setCursor(ctx, watchStateJournal, c); err != nil {
+			return err
+		}
 	}
 	w.mu.Lock()
 	if w.pending == c {
@@ -564,17 +573,42 @@ const (
 	levelExhausted = 2
 )
 
-// An account's alert state is its level and the number of times its alerts
-// have re-armed, "level:rearms" ("level" alone counts none). The alerts'
-// event ids derive from the account and that count, not from the
-// transaction that crossed the level: the watchers of several processes
-// that find the same state fire the same events, whatever transaction their
-// pages end at, and the outbox keeps one of each.
-func parseAlert(s string) (level, rearms int) {
-	l, r, _ := strings.Cut(s, ":")
-	level, _ = strconv.Atoi(l)
-	rearms, _ = strconv.Atoi(r)
-	return level, rearms
+// An account's alert state is its level, the number of times its alerts
+// have re-armed, and the journal position of the transaction that decided
+// them: "level:rearms:at:id", at in unix microseconds ("level:rearms" and
+// "level" alone, as older releases stored them, have no position; "level"
+// counts no re-arming). The alerts' event ids derive from the account and
+// the count, not from the transaction that crossed the level: the watchers
+// of several processes that find the same state fire the same events,
+// whatever transaction their pages end at, and the outbox keeps one of
+// each. A level is decided from the available credits a transaction
+// recorded, so a transaction at or before the state's position, read
+// again (by a watcher that started its poll before another stored the
+// state, or after the cursor was moved back), is older than what the state
+// knows and changes nothing.
+type alertState struct {
+	level, rearms int
+	at            JournalCursor
+}
+
+func parseAlert(s string) alertState {
+	var a alertState
+	f := strings.SplitN(s, ":", 4)
+	a.level, _ = strconv.Atoi(f[0])
+	if len(f) > 1 {
+		a.rearms, _ = strconv.Atoi(f[1])
+	}
+	if len(f) == 4 {
+		if us, err := strconv.ParseInt(f[2], 10, 64); err == nil {
+			a.at = JournalCursor{At: time.UnixMicro(us).UTC(), ID: f[3]}
+		}
+	}
+	return a
+}
+
+func (a alertState) String() string {
+	return strconv.Itoa(a.level) + ":" + strconv.Itoa(a.rearms) + ":" +
+		strconv.FormatInt(a.at.At.UnixMicro(), 10) + ":" + a.at.ID
 }
 
 // alertChange is an account's move from one alert level to another.
@@ -599,6 +633,11 @@ func (w *Watcher) alertChange(ctx context.Context, id string, t *JournalRow, bal
 		}
 		available = ab.Balance.Available
 	}
+	prev := parseAlert(prevS)
+	pos := JournalCursor{At: t.CreatedAt, ID: t.ID}
+	if !pos.after(prev.at) {
+		return nil, nil // the state was decided at a later transaction
+	}
 	th, err := w.threshold(ctx, id)
 	if err != nil {
 		return nil, err
@@ -610,15 +649,15 @@ func (w *Watcher) alertChange(ctx context.Context, id string, t *JournalRow, bal
 	case available < th:
 		level = levelLow
 	}
-	prev, rearms := parseAlert(prevS)
-	if level == prev {
+	if level == prev.level {
 		return nil, nil
 	}
-	if level < prev {
-		rearms++ // credits came back: the next crossing fires again
+	next := alertState{level: level, rearms: prev.rearms, at: pos}
+	if level < prev.level {
+		next.rearms++ // credits came back: the next crossing fires again
 	}
-	return &alertChange{prev: prev, level: level, rearms: rearms, available: available, threshold: th,
-		state: strconv.Itoa(level) + ":" + strconv.Itoa(rearms)}, nil
+	return &alertChange{prev: prev.level, level: level, rearms: next.rearms, available: available, threshold: th,
+		state: next.String()}, nil
 }
 
 // events are the alerts the change fires for the account, which holds held

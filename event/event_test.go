@@ -707,15 +707,10 @@ func TestWatcherBacklog(t *testing.T) {
 // stores its cursor once, however many pages it read without an event.
 func TestWatcherReadsFewAccounts(t *testing.T) {
 	eachStore(t, func(t *testing.T, s stores) {
-		ctx := context.Background()
-		start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-		clock := ledger.NewManualClock(start)
-		eng := ledger.NewEngine(s.ledger, ledger.Options{Clock: clock, SweepEvery: -1})
-		defer eng.Close(ctx)
+		ctx, clock, eng, opt := watched(t, s)
 		counted := &countingLedger{Engine: eng}
 		spy := &outboxSpy{Store: s.outbox}
-		w := event.NewWatcher(spy, counted, event.WatcherOptions{Clock: clock, Since: start.Add(-time.Second),
-			Settle: time.Second, Thresholds: event.Thresholds{Default: credit.Credits(20)}})
+		w := event.NewWatcher(spy, counted, opt)
 		must := applied(t)
 		if _, _, err := eng.CreateAccount(ctx, "fa1", map[string]string{event.ThresholdMetadataKey: "50"}); err != nil {
 			t.Fatal(err)
@@ -1099,13 +1094,8 @@ func TestPublishMany(t *testing.T) {
 // different transactions, fire one balance.low between them.
 func TestAlertsOfTwoWatchers(t *testing.T) {
 	eachStore(t, func(t *testing.T, s stores) {
-		ctx := context.Background()
-		start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-		clock := ledger.NewManualClock(start)
-		eng := ledger.NewEngine(s.ledger, ledger.Options{Clock: clock, SweepEvery: -1})
-		defer eng.Close(ctx)
-		w := event.NewWatcher(s.outbox, eng, event.WatcherOptions{Clock: clock, Since: start.Add(-time.Second),
-			Settle: time.Second, Thresholds: event.Thresholds{Default: credit.Credits(20)}})
+		ctx, clock, eng, opt := watched(t, s)
+		w := event.NewWatcher(s.outbox, eng, opt)
 		if _, _, err := eng.CreateAccount(ctx, "acct_2w", nil); err != nil {
 			t.Fatal(err)
 		}
@@ -1151,13 +1141,7 @@ func TestAlertsOfTwoWatchers(t *testing.T) {
 // older transaction's credits is older than the state.
 func TestAlertsReadAgain(t *testing.T) {
 	eachStore(t, func(t *testing.T, s stores) {
-		ctx := context.Background()
-		start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-		clock := ledger.NewManualClock(start)
-		eng := ledger.NewEngine(s.ledger, ledger.Options{Clock: clock, SweepEvery: -1})
-		defer eng.Close(ctx)
-		opt := event.WatcherOptions{Clock: clock, Since: start.Add(-time.Second),
-			Settle: time.Second, Thresholds: event.Thresholds{Default: credit.Credits(20)}}
+		ctx, clock, eng, opt := watched(t, s)
 		w := event.NewWatcher(s.outbox, eng, opt)
 		must := applied(t)
 		if _, _, err := eng.CreateAccount(ctx, "acct_ra", nil); err != nil {
@@ -1217,12 +1201,7 @@ func TestAlertsReadAgain(t *testing.T) {
 // happens between its pages or after its last one.
 func TestWatcherKeepsLaterCursor(t *testing.T) {
 	eachStore(t, func(t *testing.T, s stores) {
-		ctx := context.Background()
-		start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-		clock := ledger.NewManualClock(start)
-		eng := ledger.NewEngine(s.ledger, ledger.Options{Clock: clock, SweepEvery: -1})
-		defer eng.Close(ctx)
-		opt := event.WatcherOptions{Clock: clock, Since: start.Add(-time.Second), Settle: time.Second}
+		ctx, clock, eng, opt := watched(t, s)
 		if _, _, err := eng.CreateAccount(ctx, "acct_lc", nil); err != nil {
 			t.Fatal(err)
 		}
@@ -1264,6 +1243,19 @@ func TestWatcherKeepsLaterCursor(t *testing.T) {
 			}
 		}
 	})
+}
+
+// watched returns an engine on s at a manual clock from the start of 2026,
+// closed at the test's end, and the options of its watchers: from a second
+// before that start, settling in a second, with a balance.low threshold of
+// 20 credits.
+func watched(t *testing.T, s stores) (context.Context, *ledger.ManualClock, *ledger.Engine, event.WatcherOptions) {
+	start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	clock := ledger.NewManualClock(start)
+	eng := ledger.NewEngine(s.ledger, ledger.Options{Clock: clock, SweepEvery: -1})
+	t.Cleanup(func() { eng.Close(context.Background()) })
+	return context.Background(), clock, eng, event.WatcherOptions{Clock: clock, Since: start.Add(-time.Second),
+		Settle: time.Second, Thresholds: event.Thresholds{Default: credit.Credits(20)}}
 }
 
 // chargeAtOnce makes the charges concurrently, as many clients would, so

@@ -161,6 +161,12 @@ func TestDashboard(t *testing.T) {
 			if n := rows("#transactions"); n != 2 {
 				t.Errorf("%d journal rows, want 2 (the grant and the charge)", n)
 			}
+			// Each row gives the credits it left available: the charge 8.5,
+			// the grant 12.5.
+			if got := text("#transactions tbody tr:first-child td:nth-child(5)") + " " +
+				text("#transactions tbody tr:nth-child(2) td:nth-child(5)"); got != "8.5 12.5" {
+				t.Errorf("available after the charge and the grant: %q, want \"8.5 12.5\"", got)
+			}
 			if n := rows("#grants"); n != 1 {
 				t.Errorf("%d grant rows, want 1", n)
 			}
@@ -187,7 +193,7 @@ func TestDashboard(t *testing.T) {
 			do("markup", chromedp.SendKeys(css("#adjust-amount"), "0.5"),
 				chromedp.SendKeys(css("#adjust-reason"), markup), chromedp.Click(css("#adjust button")))
 			agree("an adjustment whose reason is markup", "user_dash", "9.5")
-			if got := text("#transactions tbody tr:first-child td:nth-child(5)"); got != markup {
+			if got := text("#transactions tbody tr:first-child td:nth-child(6)"); got != markup {
 				t.Errorf("the reason shows as %q, want %q", got, markup)
 			}
 			if got := eval(`String(document.querySelectorAll("#app img").length + ":" + typeof window.pwned)`); got != "0:undefined" {

@@ -315,7 +315,9 @@ function transactions(id, cursor) {
 // showTransactions appends a page to the journal's table.
 function showTransactions(page) {
   const body = $("transactions").tBodies[0];
-  for (const t of page.data) row(body, [t.seq, when(t.created_at), t.type, t.amount, describe(t), t.id]);
+  // available_after is absent on rows an upgraded database wrote before
+  // the journal recorded it: an empty cell.
+  for (const t of page.data) row(body, [t.seq, when(t.created_at), t.type, t.amount, t.available_after, describe(t), t.id]);
   account.cursor = page.has_more ? page.next_cursor : "";
   show($("older"), page.has_more);
 }

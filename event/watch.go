@@ -288,8 +288,6 @@ func (w *Watcher) journalPage(ctx context.Context, now time.Time) (int, bool, er
 	window := w.window
 	if w.pending.after(c) {
 		c = w.pending // pages read past the stored cursor
-	} else {
-		w.pending = JournalCursor{} // another process stored a later one
 	}
 	w.mu.Unlock()
 	if window > 0 && c.At.Add(window).Before(settled) {

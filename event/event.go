@@ -220,6 +220,10 @@ type Store interface {
 	// delivery to every enabled endpoint that wants it, in one transaction,
 	// and returns how many were new.
 	Publish(ctx context.Context, evs []Event) (int, error)
+	// PublishWith is Publish that also stores each of states' values (as
+	// SetStates does) in the same transaction: a watcher's events and its
+	// cursor past them are written together.
+	PublishWith(ctx context.Context, evs []Event, states map[string]string) (int, error)
 	Event(ctx context.Context, id string) (Event, error)
 	Events(ctx context.Context, q Query) ([]Event, error)
 

@@ -703,8 +703,10 @@ func TestWatcherBacklog(t *testing.T) {
 // available credits each journal row records and reads from the ledger
 // only the accounts it must: those with a grant in the page, those first
 // seen (for their metadata's threshold), those whose rows predate the
-// record, and those whose alert fires (for their held credits). A poll
-// stores its cursor once, however many pages it read without an event.
+// record, and those whose alert fires (for their held credits). A page
+// with events writes them, its alert states and the cursor in one
+// transaction, and a poll stores its cursor once, however many pages it
+// read without an event.
 func TestWatcherReadsFewAccounts(t *testing.T) {
 	eachStore(t, func(t *testing.T, s stores) {
 		ctx, clock, eng, opt := watched(t, s)
@@ -734,7 +736,7 @@ func TestWatcherReadsFewAccounts(t *testing.T) {
 				t.Errorf("%s: the watcher read accounts %v, want %v", what, got, wantRead)
 			}
 			if got := spy.take(); got != wantWrites {
-				t.Errorf("%s: the watcher stored its states %d times, want %d", what, got, wantWrites)
+				t.Errorf("%s: the watcher wrote to the outbox %d times, want %d", what, got, wantWrites)
 			}
 		}
 		step("grants", []string{"fa1", "fa2", "fa3"}, 1)
@@ -814,9 +816,9 @@ func (c *countingLedger) take() []string {
 	return r
 }
 
-// outboxSpy counts the writes of watcher states, with strip hands out
-// journal rows without their available credits, and runs afterRead after
-// each journal read.
+// outboxSpy counts the watcher's write transactions (events, states or
+// both), with strip hands out journal rows without their available
+// credits, and runs afterRead after each journal read.
 type outboxSpy struct {
 	event.Store
 	strip bool
@@ -846,10 +848,24 @@ func (o *outboxSpy) SetState(ctx context.Context, name, value string) error {
 }
 
 func (o *outboxSpy) SetStates(ctx context.Context, states map[string]string) error {
+	o.wrote()
+	return o.Store.SetStates(ctx, states)
+}
+
+func (o *outboxSpy) Publish(ctx context.Context, evs []event.Event) (int, error) {
+	o.wrote()
+	return o.Store.Publish(ctx, evs)
+}
+
+func (o *outboxSpy) PublishWith(ctx context.Context, evs []event.Event, states map[string]string) (int, error) {
+	o.wrote()
+	return o.Store.PublishWith(ctx, evs, states)
+}
+
+func (o *outboxSpy) wrote() {
 	o.mu.Lock()
 	o.writes++
 	o.mu.Unlock()
-	return o.Store.SetStates(ctx, states)
 }
 
 // take returns the writes since the last take.
@@ -859,6 +875,43 @@ func (o *outboxSpy) take() int {
 	n := o.writes
 	o.writes = 0
 	return n
+}
+
+// TestPublishWith: the events and the states go in together; events
+// already published are not new again, and their states still change.
+func TestPublishWith(t *testing.T) {
+	eachStore(t, func(t *testing.T, s stores) {
+		ctx := context.Background()
+		at := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+		e, err := event.New(event.GrantCreated, "tx_with", "acct_w", at, map[string]any{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		state := func(name string) string {
+			t.Helper()
+			v, err := s.outbox.State(ctx, name)
+			if err != nil {
+				t.Fatalf("state %s: %v", name, err)
+			}
+			return v
+		}
+		for i, want := range []int{1, 0} {
+			v := fmt.Sprint("v", i)
+			n, err := s.outbox.PublishWith(ctx, []event.Event{e}, map[string]string{"a": v, "b": v})
+			if err != nil || n != want {
+				t.Fatalf("publish %d: %d new, %v; want %d new", i, n, err, want)
+			}
+			if state("a") != v || state("b") != v {
+				t.Fatalf("publish %d: states a=%q b=%q, want %q", i, state("a"), state("b"), v)
+			}
+		}
+		if got, err := s.outbox.Event(ctx, e.ID); err != nil || got.ID != e.ID {
+			t.Fatalf("event %s: %+v, %v", e.ID, got, err)
+		}
+		if n, err := s.outbox.PublishWith(ctx, nil, map[string]string{"a": "alone"}); err != nil || n != 0 || state("a") != "alone" {
+			t.Fatalf("states alone: %d new, %v, a=%q; want 0, nil, alone", n, err, state("a"))
+		}
+	})
 }
 
 // TestListPages: the events API pages through events created at one

@@ -401,10 +401,6 @@ func (w *Watcher) journalPage(ctx context.Context, now time.Time) (int, bool, er
 		evs = append(evs, es...)
 		alerts[id] = ch.state
 	}
-	n, err := w.store.Publish(ctx, evs)
-	if err != nil {
-		return 0, false, fmt.Errorf("publish: %w", err)
-	}
 	end := txs[len(txs)-1]
 	next := JournalCursor{At: end.CreatedAt, ID: end.ID}
 	if len(evs) == 0 && len(alerts) == 0 {
@@ -414,16 +410,19 @@ func (w *Watcher) journalPage(ctx context.Context, now time.Time) (int, bool, er
 		w.mu.Lock()
 		w.pending = next
 		w.mu.Unlock()
-		return n, more, nil
+		return 0, more, nil
 	}
-	// The alerts' states and the cursor past the page, in one transaction.
+	// The events, the alerts' states and the cursor past the page, in one
+	// transaction: one hold of SQLite's writer, which the committer's
+	// batches wait for, instead of two.
 	save := make(map[string]string, len(alerts)+1)
 	for id, s := range alerts {
 		save[alertStatePrefix+id] = s
 	}
 	save[watchStateJournal] = next.state()
-	if err := w.store.SetStates(ctx, save); err != nil {
-		return n, false, err
+	n, err := w.store.PublishWith(ctx, evs, save)
+	if err != nil {
+		return 0, false, fmt.Errorf("publish: %w", err)
 	}
 	w.mu.Lock()
 	w.pending = JournalCursor{}
@@ -701,13 +700,11 @@ func (w *Watcher) expiringPage(ctx context.Context, now time.Time) (int, bool, e
 		}
 		evs = append(evs, e)
 	}
-	n, err := w.store.Publish(ctx, evs)
+	end := gs[len(gs)-1]
+	next := JournalCursor{At: end.ExpiresAt, ID: end.ID}
+	n, err := w.store.PublishWith(ctx, evs, map[string]string{watchStateExpiring: next.state()})
 	if err != nil {
 		return 0, false, fmt.Errorf("publish: %w", err)
-	}
-	end := gs[len(gs)-1]
-	if err := w.setCursor(ctx, watchStateExpiring, JournalCursor{At: end.ExpiresAt, ID: end.ID}); err != nil {
-		return n, false, err
 	}
 	return n, len(gs) == watchPageRows, nil
 }

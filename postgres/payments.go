@@ -30,6 +30,32 @@ type outbox struct{ s *Store }
 var _ event.Store = outbox{}
 
 func (o outbox) Publish(ctx context.Context, evs []event.Event) (int, error) {
+	return o.PublishWith(ctx, evs, nil)
+}
+
+// PublishWith is Publish with SetStates of states in the same transaction.
+func (o outbox) PublishWith(ctx context.Context, evs []event.Event, states map[string]string) (int, error) {
+	if len(evs) == 0 && len(states) == 0 {
+		return 0, nil
+	}
+	n := 0
+	err := pgx.BeginFunc(ctx, o.s.pool, func(tx pgx.Tx) error {
+		var err error
+		if n, err = insertEvents(ctx, tx, evs); err != nil {
+			return err
+		}
+		return setStates(ctx, tx, states)
+	})
+	if err != nil {
+		return 0, fmt.Errorf("postgres: publish: %w", err)
+	}
+	return n, nil
+}
+
+// insertEvents inserts the events whose ids are new, each with a pending
+// delivery to every enabled endpoint that wants it, and returns how many
+// were new.
+func insertEvents(ctx context.Context, tx pgx.Tx, evs []event.Event) (int, error) {
 	if len(evs) == 0 {
 		return 0, nil
 	}
@@ -43,47 +69,39 @@ func (o outbox) Publish(ctx context.Context, evs []event.Event) (int, error) {
 			byID[e.ID] = e
 		}
 	}
-	n := 0
 	// Three statements whatever the number of events: each is a round trip.
-	err := pgx.BeginFunc(ctx, o.s.pool, func(tx pgx.Tx) error {
-		eps, err := collect(ctx, tx, scanEndpoint, `SELECT `+endpointCols+` FROM event_endpoints ORDER BY created_at, id`)
-		if err != nil {
-			return err
-		}
-		added, err := collect(ctx, tx, func(r scanner) (string, error) {
-			var id string
-			return id, r.Scan(&id)
-		}, `INSERT INTO events (`+eventCols+`)
-			SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::text[])
-			ON CONFLICT (id) DO NOTHING RETURNING id`, ids, types, accts, ats, data)
-		if err != nil {
-			return fmt.Errorf("events: %w", err)
-		}
-		n = len(added)
-		var dlEvents, dlEndpoints []string
-		var dlAt []time.Time
-		for _, id := range added {
-			e := byID[id]
-			for _, ep := range eps {
-				if ep.Wants(e.Type) {
-					dlEvents, dlEndpoints, dlAt = append(dlEvents, e.ID), append(dlEndpoints, ep.ID), append(dlAt, e.CreatedAt)
-				}
+	eps, err := collect(ctx, tx, scanEndpoint, `SELECT `+endpointCols+` FROM event_endpoints ORDER BY created_at, id`)
+	if err != nil {
+		return 0, err
+	}
+	added, err := collect(ctx, tx, func(r scanner) (string, error) {
+		var id string
+		return id, r.Scan(&id)
+	}, `INSERT INTO events (`+eventCols+`)
+		SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::text[])
+		ON CONFLICT (id) DO NOTHING RETURNING id`, ids, types, accts, ats, data)
+	if err != nil {
+		return 0, fmt.Errorf("events: %w", err)
+	}
+	var dlEvents, dlEndpoints []string
+	var dlAt []time.Time
+	for _, id := range added {
+		e := byID[id]
+		for _, ep := range eps {
+			if ep.Wants(e.Type) {
+				dlEvents, dlEndpoints, dlAt = append(dlEvents, e.ID), append(dlEndpoints, ep.ID), append(dlAt, e.CreatedAt)
 			}
 		}
-		if len(dlEvents) == 0 {
-			return nil
-		}
-		if _, err := tx.Exec(ctx, `INSERT INTO event_deliveries (event_id, endpoint_id, next_at, status)
-			SELECT e, p, t, 'pending' FROM unnest($1::text[], $2::text[], $3::timestamptz[]) AS u (e, p, t)`,
-			dlEvents, dlEndpoints, dlAt); err != nil {
-			return fmt.Errorf("deliveries: %w", err)
-		}
-		return nil
-	})
-	if err != nil {
-		return 0, fmt.Errorf("postgres: publish: %w", err)
 	}
-	return n, nil
+	if len(dlEvents) == 0 {
+		return len(added), nil
+	}
+	if _, err := tx.Exec(ctx, `INSERT INTO event_deliveries (event_id, endpoint_id, next_at, status)
+		SELECT e, p, t, 'pending' FROM unnest($1::text[], $2::text[], $3::timestamptz[]) AS u (e, p, t)`,
+		dlEvents, dlEndpoints, dlAt); err != nil {
+		return 0, fmt.Errorf("deliveries: %w", err)
+	}
+	return len(added), nil
 }
 
 const eventCols = "id, type, account_id, created_at, data"
@@ -341,6 +359,16 @@ func (o outbox) SetState(ctx context.Context, name, value string) error {
 }
 
 func (o outbox) SetStates(ctx context.Context, states map[string]string) error {
+	if err := setStates(ctx, o.s.pool, states); err != nil {
+		return fmt.Errorf("postgres: set states: %w", err)
+	}
+	return nil
+}
+
+// setStates stores each name's value in one statement.
+func setStates(ctx context.Context, db interface {
+	Exec(context.Context, string, ...any) (pgconn.CommandTag, error)
+}, states map[string]string) error {
 	if len(states) == 0 {
 		return nil
 	}
@@ -351,13 +379,10 @@ func (o outbox) SetStates(ctx context.Context, states map[string]string) error {
 	for i, name := range names {
 		values[i] = states[name]
 	}
-	_, err := o.s.pool.Exec(ctx, `INSERT INTO event_state (name, value)
+	_, err := db.Exec(ctx, `INSERT INTO event_state (name, value)
 		SELECT * FROM unnest($1::text[], $2::text[])
 		ON CONFLICT (name) DO UPDATE SET value = excluded.value`, names, values)
-	if err != nil {
-		return fmt.Errorf("postgres: set states: %w", err)
-	}
-	return nil
+	return err
 }
 
 // JournalAfter reads the journal through its BRIN index on the time

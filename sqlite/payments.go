@@ -27,7 +27,12 @@ type outbox struct{ s *Store }
 var _ event.Store = outbox{}
 
 func (o outbox) Publish(ctx context.Context, evs []event.Event) (int, error) {
-	if len(evs) == 0 {
+	return o.PublishWith(ctx, evs, nil)
+}
+
+// PublishWith is Publish with SetStates of states in the same transaction.
+func (o outbox) PublishWith(ctx context.Context, evs []event.Event, states map[string]string) (int, error) {
+	if len(evs) == 0 && len(states) == 0 {
 		return 0, nil
 	}
 	tx, err := o.s.writer.BeginTx(ctx, nil)
@@ -35,9 +40,29 @@ func (o outbox) Publish(ctx context.Context, evs []event.Event) (int, error) {
 		return 0, fmt.Errorf("sqlite: publish: %w", err)
 	}
 	defer tx.Rollback()
-	eps, err := queryEndpoints(ctx, tx)
+	n, err := insertEvents(ctx, tx, evs)
 	if err != nil {
 		return 0, fmt.Errorf("sqlite: publish: %w", err)
+	}
+	if err := setStates(ctx, tx, states); err != nil {
+		return 0, fmt.Errorf("sqlite: publish: %w", err)
+	}
+	if err := tx.Commit(); err != nil {
+		return 0, fmt.Errorf("sqlite: publish: %w", err)
+	}
+	return n, nil
+}
+
+// insertEvents inserts the events whose ids are new, each with a pending
+// delivery to every enabled endpoint that wants it, and returns how many
+// were new.
+func insertEvents(ctx context.Context, tx *sql.Tx, evs []event.Event) (int, error) {
+	if len(evs) == 0 {
+		return 0, nil
+	}
+	eps, err := queryEndpoints(ctx, tx)
+	if err != nil {
+		return 0, err
 	}
 	// A few statements of many rows each: the events hold the one writer
 	// while they are written, and the committer's batches wait meanwhile.
@@ -58,14 +83,14 @@ func (o outbox) Publish(ctx context.Context, evs []event.Event) (int, error) {
 		rows, err := tx.QueryContext(ctx, `INSERT OR ROLLBACK INTO events (`+eventCols+`) VALUES `+valueRows(len(chunk), 5)+`
 			ON CONFLICT (id) DO NOTHING RETURNING id`, args...)
 		if err != nil {
-			return 0, fmt.Errorf("sqlite: publish: %w", err)
+			return 0, err
 		}
 		ids, err := collect(rows, func(sc scanner) (string, error) {
 			var id string
 			return id, sc.Scan(&id)
 		})
 		if err != nil {
-			return 0, fmt.Errorf("sqlite: publish: %w", err)
+			return 0, err
 		}
 		n += len(ids)
 		for _, id := range ids {
@@ -81,12 +106,9 @@ func (o outbox) Publish(ctx context.Context, evs []event.Event) (int, error) {
 		k := min(len(dl)/4, publishRows)
 		if _, err := tx.ExecContext(ctx, `INSERT OR ROLLBACK INTO event_deliveries (event_id, endpoint_id, next_at, status)
 			VALUES `+valueRows(k, 4), dl[:4*k]...); err != nil {
-			return 0, fmt.Errorf("sqlite: publish: deliveries: %w", err)
+			return 0, fmt.Errorf("deliveries: %w", err)
 		}
 		dl = dl[4*k:]
-	}
-	if err := tx.Commit(); err != nil {
-		return 0, fmt.Errorf("sqlite: publish: %w", err)
 	}
 	return n, nil
 }
@@ -372,25 +394,33 @@ func (o outbox) SetStates(ctx context.Context, states map[string]string) error {
 	if len(states) == 0 {
 		return nil
 	}
-	args := make([]any, 0, 2*len(states))
-	for _, name := range slices.Sorted(maps.Keys(states)) {
-		args = append(args, name, states[name])
-	}
 	tx, err := o.s.writer.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("sqlite: set states: %w", err)
 	}
 	defer tx.Rollback()
+	if err := setStates(ctx, tx, states); err != nil {
+		return fmt.Errorf("sqlite: set states: %w", err)
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("sqlite: set states: %w", err)
+	}
+	return nil
+}
+
+// setStates stores each name's value.
+func setStates(ctx context.Context, tx *sql.Tx, states map[string]string) error {
+	args := make([]any, 0, 2*len(states))
+	for _, name := range slices.Sorted(maps.Keys(states)) {
+		args = append(args, name, states[name])
+	}
 	for len(args) > 0 {
 		k := min(len(args)/2, publishRows)
 		if _, err := tx.ExecContext(ctx, `INSERT OR ROLLBACK INTO event_state (name, value) VALUES `+valueRows(k, 2)+`
 			ON CONFLICT (name) DO UPDATE SET value = excluded.value`, args[:2*k]...); err != nil {
-			return fmt.Errorf("sqlite: set states: %w", err)
+			return err
 		}
 		args = args[2*k:]
-	}
-	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("sqlite: set states: %w", err)
 	}
 	return nil
 }

@@ -33,21 +33,28 @@ func (o outbox) Publish(ctx context.Context, evs []event.Event) (int, error) {
 	return o.PublishWith(ctx, evs, nil)
 }
 
-// PublishWith is Publish with SetStates of states in the same transaction.
+// PublishWith is Publish and SetStates in one transaction; SetStates is
+// PublishWith with no events, one statement with no transaction around it.
 func (o outbox) PublishWith(ctx context.Context, evs []event.Event, states map[string]string) (int, error) {
-	if len(evs) == 0 && len(states) == 0 {
+	if len(evs) == 0 {
+		if err := setStates(ctx, o.s.pool, states); err != nil {
+			return 0, fmt.Errorf("postgres: set states: %w", err)
+		}
 		return 0, nil
 	}
 	n := 0
 	err := pgx.BeginFunc(ctx, o.s.pool, func(tx pgx.Tx) error {
 		var err error
 		if n, err = insertEvents(ctx, tx, evs); err != nil {
-			return err
+			return fmt.Errorf("publish: %w", err)
 		}
-		return setStates(ctx, tx, states)
+		if err := setStates(ctx, tx, states); err != nil {
+			return fmt.Errorf("set states: %w", err)
+		}
+		return nil
 	})
 	if err != nil {
-		return 0, fmt.Errorf("postgres: publish: %w", err)
+		return 0, fmt.Errorf("postgres: %w", err)
 	}
 	return n, nil
 }
@@ -359,10 +366,8 @@ func (o outbox) SetState(ctx context.Context, name, value string) error {
 }
 
 func (o outbox) SetStates(ctx context.Context, states map[string]string) error {
-	if err := setStates(ctx, o.s.pool, states); err != nil {
-		return fmt.Errorf("postgres: set states: %w", err)
-	}
-	return nil
+	_, err := o.PublishWith(ctx, nil, states)
+	return err
 }
 
 // setStates stores each name's value in one statement.

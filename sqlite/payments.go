@@ -30,14 +30,15 @@ func (o outbox) Publish(ctx context.Context, evs []event.Event) (int, error) {
 	return o.PublishWith(ctx, evs, nil)
 }
 
-// PublishWith is Publish with SetStates of states in the same transaction.
+// PublishWith is Publish and SetStates in one transaction; SetStates is
+// PublishWith with no events.
 func (o outbox) PublishWith(ctx context.Context, evs []event.Event, states map[string]string) (int, error) {
 	if len(evs) == 0 && len(states) == 0 {
 		return 0, nil
 	}
 	tx, err := o.s.writer.BeginTx(ctx, nil)
 	if err != nil {
-		return 0, fmt.Errorf("sqlite: publish: %w", err)
+		return 0, fmt.Errorf("sqlite: outbox write: %w", err)
 	}
 	defer tx.Rollback()
 	n, err := insertEvents(ctx, tx, evs)
@@ -45,10 +46,10 @@ func (o outbox) PublishWith(ctx context.Context, evs []event.Event, states map[s
 		return 0, fmt.Errorf("sqlite: publish: %w", err)
 	}
 	if err := setStates(ctx, tx, states); err != nil {
-		return 0, fmt.Errorf("sqlite: publish: %w", err)
+		return 0, fmt.Errorf("sqlite: set states: %w", err)
 	}
 	if err := tx.Commit(); err != nil {
-		return 0, fmt.Errorf("sqlite: publish: %w", err)
+		return 0, fmt.Errorf("sqlite: outbox write: %w", err)
 	}
 	return n, nil
 }
@@ -391,21 +392,8 @@ func (o outbox) SetState(ctx context.Context, name, value string) error {
 }
 
 func (o outbox) SetStates(ctx context.Context, states map[string]string) error {
-	if len(states) == 0 {
-		return nil
-	}
-	tx, err := o.s.writer.BeginTx(ctx, nil)
-	if err != nil {
-		return fmt.Errorf("sqlite: set states: %w", err)
-	}
-	defer tx.Rollback()
-	if err := setStates(ctx, tx, states); err != nil {
-		return fmt.Errorf("sqlite: set states: %w", err)
-	}
-	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("sqlite: set states: %w", err)
-	}
-	return nil
+	_, err := o.PublishWith(ctx, nil, states)
+	return err
 }
 
 // setStates stores each name's value.

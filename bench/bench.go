@@ -30,6 +30,11 @@ const (
 	accountsMax    = 1_000_000
 	concurrencyMax = 4096
 	durationMax    = time.Hour
+	// rateMax bounds --rate, in operations per second.
+	rateMax = 10_000_000
+	// lateAfter is how long after its scheduled start an operation of a
+	// run with a rate starts before it counts as late.
+	lateAfter = time.Millisecond
 	// setupConcurrencyMax bounds the goroutines creating and funding
 	// accounts before the timed run. Creations and grants are batched, so
 	// more of them make larger batches: 50,000 accounts took 4.3 s at 64
@@ -89,6 +94,12 @@ type Config struct {
 	Duration time.Duration
 	Ops      int64
 	Seed     uint64
+	// Rate, when > 0, starts operations on a fixed schedule, Rate a second
+	// across all clients (open loop), and measures each operation's
+	// latency from its scheduled start, so that the time an operation
+	// waited for a free client counts. 0: each client starts its next
+	// operation as soon as its last one ends (closed loop).
+	Rate float64
 
 	// Baseline runs the same workload through the per-operation
 	// implementation after the engine run and reports the ratio.
@@ -131,6 +142,10 @@ func (c *Config) check() error {
 		return fmt.Errorf("duration must be from 0 to %s, got %s", durationMax, c.Duration)
 	case c.Ops < 0:
 		return fmt.Errorf("ops must not be negative, got %d", c.Ops)
+	case !(c.Rate >= 0 && c.Rate <= rateMax):
+		return fmt.Errorf("rate must be from 0 to %d operations per second, got %g", rateMax, c.Rate)
+	case c.Rate > 0 && c.Baseline:
+		return errors.New("a fixed rate sets the operations per second that the baseline ratio compares: run the baseline without --rate, or alone with --baseline-only")
 	case c.Duration == 0 && c.Ops == 0:
 		return errors.New("give a duration or a number of operations")
 	case c.HTTP == "" && c.DatabaseURL == "":

@@ -87,20 +87,53 @@ func TestRunPostgres(t *testing.T) {
 	}
 }
 
+// A run with a rate starts its operations on its schedule, not sooner, on
+// either store.
+func TestRunWithRateSQLite(t *testing.T) {
+	t.Parallel()
+	runWithRate(t, bench.Config{DatabaseURL: filepath.Join(t.TempDir(), "bench.db")})
+}
+
+func TestRunWithRatePostgres(t *testing.T) {
+	runWithRate(t, bench.Config{DatabaseURL: pgtest.URL(t), Reuse: true})
+}
+
+func runWithRate(t *testing.T, cfg bench.Config) {
+	t.Helper()
+	const rate, ops = 500, 300
+	cfg.Workload, cfg.Accounts, cfg.Concurrency, cfg.Ops, cfg.Seed, cfg.Rate = bench.WorkloadCharge, 20, 8, ops, 4, rate
+	rep := run(t, cfg)
+	// The last operation was due (ops-1)/rate seconds in.
+	if due := float64(ops-1) / rate; rep.Seconds < due-0.01 {
+		t.Errorf("ran %d operations in %.2f s; at %d a second the last was due at %.3f s", ops, rep.Seconds, rate, due)
+	}
+	if rep.TargetOpsPerSec != rate || rep.LateOps < 0 || rep.LateOps > ops {
+		t.Errorf("target_ops_per_sec %.2f, late_ops %d; want the %d asked", rep.TargetOpsPerSec, rep.LateOps, rate)
+	}
+	var text strings.Builder
+	rep.WriteText(&text)
+	if want := fmt.Sprintf("schedule     %d ops/s asked", rate); !strings.Contains(text.String(), want) {
+		t.Errorf("text report lacks %q:\n%s", want, text.String())
+	}
+}
+
 func TestConfigErrors(t *testing.T) {
 	t.Parallel()
 	for want, cfg := range map[string]bench.Config{
-		`unknown workload "nope"`:                      {DatabaseURL: "x.db", Workload: "nope", Accounts: 1, Concurrency: 1, Ops: 1},
-		"accounts must be from 1 to":                   {DatabaseURL: "x.db", Workload: bench.WorkloadCharge, Accounts: 0, Concurrency: 1, Ops: 1},
-		"hot must be from 0 to":                        {DatabaseURL: "x.db", Workload: bench.WorkloadCharge, Accounts: 1, Hot: -1, Concurrency: 1, Ops: 1},
-		"concurrency must be from 1 to":                {DatabaseURL: "x.db", Workload: bench.WorkloadCharge, Accounts: 1, Concurrency: 0, Ops: 1},
-		"duration must be from 0 to 1h0m0s, got -1s":   {DatabaseURL: "x.db", Workload: bench.WorkloadCharge, Accounts: 1, Concurrency: 1, Duration: -time.Second},
-		"ops must not be negative":                     {DatabaseURL: "x.db", Workload: bench.WorkloadCharge, Accounts: 1, Concurrency: 1, Ops: -1},
-		"give a duration or a number of operations":    {DatabaseURL: "x.db", Workload: bench.WorkloadCharge, Accounts: 1, Concurrency: 1},
-		"give a database URL":                          {Workload: bench.WorkloadCharge, Accounts: 1, Concurrency: 1, Ops: 1},
-		"priced charges are priced by a server's":      {DatabaseURL: "x.db", Priced: true, Workload: bench.WorkloadCharge, Accounts: 1, Concurrency: 1, Ops: 1},
-		"a baseline next to an HTTP run needs":         {HTTP: "http://127.0.0.1:1", Baseline: true, Workload: bench.WorkloadCharge, Accounts: 1, Concurrency: 1, Ops: 1},
-		"the baseline runs against a database, not ov": {HTTP: "http://127.0.0.1:1", BaselineOnly: true, Workload: bench.WorkloadCharge, Accounts: 1, Concurrency: 1, Ops: 1},
+		`unknown workload "nope"`:                                        {DatabaseURL: "x.db", Workload: "nope", Accounts: 1, Concurrency: 1, Ops: 1},
+		"accounts must be from 1 to":                                     {DatabaseURL: "x.db", Workload: bench.WorkloadCharge, Accounts: 0, Concurrency: 1, Ops: 1},
+		"hot must be from 0 to":                                          {DatabaseURL: "x.db", Workload: bench.WorkloadCharge, Accounts: 1, Hot: -1, Concurrency: 1, Ops: 1},
+		"concurrency must be from 1 to":                                  {DatabaseURL: "x.db", Workload: bench.WorkloadCharge, Accounts: 1, Concurrency: 0, Ops: 1},
+		"duration must be from 0 to 1h0m0s, got -1s":                     {DatabaseURL: "x.db", Workload: bench.WorkloadCharge, Accounts: 1, Concurrency: 1, Duration: -time.Second},
+		"ops must not be negative":                                       {DatabaseURL: "x.db", Workload: bench.WorkloadCharge, Accounts: 1, Concurrency: 1, Ops: -1},
+		"give a duration or a number of operations":                      {DatabaseURL: "x.db", Workload: bench.WorkloadCharge, Accounts: 1, Concurrency: 1},
+		"give a database URL":                                            {Workload: bench.WorkloadCharge, Accounts: 1, Concurrency: 1, Ops: 1},
+		"priced charges are priced by a server's":                        {DatabaseURL: "x.db", Priced: true, Workload: bench.WorkloadCharge, Accounts: 1, Concurrency: 1, Ops: 1},
+		"a baseline next to an HTTP run needs":                           {HTTP: "http://127.0.0.1:1", Baseline: true, Workload: bench.WorkloadCharge, Accounts: 1, Concurrency: 1, Ops: 1},
+		"the baseline runs against a database, not ov":                   {HTTP: "http://127.0.0.1:1", BaselineOnly: true, Workload: bench.WorkloadCharge, Accounts: 1, Concurrency: 1, Ops: 1},
+		"rate must be from 0 to 10000000 operations per second, got -1":  {DatabaseURL: "x.db", Workload: bench.WorkloadCharge, Accounts: 1, Concurrency: 1, Ops: 1, Rate: -1},
+		"rate must be from 0 to 10000000 operations per second, got NaN": {DatabaseURL: "x.db", Workload: bench.WorkloadCharge, Accounts: 1, Concurrency: 1, Ops: 1, Rate: math.NaN()},
+		"a fixed rate sets the operations per second that the baseline":  {DatabaseURL: "x.db", Workload: bench.WorkloadCharge, Accounts: 1, Concurrency: 1, Ops: 1, Rate: 10, Baseline: true},
 	} {
 		_, err := bench.Run(context.Background(), cfg)
 		if err == nil || !strings.Contains(err.Error(), want) {

@@ -50,6 +50,9 @@ type load struct {
 	issued atomic.Int64
 	done   atomic.Int64
 	failed atomic.Int64
+	// late counts the operations of a run with a rate that started more
+	// than lateAfter after their scheduled start.
+	late atomic.Int64
 
 	// spent is, per account, the credits the run took out of its
 	// available balance (charges and open holds, net of captures' change,
@@ -85,6 +88,7 @@ func newLoad(cfg Config, t target, accounts []string, run string) *load {
 type worker struct {
 	id      int
 	rng     *rand.Rand
+	timer   *time.Timer // waits for scheduled starts, with a rate
 	seq     int64
 	lat     *latencies
 	errors  map[string]int64
@@ -170,13 +174,21 @@ func (l *load) run(ctx context.Context) *Result {
 		go func() {
 			defer wg.Done()
 			for {
-				if l.cfg.Ops > 0 && l.issued.Add(1) > l.cfg.Ops {
+				n := l.issued.Add(1)
+				if l.cfg.Ops > 0 && n > l.cfg.Ops {
 					return
+				}
+				var due time.Time
+				if l.cfg.Rate > 0 {
+					due = start.Add(time.Duration(float64(n-1) * float64(time.Second) / l.cfg.Rate))
+					if !deadline.IsZero() && !due.Before(deadline) || !w.wait(ctx, due) {
+						return
+					}
 				}
 				if !deadline.IsZero() && !time.Now().Before(deadline) || ctx.Err() != nil {
 					return
 				}
-				l.iterate(ctx, w)
+				l.iterate(ctx, w, due)
 			}
 		}()
 	}
@@ -209,7 +221,31 @@ func (l *load) run(ctx context.Context) *Result {
 		res.Kinds[k] = KindStats{Ops: h.TotalCount(), P50Ms: ms(h.ValueAtQuantile(50)), P99Ms: ms(h.ValueAtQuantile(99))}
 	}
 	res.Batches = l.t.batches()
+	if l.cfg.Rate > 0 {
+		res.TargetOpsPerSec = round2(l.cfg.Rate)
+		res.LateOps = l.late.Load()
+	}
 	return res
+}
+
+// wait waits until due, and reports false if ctx ended first.
+func (w *worker) wait(ctx context.Context, due time.Time) bool {
+	d := time.Until(due)
+	if d <= 0 {
+		return ctx.Err() == nil
+	}
+	if w.timer == nil {
+		w.timer = time.NewTimer(d)
+	} else {
+		w.timer.Reset(d)
+	}
+	select {
+	case <-ctx.Done():
+		w.timer.Stop()
+		return false
+	case <-w.timer.C:
+		return true
+	}
 }
 
 func ms(micros int64) float64 { return round3(float64(micros) / 1000) }
@@ -270,7 +306,9 @@ func everySecond(w io.Writer, draw func(now time.Time), end string) (stop func()
 }
 
 // iterate does one unit of the workload and records it.
-func (l *load) iterate(ctx context.Context, w *worker) {
+// iterate runs one operation of the workload. With a rate, due is its
+// scheduled start, from which its latency counts.
+func (l *load) iterate(ctx context.Context, w *worker, due time.Time) {
 	kind := kindCharge
 	switch l.cfg.Workload {
 	case WorkloadHoldCapture:
@@ -290,6 +328,12 @@ func (l *load) iterate(ctx context.Context, w *worker) {
 	}
 	acct := w.rng.IntN(len(l.accounts))
 	start := time.Now()
+	if !due.IsZero() {
+		if start.Sub(due) > lateAfter {
+			l.late.Add(1)
+		}
+		start = due
+	}
 	err := l.do(ctx, w, kind, acct)
 	d := time.Since(start).Microseconds()
 	if err != nil {

@@ -30,6 +30,10 @@ func loadAverage() float64 {
 	return v
 }
 
+// behindShare is the share of its rate below which a run with a rate is
+// reported as behind its schedule.
+const behindShare = 0.95
+
 // verifyProblemsMax bounds the problems a report lists.
 const verifyProblemsMax = 20
 
@@ -78,15 +82,21 @@ type Result struct {
 	OpsPerSec float64 `json:"ops_per_sec"`
 	// OKOpsPerSec counts only the operations that succeeded: below
 	// OpsPerSec when the run had errors.
-	OKOpsPerSec float64          `json:"ok_ops_per_sec"`
-	CallsPerSec float64          `json:"calls_per_sec"`
-	P50Ms       float64          `json:"p50_ms"`
-	P90Ms       float64          `json:"p90_ms"`
-	P99Ms       float64          `json:"p99_ms"`
-	MaxMs       float64          `json:"max_ms"`
-	MeanMs      float64          `json:"mean_ms"`
-	ErrorCount  int64            `json:"error_count"`
-	Errors      map[string]int64 `json:"errors"`
+	OKOpsPerSec float64 `json:"ok_ops_per_sec"`
+	CallsPerSec float64 `json:"calls_per_sec"`
+	// TargetOpsPerSec is the rate asked for (--rate): operations started on
+	// a fixed schedule, their latencies counted from their scheduled
+	// starts. LateOps counts those that started over a millisecond late,
+	// every client being busy. Both absent in a closed-loop run.
+	TargetOpsPerSec float64          `json:"target_ops_per_sec,omitempty"`
+	LateOps         int64            `json:"late_ops,omitempty"`
+	P50Ms           float64          `json:"p50_ms"`
+	P90Ms           float64          `json:"p90_ms"`
+	P99Ms           float64          `json:"p99_ms"`
+	MaxMs           float64          `json:"max_ms"`
+	MeanMs          float64          `json:"mean_ms"`
+	ErrorCount      int64            `json:"error_count"`
+	Errors          map[string]int64 `json:"errors"`
 	// Kinds breaks a mixed workload down by kind of operation.
 	Kinds   map[string]KindStats `json:"kinds,omitempty"`
 	Batches *BatchStats          `json:"batches,omitempty"`
@@ -425,6 +435,14 @@ func (r *Result) writeText(w io.Writer) {
 		fmt.Fprintf(w, "; %d succeeded: %.0f ops/s", r.Ops-r.ErrorCount, r.OKOpsPerSec)
 	}
 	fmt.Fprintln(w)
+	if r.TargetOpsPerSec > 0 {
+		fmt.Fprintf(w, "  schedule     %.0f ops/s asked, each latency counted from the operation's scheduled start; %d started over %d ms late\n",
+			r.TargetOpsPerSec, r.LateOps, lateAfter.Milliseconds())
+		if r.LateOps > 0 && r.OpsPerSec < behindShare*r.TargetOpsPerSec {
+			fmt.Fprintf(w, "               the run fell behind its schedule (%.0f of %.0f ops/s): more clients (--concurrency) may keep up, unless the target can go no faster\n",
+				r.OpsPerSec, r.TargetOpsPerSec)
+		}
+	}
 	fmt.Fprintf(w, "  latency      p50 %.3f ms  p90 %.3f ms  p99 %.3f ms  max %.3f ms  mean %.3f ms\n",
 		r.P50Ms, r.P90Ms, r.P99Ms, r.MaxMs, r.MeanMs)
 	if len(r.Kinds) > 1 {

@@ -89,3 +89,39 @@ func TestBenchJSON(t *testing.T) {
 		})
 	}
 }
+
+// TestBenchRate: --rate reaches the run and its JSON report; a rate out of
+// range is refused before the run.
+func TestBenchRate(t *testing.T) {
+	for _, db := range databases {
+		t.Run(db.name, func(t *testing.T) {
+			t.Parallel()
+			load := []string{"--database-url", db.url(t), "--accounts", "5", "--concurrency", "2", "--ops", "20", "--seed", "1", "--quiet"}
+			stdout, stderr, err := runBench(t, append(load, "--rate", "2000", "--json", "-")...)
+			if err != nil {
+				t.Fatalf("--rate 2000: %v\n%s", err, stderr)
+			}
+			var rep struct {
+				Ops    int64   `json:"ops"`
+				Target float64 `json:"target_ops_per_sec"`
+			}
+			if err := json.Unmarshal([]byte(stdout), &rep); err != nil {
+				t.Fatalf("not a JSON report: %v\n%s", err, stdout)
+			}
+			if rep.Ops != 20 || rep.Target != 2000 {
+				t.Errorf("%d operations, target_ops_per_sec %.0f; want 20 at the 2000 asked", rep.Ops, rep.Target)
+			}
+			if !strings.Contains(stderr, "schedule     2000 ops/s asked") {
+				t.Errorf("the text report does not give the schedule:\n%s", stderr)
+			}
+
+			stdout, _, err = runBench(t, append(load, "--rate", "-5")...)
+			if err == nil || !strings.Contains(err.Error(), "rate must be from 0 to") {
+				t.Errorf("--rate -5: %v, want it refused", err)
+			}
+			if stdout != "" {
+				t.Errorf("--rate -5: the run went ahead:\n%s", stdout)
+			}
+		})
+	}
+}

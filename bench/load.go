@@ -305,9 +305,8 @@ func everySecond(w io.Writer, draw func(now time.Time), end string) (stop func()
 	return func() { close(quit); <-done }
 }
 
-// iterate does one unit of the workload and records it.
-// iterate runs one operation of the workload. With a rate, due is its
-// scheduled start, from which its latency counts.
+// iterate does one unit of the workload and records it. With a rate, due
+// is its scheduled start, from which its latency counts.
 func (l *load) iterate(ctx context.Context, w *worker, due time.Time) {
 	kind := kindCharge
 	switch l.cfg.Workload {

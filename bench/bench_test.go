@@ -88,7 +88,7 @@ func TestRunPostgres(t *testing.T) {
 }
 
 // A run with a rate starts its operations on its schedule, not sooner, on
-// either store.
+// either store and over HTTP (runHTTP).
 func TestRunWithRateSQLite(t *testing.T) {
 	t.Parallel()
 	runWithRate(t, bench.Config{DatabaseURL: filepath.Join(t.TempDir(), "bench.db")})

@@ -116,6 +116,9 @@ func runHTTP(t *testing.T, url string) {
 			}
 		})
 	}
+	t.Run("rate", func(t *testing.T) {
+		runWithRate(t, bench.Config{HTTP: url, APIKey: adminKey})
+	})
 	// Priced charges cost the action's 3 credits, not the 1 credit of an
 	// explicit charge: the balances verified after the run show which.
 	for _, w := range []string{bench.WorkloadCharge, bench.WorkloadMixed} {

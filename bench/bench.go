@@ -100,6 +100,10 @@ type Config struct {
 	// waited for a free client counts. 0: each client starts its next
 	// operation as soon as its last one ends (closed loop).
 	Rate float64
+	// FindRate, when > 0, makes the run a search for the highest fixed
+	// rate whose p99 latency stays within it: a closed-loop run, then runs
+	// at fixed rates, each for Duration (searchRate).
+	FindRate time.Duration
 
 	// Baseline runs the same workload through the per-operation
 	// implementation after the engine run and reports the ratio.
@@ -146,6 +150,14 @@ func (c *Config) check() error {
 		return fmt.Errorf("rate must be from 0 to %d operations per second, got %g", rateMax, c.Rate)
 	case c.Rate > 0 && c.Baseline:
 		return errors.New("a fixed rate sets the operations per second that the baseline ratio compares: run the baseline without --rate, or alone with --baseline-only")
+	case c.FindRate < 0 || c.FindRate > latencyMax:
+		return fmt.Errorf("the p99 bound of a rate search must be from 0 to %s, got %s", latencyMax, c.FindRate)
+	case c.FindRate > 0 && c.Rate > 0:
+		return errors.New("a rate search sets its own rates: give --find-rate or --rate, not both")
+	case c.FindRate > 0 && (c.Baseline || c.BaselineOnly):
+		return errors.New("a rate search measures scrip alone: run the baseline without --find-rate")
+	case c.FindRate > 0 && (c.Duration == 0 || c.Ops > 0):
+		return errors.New("a rate search runs each of its steps for the duration: give --duration, without --ops")
 	case c.Duration == 0 && c.Ops == 0:
 		return errors.New("give a duration or a number of operations")
 	case c.HTTP == "" && c.DatabaseURL == "":
@@ -311,9 +323,6 @@ func runTarget(ctx context.Context, cfg Config, db *database, t target) (res *Re
 	}
 	fmt.Fprintf(cfg.Log, "%s: funded in %s; running %s\n", t.name(), time.Since(start).Round(time.Millisecond), cfg.Workload)
 
-	if r, ok := t.(interface{ resetBatches() }); ok {
-		r.resetBatches()
-	}
 	l := newLoad(cfg, t, accounts, run)
 	profiling := cfg.CPUProfile != nil && t.name() == "scrip"
 	if profiling {
@@ -321,13 +330,15 @@ func runTarget(ctx context.Context, cfg Config, db *database, t target) (res *Re
 			return nil, fmt.Errorf("cpu profile: %w", err)
 		}
 	}
-	probe := startCPUProbe(db.postmaster)
-	res = l.run(ctx)
+	if cfg.FindRate > 0 {
+		res = searchRate(ctx, db, l)
+	} else {
+		res = timedRun(ctx, db, l)
+	}
 	res.Funding = funding
 	if profiling {
 		pprof.StopCPUProfile()
 	}
-	probe.finish(res, t)
 
 	fmt.Fprintf(cfg.Log, "%s: verifying\n", t.name())
 	start = time.Now()

@@ -117,23 +117,84 @@ func runWithRate(t *testing.T, cfg bench.Config) {
 	}
 }
 
+// A rate search on either store: its steps share the run's accounts under
+// idempotency keys of their own, and the checks after it count what all of
+// them spent.
+func TestRunFindRateSQLite(t *testing.T) {
+	t.Parallel()
+	runFindRate(t, bench.Config{DatabaseURL: filepath.Join(t.TempDir(), "bench.db")})
+}
+
+func TestRunFindRatePostgres(t *testing.T) {
+	runFindRate(t, bench.Config{DatabaseURL: pgtest.URL(t), Reuse: true})
+}
+
+func runFindRate(t *testing.T, cfg bench.Config) {
+	t.Helper()
+	cfg.Workload, cfg.Accounts, cfg.Concurrency, cfg.Duration, cfg.Seed = bench.WorkloadMixed, 20, 8, 200*time.Millisecond, 5
+	search := func(bound time.Duration) *bench.Report {
+		t.Helper()
+		cfg.FindRate = bound
+		rep, err := bench.Run(context.Background(), cfg)
+		if err != nil {
+			t.Fatalf("Run with --find-rate %s: %v", bound, err)
+		}
+		if rep.RateSearch == nil || len(rep.RateSearch.Steps) < 2 {
+			t.Fatalf("--find-rate %s: search %+v, want the closed loop and at least one fixed rate", bound, rep.RateSearch)
+		}
+		if v := rep.Verify; !v.OK || v.BalancesChecked != cfg.Accounts || v.Transactions <= rep.Ops {
+			t.Errorf("--find-rate %s: verify %+v after %d operations in the run found; want all %d balances checked against every step's spending",
+				bound, v, rep.Ops, cfg.Accounts)
+		}
+		return rep
+	}
+
+	// A bound no run keeps: every step misses, halving the rate each time.
+	rep := search(time.Microsecond)
+	s := rep.RateSearch
+	if s.MaxOpsPerSec != 0 || len(s.Steps) != 1+8 {
+		t.Errorf("found %.0f ops/s in %d steps, want nothing after the closed loop and 8 rates: %+v", s.MaxOpsPerSec, len(s.Steps), s.Steps)
+	}
+	for i, st := range s.Steps[2:] {
+		if prev := s.Steps[i+1].TargetOpsPerSec; st.Within || st.TargetOpsPerSec >= prev {
+			t.Errorf("step %+v after one at %.0f ops/s over the bound", st, prev)
+		}
+	}
+	var text strings.Builder
+	rep.WriteText(&text)
+	if want := "rate search  no rate tried kept p99 within 0.001 ms"; !strings.Contains(text.String(), want) {
+		t.Errorf("text report lacks %q:\n%s", want, text.String())
+	}
+
+	// A bound every run keeps: what the search found is the figures' rate.
+	rep = search(time.Minute)
+	if s := rep.RateSearch; s.MaxOpsPerSec <= 0 || rep.TargetOpsPerSec != s.MaxOpsPerSec || s.P99MaxMs != 60000 {
+		t.Errorf("found %.0f ops/s (bound %.0f ms), figures at %.0f; want a rate within a minute's bound, and its run's figures",
+			s.MaxOpsPerSec, s.P99MaxMs, rep.TargetOpsPerSec)
+	}
+}
+
 func TestConfigErrors(t *testing.T) {
 	t.Parallel()
 	for want, cfg := range map[string]bench.Config{
-		`unknown workload "nope"`:                                        {DatabaseURL: "x.db", Workload: "nope", Accounts: 1, Concurrency: 1, Ops: 1},
-		"accounts must be from 1 to":                                     {DatabaseURL: "x.db", Workload: bench.WorkloadCharge, Accounts: 0, Concurrency: 1, Ops: 1},
-		"hot must be from 0 to":                                          {DatabaseURL: "x.db", Workload: bench.WorkloadCharge, Accounts: 1, Hot: -1, Concurrency: 1, Ops: 1},
-		"concurrency must be from 1 to":                                  {DatabaseURL: "x.db", Workload: bench.WorkloadCharge, Accounts: 1, Concurrency: 0, Ops: 1},
-		"duration must be from 0 to 1h0m0s, got -1s":                     {DatabaseURL: "x.db", Workload: bench.WorkloadCharge, Accounts: 1, Concurrency: 1, Duration: -time.Second},
-		"ops must not be negative":                                       {DatabaseURL: "x.db", Workload: bench.WorkloadCharge, Accounts: 1, Concurrency: 1, Ops: -1},
-		"give a duration or a number of operations":                      {DatabaseURL: "x.db", Workload: bench.WorkloadCharge, Accounts: 1, Concurrency: 1},
-		"give a database URL":                                            {Workload: bench.WorkloadCharge, Accounts: 1, Concurrency: 1, Ops: 1},
-		"priced charges are priced by a server's":                        {DatabaseURL: "x.db", Priced: true, Workload: bench.WorkloadCharge, Accounts: 1, Concurrency: 1, Ops: 1},
-		"a baseline next to an HTTP run needs":                           {HTTP: "http://127.0.0.1:1", Baseline: true, Workload: bench.WorkloadCharge, Accounts: 1, Concurrency: 1, Ops: 1},
-		"the baseline runs against a database, not ov":                   {HTTP: "http://127.0.0.1:1", BaselineOnly: true, Workload: bench.WorkloadCharge, Accounts: 1, Concurrency: 1, Ops: 1},
-		"rate must be from 0 to 10000000 operations per second, got -1":  {DatabaseURL: "x.db", Workload: bench.WorkloadCharge, Accounts: 1, Concurrency: 1, Ops: 1, Rate: -1},
-		"rate must be from 0 to 10000000 operations per second, got NaN": {DatabaseURL: "x.db", Workload: bench.WorkloadCharge, Accounts: 1, Concurrency: 1, Ops: 1, Rate: math.NaN()},
-		"a fixed rate sets the operations per second that the baseline":  {DatabaseURL: "x.db", Workload: bench.WorkloadCharge, Accounts: 1, Concurrency: 1, Ops: 1, Rate: 10, Baseline: true},
+		`unknown workload "nope"`:                                         {DatabaseURL: "x.db", Workload: "nope", Accounts: 1, Concurrency: 1, Ops: 1},
+		"accounts must be from 1 to":                                      {DatabaseURL: "x.db", Workload: bench.WorkloadCharge, Accounts: 0, Concurrency: 1, Ops: 1},
+		"hot must be from 0 to":                                           {DatabaseURL: "x.db", Workload: bench.WorkloadCharge, Accounts: 1, Hot: -1, Concurrency: 1, Ops: 1},
+		"concurrency must be from 1 to":                                   {DatabaseURL: "x.db", Workload: bench.WorkloadCharge, Accounts: 1, Concurrency: 0, Ops: 1},
+		"duration must be from 0 to 1h0m0s, got -1s":                      {DatabaseURL: "x.db", Workload: bench.WorkloadCharge, Accounts: 1, Concurrency: 1, Duration: -time.Second},
+		"ops must not be negative":                                        {DatabaseURL: "x.db", Workload: bench.WorkloadCharge, Accounts: 1, Concurrency: 1, Ops: -1},
+		"give a duration or a number of operations":                       {DatabaseURL: "x.db", Workload: bench.WorkloadCharge, Accounts: 1, Concurrency: 1},
+		"give a database URL":                                             {Workload: bench.WorkloadCharge, Accounts: 1, Concurrency: 1, Ops: 1},
+		"priced charges are priced by a server's":                         {DatabaseURL: "x.db", Priced: true, Workload: bench.WorkloadCharge, Accounts: 1, Concurrency: 1, Ops: 1},
+		"a baseline next to an HTTP run needs":                            {HTTP: "http://127.0.0.1:1", Baseline: true, Workload: bench.WorkloadCharge, Accounts: 1, Concurrency: 1, Ops: 1},
+		"the baseline runs against a database, not ov":                    {HTTP: "http://127.0.0.1:1", BaselineOnly: true, Workload: bench.WorkloadCharge, Accounts: 1, Concurrency: 1, Ops: 1},
+		"rate must be from 0 to 10000000 operations per second, got -1":   {DatabaseURL: "x.db", Workload: bench.WorkloadCharge, Accounts: 1, Concurrency: 1, Ops: 1, Rate: -1},
+		"rate must be from 0 to 10000000 operations per second, got NaN":  {DatabaseURL: "x.db", Workload: bench.WorkloadCharge, Accounts: 1, Concurrency: 1, Ops: 1, Rate: math.NaN()},
+		"a fixed rate sets the operations per second that the baseline":   {DatabaseURL: "x.db", Workload: bench.WorkloadCharge, Accounts: 1, Concurrency: 1, Ops: 1, Rate: 10, Baseline: true},
+		"the p99 bound of a rate search must be from 0 to 1m0s, got -1ms": {DatabaseURL: "x.db", Workload: bench.WorkloadCharge, Accounts: 1, Concurrency: 1, Duration: time.Second, FindRate: -time.Millisecond},
+		"a rate search sets its own rates":                                {DatabaseURL: "x.db", Workload: bench.WorkloadCharge, Accounts: 1, Concurrency: 1, Duration: time.Second, FindRate: time.Millisecond, Rate: 10},
+		"a rate search measures scrip alone":                              {DatabaseURL: "x.db", Workload: bench.WorkloadCharge, Accounts: 1, Concurrency: 1, Duration: time.Second, FindRate: time.Millisecond, BaselineOnly: true},
+		"a rate search runs each of its steps for the duration":           {DatabaseURL: "x.db", Workload: bench.WorkloadCharge, Accounts: 1, Concurrency: 1, Ops: 10, FindRate: time.Millisecond},
 	} {
 		_, err := bench.Run(context.Background(), cfg)
 		if err == nil || !strings.Contains(err.Error(), want) {

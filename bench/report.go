@@ -103,6 +103,9 @@ type Result struct {
 	CPU     *CPU                 `json:"cpu,omitempty"`
 	Funding *Funding             `json:"funding,omitempty"`
 	Verify  Verify               `json:"verify"`
+	// RateSearch is the search of a run with --find-rate, whose figures
+	// above are those of the highest rate it found within its bound.
+	RateSearch *RateSearch `json:"rate_search,omitempty"`
 }
 
 // Funding is the set-up before the timed run: each account created and
@@ -443,6 +446,9 @@ func (r *Result) writeText(w io.Writer) {
 				r.OpsPerSec, r.TargetOpsPerSec)
 		}
 	}
+	if r.RateSearch != nil {
+		r.RateSearch.writeText(w)
+	}
 	fmt.Fprintf(w, "  latency      p50 %.3f ms  p90 %.3f ms  p99 %.3f ms  max %.3f ms  mean %.3f ms\n",
 		r.P50Ms, r.P90Ms, r.P99Ms, r.MaxMs, r.MeanMs)
 	if len(r.Kinds) > 1 {
@@ -530,5 +536,27 @@ func (r *Result) writeText(w io.Writer) {
 	fmt.Fprintf(w, " (%.1fs)\n", v.Seconds)
 	for _, p := range v.Problems {
 		fmt.Fprintf(w, "    %s\n", p)
+	}
+}
+
+func (s *RateSearch) writeText(w io.Writer) {
+	if s.MaxOpsPerSec > 0 {
+		fmt.Fprintf(w, "  rate search  highest rate with p99 within %.3f ms: %.0f ops/s (closed loop: %.0f ops/s); the figures here are that run's\n",
+			s.P99MaxMs, s.MaxOpsPerSec, s.CeilingOpsPerSec)
+	} else {
+		fmt.Fprintf(w, "  rate search  no rate tried kept p99 within %.3f ms (closed loop: %.0f ops/s); the figures here are the last run's\n",
+			s.P99MaxMs, s.CeilingOpsPerSec)
+	}
+	fmt.Fprintf(w, "    %-11s %9s %10s %10s %7s %7s\n", "asked ops/s", "reached", "p50 ms", "p99 ms", "late", "errors")
+	for _, st := range s.Steps {
+		asked, late := "closed loop", "-"
+		if st.TargetOpsPerSec > 0 {
+			asked, late = strconv.FormatFloat(st.TargetOpsPerSec, 'f', 0, 64), strconv.FormatInt(st.LateOps, 10)
+		}
+		verdict := "within"
+		if !st.Within {
+			verdict = st.Miss
+		}
+		fmt.Fprintf(w, "    %-11s %9.0f %10.3f %10.3f %7s %7d  %s\n", asked, st.OpsPerSec, st.P50Ms, st.P99Ms, late, st.ErrorCount, verdict)
 	}
 }

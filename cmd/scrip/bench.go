@@ -41,12 +41,17 @@ PostgreSQL's CPU time).
 deliberately simple implementation (one database transaction per
 operation, UPDATE ... WHERE balance >= amount) and prints the ratio.
 
+--rate starts operations on a fixed schedule and counts each latency from
+the operation's scheduled start; --find-rate searches for the highest such
+rate whose p99 stays within a bound, a run of --duration per rate tried.
+
 Every run ends with the ledger's verification and a check of each
 account's balance against what the run spent; any difference fails the
 run (exit code 3).`,
 		Example: `  scrip bench --database-url bench.db --workload charge --accounts 10000 --concurrency 64 --duration 10s --baseline
   scrip bench --database-url postgres://postgres@127.0.0.1:5432/test --hot 10 --duration 10s --baseline
-  scrip bench --http http://127.0.0.1:8080 --api-key $SCRIP_ADMIN_KEY --concurrency 64 --duration 10s`,
+  scrip bench --http http://127.0.0.1:8080 --api-key $SCRIP_ADMIN_KEY --concurrency 64 --duration 10s
+  scrip bench --http http://127.0.0.1:8080 --api-key $SCRIP_ADMIN_KEY --find-rate 25ms --duration 5s`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if cfg.APIKey == "" {
@@ -122,6 +127,7 @@ run (exit code 3).`,
 	f.DurationVar(&cfg.Duration, "duration", 0, "how long to run (default 10s unless --ops is given)")
 	f.Int64Var(&cfg.Ops, "ops", 0, "operations to run (with --duration: whichever ends first)")
 	f.Float64Var(&cfg.Rate, "rate", 0, "start operations on a fixed schedule, this many a second across all clients, and count each latency from the operation's scheduled start (0: each client starts its next operation when its last ends)")
+	f.DurationVar(&cfg.FindRate, "find-rate", 0, "find the highest fixed rate whose p99 latency stays within this bound (e.g. 25ms): a closed-loop run for the ceiling, then up to 8 runs at fixed rates narrowing down on it, each --duration long")
 	f.Uint64Var(&cfg.Seed, "seed", 0, "random seed (0: a random one, printed in the report)")
 	f.BoolVar(&cfg.Baseline, "baseline", false, "also run the per-operation baseline and report the ratio")
 	f.BoolVar(&cfg.BaselineOnly, "baseline-only", false, "run only the baseline")

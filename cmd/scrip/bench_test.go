@@ -125,3 +125,43 @@ func TestBenchRate(t *testing.T) {
 		})
 	}
 }
+
+// TestBenchFindRate: --find-rate reaches the run and its reports; with
+// --ops instead of a duration it is refused before the run.
+func TestBenchFindRate(t *testing.T) {
+	for _, db := range databases {
+		t.Run(db.name, func(t *testing.T) {
+			t.Parallel()
+			load := []string{"--database-url", db.url(t), "--accounts", "5", "--concurrency", "2", "--seed", "1", "--quiet"}
+			stdout, stderr, err := runBench(t, append(load, "--find-rate", "1m", "--duration", "200ms", "--json", "-")...)
+			if err != nil {
+				t.Fatalf("--find-rate 1m: %v\n%s", err, stderr)
+			}
+			var rep struct {
+				Target float64 `json:"target_ops_per_sec"`
+				Search struct {
+					P99MaxMs float64           `json:"p99_max_ms"`
+					Max      float64           `json:"max_ops_per_sec"`
+					Steps    []json.RawMessage `json:"steps"`
+				} `json:"rate_search"`
+			}
+			if err := json.Unmarshal([]byte(stdout), &rep); err != nil {
+				t.Fatalf("not a JSON report: %v\n%s", err, stdout)
+			}
+			if s := rep.Search; s.P99MaxMs != 60000 || s.Max <= 0 || rep.Target != s.Max || len(s.Steps) < 2 {
+				t.Errorf("rate_search %+v, target_ops_per_sec %.0f; want a rate found within 60000 ms, and its run's figures", s, rep.Target)
+			}
+			if !strings.Contains(stderr, "rate search  highest rate with p99 within 60000.000 ms:") {
+				t.Errorf("the text report does not give the search:\n%s", stderr)
+			}
+
+			stdout, _, err = runBench(t, append(load, "--find-rate", "25ms", "--ops", "20")...)
+			if err == nil || !strings.Contains(err.Error(), "a rate search runs each of its steps for the duration") {
+				t.Errorf("--find-rate with --ops: %v, want it refused", err)
+			}
+			if stdout != "" {
+				t.Errorf("--find-rate with --ops: the run went ahead:\n%s", stdout)
+			}
+		})
+	}
+}

@@ -53,6 +53,9 @@ type load struct {
 	// late counts the operations of a run with a rate that started more
 	// than lateAfter after their scheduled start.
 	late atomic.Int64
+	// scheduled reports that a run with a rate and a duration ran its
+	// schedule to the end: no operation was due before the deadline.
+	scheduled atomic.Bool
 
 	// spent is, per account, the credits the run took out of its
 	// available balance (charges and open holds, net of captures' change,
@@ -181,7 +184,11 @@ func (l *load) run(ctx context.Context) *Result {
 				var due time.Time
 				if l.cfg.Rate > 0 {
 					due = start.Add(time.Duration(float64(n-1) * float64(time.Second) / l.cfg.Rate))
-					if !deadline.IsZero() && !due.Before(deadline) || !w.wait(ctx, due) {
+					if !deadline.IsZero() && !due.Before(deadline) {
+						l.scheduled.Store(true)
+						return
+					}
+					if !w.wait(ctx, due) {
 						return
 					}
 				}
@@ -195,6 +202,11 @@ func (l *load) run(ctx context.Context) *Result {
 	stopProgress := l.progress(start)
 	wg.Wait()
 	elapsed := time.Since(start)
+	if l.scheduled.Load() {
+		// The schedule spans the duration, though its last operation may
+		// end sooner: 3 operations at 2 a second in 2 s are 1.5 a second.
+		elapsed = max(elapsed, l.cfg.Duration)
+	}
 	stopProgress()
 
 	res := &Result{Target: l.t.name(), Errors: map[string]int64{}, Kinds: map[string]KindStats{}}

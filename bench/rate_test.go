@@ -85,6 +85,11 @@ func TestRateStopsAtTheDuration(t *testing.T) {
 	if res.Ops < 1 || res.Ops > 10 {
 		t.Errorf("%d operations in 200 ms at 50 a second, want 10 at most", res.Ops)
 	}
+	// The rate is over the schedule's span, the whole duration, though
+	// the last charge ended at about 180 ms.
+	if res.Seconds < 0.2 || res.OpsPerSec > 50 {
+		t.Errorf("%d operations in %.3f s: %.2f a second, want at most the 50 asked over the 200 ms", res.Ops, res.Seconds, res.OpsPerSec)
+	}
 
 	ctx, cancel := context.WithCancel(context.Background())
 	cfg = Config{Workload: WorkloadCharge, Accounts: 1, Concurrency: 2, Ops: 5, Seed: 1, Rate: 0.001}

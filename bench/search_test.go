@@ -29,15 +29,15 @@ func (q queueTarget) charge(ctx context.Context, account, key string, amount cre
 }
 
 // A search on a target that does one charge at a time: the closed loop
-// queues every client behind it, p99 about eight charges long, over the
+// queues every client behind it, p99 about sixteen charges long, over the
 // bound. The rate it finds is at most the ceiling, above every rate tried
 // over the bound and the highest tried within it, and the result is that
 // run's.
 func TestSearchRateRuns(t *testing.T) {
 	t.Parallel()
-	took := 2 * time.Millisecond
-	cfg := Config{Workload: WorkloadCharge, Accounts: 1, Concurrency: 8, Duration: 400 * time.Millisecond, Seed: 1,
-		FindRate: 10 * time.Millisecond, Log: io.Discard}
+	took := 5 * time.Millisecond
+	cfg := Config{Workload: WorkloadCharge, Accounts: 1, Concurrency: 16, Duration: 400 * time.Millisecond, Seed: 1,
+		FindRate: 50 * time.Millisecond, Log: io.Discard}
 	tg := queueTarget{slowTarget: slowTarget{took: took}, mu: &sync.Mutex{}}
 	res := searchRate(context.Background(), &database{}, newLoad(cfg, tg, []string{"a"}, "r"))
 	s := res.RateSearch
@@ -49,7 +49,7 @@ func TestSearchRateRuns(t *testing.T) {
 	}
 	ceiling := math.Round(s.CeilingOpsPerSec)
 	if first := s.Steps[0]; first.TargetOpsPerSec != 0 || first.Within || first.OpsPerSec != s.CeilingOpsPerSec {
-		t.Errorf("first step %+v, want the closed loop, over the bound with 8 clients queued behind %s charges", first, took)
+		t.Errorf("first step %+v, want the closed loop, over the bound with 16 clients queued behind %s charges", first, took)
 	}
 	if second := s.Steps[1]; second.TargetOpsPerSec != ceiling {
 		t.Errorf("second step %+v, want the closed loop's %.0f ops/s", second, ceiling)
@@ -77,7 +77,7 @@ func TestSearchRateRuns(t *testing.T) {
 	}
 	var text strings.Builder
 	res.writeText(&text)
-	if !strings.Contains(text.String(), "rate search  highest rate with p99 within 10.000 ms:") {
+	if !strings.Contains(text.String(), "rate search  highest rate with p99 within 50.000 ms:") {
 		t.Errorf("text report lacks the search:\n%s", text.String())
 	}
 }

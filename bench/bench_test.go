@@ -149,16 +149,22 @@ func runFindRate(t *testing.T, cfg bench.Config) {
 		return rep
 	}
 
-	// A bound no run keeps: every step misses, halving the rate each time.
+	// A bound no run keeps: every run misses by its p99 and is run again,
+	// and the rate halves after each pair, down to 1 a second at most.
 	rep := search(time.Microsecond)
 	s := rep.RateSearch
-	// Eight rates, unless halving reached 1 a second sooner.
-	if last := s.Steps[len(s.Steps)-1]; s.MaxOpsPerSec != 0 || len(s.Steps) != 1+8 && (len(s.Steps) > 1+8 || last.TargetOpsPerSec != 1) {
-		t.Errorf("found %.0f ops/s in %d steps, want nothing after the closed loop and 8 rates: %+v", s.MaxOpsPerSec, len(s.Steps), s.Steps)
+	if last := s.Steps[len(s.Steps)-1]; s.MaxOpsPerSec != 0 || len(s.Steps) != 1+10 && (len(s.Steps) > 1+10 || last.TargetOpsPerSec != 1) {
+		t.Errorf("found %.0f ops/s in %d steps, want nothing after the closed loop and 10 runs: %+v", s.MaxOpsPerSec, len(s.Steps), s.Steps)
 	}
 	for i, st := range s.Steps[2:] {
-		if prev := s.Steps[i+1].TargetOpsPerSec; st.Within || st.TargetOpsPerSec >= prev {
-			t.Errorf("step %+v after one at %.0f ops/s over the bound", st, prev)
+		prev := s.Steps[i+1]
+		switch {
+		case st.Within:
+			t.Errorf("step %+v within a bound of 1 µs", st)
+		case st.Again && (st.TargetOpsPerSec != prev.TargetOpsPerSec || prev.Again || !strings.HasPrefix(prev.Miss, "p99 ")):
+			t.Errorf("step %+v runs again after %+v", st, prev)
+		case !st.Again && st.TargetOpsPerSec >= prev.TargetOpsPerSec:
+			t.Errorf("step %+v after one at %.0f ops/s over the bound", st, prev.TargetOpsPerSec)
 		}
 	}
 	var text strings.Builder

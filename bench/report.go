@@ -553,6 +553,9 @@ func (s *RateSearch) writeText(w io.Writer) {
 		if st.TargetOpsPerSec > 0 {
 			asked, late = strconv.FormatFloat(st.TargetOpsPerSec, 'f', 0, 64), strconv.FormatInt(st.LateOps, 10)
 		}
+		if st.Again {
+			asked += " again"
+		}
 		verdict := "within"
 		if !st.Within {
 			verdict = st.Miss

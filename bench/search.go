@@ -10,8 +10,8 @@ import (
 // Bounds of a rate search (--find-rate).
 const (
 	// searchStepsMax bounds the runs at a fixed rate after the closed
-	// loop's.
-	searchStepsMax = 8
+	// loop's, second runs at a rate included.
+	searchStepsMax = 10
 	// searchPrecision ends a search once the highest rate within the bound
 	// and the lowest above it are this close, as a share of the latter.
 	searchPrecision = 0.05
@@ -51,13 +51,18 @@ type RateStep struct {
 	// why not.
 	Within bool   `json:"within"`
 	Miss   string `json:"miss,omitempty"`
+	// Again marks a second run at the rate of the one before, which
+	// missed by its p99 alone.
+	Again bool `json:"again,omitempty"`
+	// p99Only: the run missed by its p99 alone.
+	p99Only bool
 }
 
 // searchRate finds the highest fixed rate at which l's workload keeps its
 // p99 latency within cfg.FindRate. A closed-loop run gives the ceiling,
 // what the target does with every client busy; runs at fixed rates then
 // halve the range between the highest rate within the bound and the lowest
-// above it, the ceiling first. The result is the full figures of the
+// above it, the ceiling first (narrow). The result is the full figures of the
 // highest run within the bound (of the last run when none was), with the
 // search attached.
 func searchRate(ctx context.Context, db *database, l *load) *Result {
@@ -69,17 +74,22 @@ func searchRate(ctx context.Context, db *database, l *load) *Result {
 	s.CeilingOpsPerSec = ceiling.OpsPerSec
 
 	var best, last *Result
-	s.narrow(ceiling.OpsPerSec, func(i int, rate float64) (within, ok bool) {
+	s.narrow(ceiling.OpsPerSec, func(i int, rate float64, again bool) (within, retry, ok bool) {
 		if !sleepCtx(ctx, min(searchSettle, cfg.Duration/4)) {
-			return false, false
+			return false, false, false
 		}
-		fmt.Fprintf(cfg.Log, "%s: step %d of at most %d: %.0f ops/s for %s\n", l.t.name(), i, searchStepsMax, rate, cfg.Duration)
+		what := ""
+		if again {
+			what = ", again"
+		}
+		fmt.Fprintf(cfg.Log, "%s: step %d of at most %d: %.0f ops/s for %s%s\n", l.t.name(), i, searchStepsMax, rate, cfg.Duration, what)
 		res := timedRun(ctx, db, l.step(rate, i))
 		if ctx.Err() != nil {
 			// A run cut short says nothing about its rate.
-			return false, false
+			return false, false, false
 		}
 		step := s.judge(res, rate)
+		step.Again = again
 		s.Steps = append(s.Steps, step)
 		last = res
 		if step.Within {
@@ -88,7 +98,7 @@ func searchRate(ctx context.Context, db *database, l *load) *Result {
 		} else {
 			fmt.Fprintf(cfg.Log, "%s: %s\n", l.t.name(), step.Miss)
 		}
-		return step.Within, true
+		return step.Within, step.p99Only, true
 	})
 	res := best
 	if res == nil {
@@ -102,19 +112,28 @@ func searchRate(ctx context.Context, db *database, l *load) *Result {
 }
 
 // narrow sets MaxOpsPerSec to the highest rate up to ceiling (rounded to
-// a whole operation a second) that try finds within the bound: try(i, rate)
-// runs step i at rate and reports whether it kept within, or !ok when the
-// search must stop. It tries the ceiling first, then halves the range
-// between the highest rate within and the lowest over, until the two are
-// within searchPrecision of each other, no whole rate lies between them, or
-// searchStepsMax steps ran.
-func (s *RateSearch) narrow(ceiling float64, try func(i int, rate float64) (within, ok bool)) {
+// a whole operation a second) that try finds within the bound. try(i,
+// rate, again) runs step i at rate, again when it repeats the step before,
+// and reports whether the run kept within; retry when it missed by its p99
+// alone, which one stall of the target can do at any rate; !ok when the
+// search must stop. Such a miss is run once more, and the rate is over
+// the bound only if both runs are. The search tries the ceiling first,
+// then halves the range between the highest rate within and the lowest
+// over, until the two are within searchPrecision of each other, no whole
+// rate lies between them, or searchStepsMax runs ran.
+func (s *RateSearch) narrow(ceiling float64, try func(i int, rate float64, again bool) (within, retry, ok bool)) {
 	lo, hi := 0.0, math.Round(ceiling)
 	rate := hi
 	for i := 1; i <= searchStepsMax && rate >= 1; i++ {
-		within, ok := try(i, rate)
+		within, retry, ok := try(i, rate, false)
 		if !ok {
 			return
+		}
+		if !within && retry && i < searchStepsMax {
+			i++
+			if within, _, ok = try(i, rate, true); !ok {
+				return
+			}
 		}
 		if within {
 			lo = rate
@@ -140,10 +159,11 @@ func (s *RateSearch) judge(r *Result, rate float64) RateStep {
 		st.Miss = "no operation ran"
 	case r.ErrorCount > 0:
 		st.Miss = fmt.Sprintf("%d of %d operations failed", r.ErrorCount, r.Ops)
-	case r.P99Ms > s.P99MaxMs:
-		st.Miss = fmt.Sprintf("p99 %.3f ms, over %.3f ms", r.P99Ms, s.P99MaxMs)
 	case rate > 0 && r.OpsPerSec < behindShare*rate:
 		st.Miss = fmt.Sprintf("reached %.0f of %.0f ops/s", r.OpsPerSec, rate)
+	case r.P99Ms > s.P99MaxMs:
+		st.Miss = fmt.Sprintf("p99 %.3f ms, over %.3f ms", r.P99Ms, s.P99MaxMs)
+		st.p99Only = true
 	default:
 		st.Within = true
 	}

@@ -127,7 +127,7 @@ run (exit code 3).`,
 	f.DurationVar(&cfg.Duration, "duration", 0, "how long to run (default 10s unless --ops is given)")
 	f.Int64Var(&cfg.Ops, "ops", 0, "operations to run (with --duration: whichever ends first)")
 	f.Float64Var(&cfg.Rate, "rate", 0, "start operations on a fixed schedule, this many a second across all clients, and count each latency from the operation's scheduled start (0: each client starts its next operation when its last ends)")
-	f.DurationVar(&cfg.FindRate, "find-rate", 0, "find the highest fixed rate whose p99 latency stays within this bound (e.g. 25ms): a closed-loop run for the ceiling, then up to 8 runs at fixed rates narrowing down on it, each --duration long")
+	f.DurationVar(&cfg.FindRate, "find-rate", 0, "find the highest fixed rate whose p99 latency stays within this bound (e.g. 25ms): a closed-loop run for the ceiling, then up to 10 runs at fixed rates narrowing down on it, each --duration long")
 	f.Uint64Var(&cfg.Seed, "seed", 0, "random seed (0: a random one, printed in the report)")
 	f.BoolVar(&cfg.Baseline, "baseline", false, "also run the per-operation baseline and report the ratio")
 	f.BoolVar(&cfg.BaselineOnly, "baseline-only", false, "run only the baseline")

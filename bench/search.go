@@ -67,7 +67,7 @@ type RateStep struct {
 // search attached.
 func searchRate(ctx context.Context, db *database, l *load) *Result {
 	cfg := l.cfg
-	s := &RateSearch{P99MaxMs: durationMs(cfg.FindRate)}
+	s := &RateSearch{P99MaxMs: ms(cfg.FindRate.Microseconds())}
 	fmt.Fprintf(cfg.Log, "%s: rate search, p99 within %s: closed loop for %s\n", l.t.name(), cfg.FindRate, cfg.Duration)
 	ceiling := timedRun(ctx, db, l.step(0, 0))
 	s.Steps = append(s.Steps, s.judge(ceiling, 0))
@@ -205,5 +205,3 @@ func sleepCtx(ctx context.Context, d time.Duration) bool {
 		return true
 	}
 }
-
-func durationMs(d time.Duration) float64 { return round3(float64(d.Microseconds()) / 1000) }

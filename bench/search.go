@@ -116,20 +116,22 @@ func searchRate(ctx context.Context, db *database, l *load) *Result {
 // rate, again) runs step i at rate, again when it repeats the step before,
 // and reports whether the run kept within; retry when it missed by its p99
 // alone, which one stall of the target can do at any rate; !ok when the
-// search must stop. Such a miss is run once more, and the rate is over
-// the bound only if both runs are. The search tries the ceiling first,
-// then halves the range between the highest rate within and the lowest
-// over, until the two are within searchPrecision of each other, no whole
-// rate lies between them, or searchStepsMax runs ran.
+// search must stop. Such a miss below the ceiling is run once more, and
+// the rate is over the bound only if both runs are; at the ceiling, where
+// the target is as busy as the closed loop kept it, a second run misses
+// too and would only take a step from the search. The search tries the
+// ceiling first, then halves the range between the highest rate within
+// and the lowest over, until the two are within searchPrecision of each
+// other, no whole rate lies between them, or searchStepsMax runs ran.
 func (s *RateSearch) narrow(ceiling float64, try func(i int, rate float64, again bool) (within, retry, ok bool)) {
 	lo, hi := 0.0, math.Round(ceiling)
-	rate := hi
+	top, rate := hi, hi
 	for i := 1; i <= searchStepsMax && rate >= 1; i++ {
 		within, retry, ok := try(i, rate, false)
 		if !ok {
 			return
 		}
-		if !within && retry && i < searchStepsMax {
+		if !within && retry && rate < top && i < searchStepsMax {
 			i++
 			if within, _, ok = try(i, rate, true); !ok {
 				return

@@ -110,12 +110,15 @@ func TestSearchNarrow(t *testing.T) {
 		{name: "capacity", capacity: 1234, ceiling: 2000,
 			runs: []run{{2000, false}, {1000, false}, {1500, false}, {1250, false}, {1125, false}, {1188, false}}, max: 1188},
 		// A stall at 1000 is run again, within; a rate over the capacity,
-		// over by its p99, is run again and over again.
-		{name: "stall", capacity: 1234, ceiling: 2000, stalls: []int{3}, p99: true,
-			runs: []run{{2000, false}, {2000, true}, {1000, false}, {1000, true}, {1500, false}, {1500, true}, {1250, false}, {1250, true}, {1125, false}, {1188, false}}, max: 1188},
+		// over by its p99, is run again and over again; the ceiling is not.
+		{name: "stall", capacity: 1234, ceiling: 2000, stalls: []int{2}, p99: true,
+			runs: []run{{2000, false}, {1000, false}, {1000, true}, {1500, false}, {1500, true}, {1250, false}, {1250, true}, {1125, false}, {1188, false}}, max: 1188},
 		// A stall on the second run at a rate counts: over twice.
-		{name: "stall again", capacity: 1234, ceiling: 2000, stalls: []int{3, 4}, p99: true,
-			runs: []run{{2000, false}, {2000, true}, {1000, false}, {1000, true}, {500, false}, {750, false}, {875, false}, {938, false}, {969, false}}, max: 969},
+		{name: "stall again", capacity: 1234, ceiling: 2000, stalls: []int{2, 3}, p99: true,
+			runs: []run{{2000, false}, {1000, false}, {1000, true}, {500, false}, {750, false}, {875, false}, {938, false}, {969, false}}, max: 969},
+		// A stall at the ceiling, whatever the capacity, is not run again.
+		{name: "stall at the ceiling", capacity: 1e9, ceiling: 2000, stalls: []int{1},
+			runs: []run{{2000, false}, {1000, false}, {1500, false}, {1750, false}, {1875, false}, {1938, false}}, max: 1938},
 		{name: "ceiling within", capacity: 1e9, ceiling: 2000.4, runs: []run{{2000, false}}, max: 2000},
 		{name: "never within", capacity: 0, ceiling: 1000,
 			runs: []run{{1000, false}, {500, false}, {250, false}, {125, false}, {63, false}, {32, false}, {16, false}, {8, false}, {4, false}, {2, false}}},

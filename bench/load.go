@@ -66,6 +66,9 @@ type load struct {
 	// charge is what one charge costs: chargeAmount, or the price of the
 	// action a priced target charges.
 	charge credit.Amount
+	// every is the length of the timeline's intervals; 0 for
+	// timelineEvery.
+	every time.Duration
 }
 
 // pricedTarget is a target whose charges its catalog prices.
@@ -106,21 +109,40 @@ type latencies struct {
 	mu    sync.Mutex
 	all   *hdrhistogram.Histogram
 	kinds map[string]*hdrhistogram.Histogram
+	// win is the latencies of the operations that ended in the timeline's
+	// current interval, winErrors how many of them failed.
+	win       *hdrhistogram.Histogram
+	winErrors int64
 }
 
 // latencyShards is how many recorders the clients share.
 const latencyShards = 16
 
 func newLatencies() *latencies {
-	return &latencies{all: newHistogram(), kinds: map[string]*hdrhistogram.Histogram{}}
+	return &latencies{all: newHistogram(), kinds: map[string]*hdrhistogram.Histogram{}, win: newWindowHistogram()}
 }
 
-func (l *latencies) record(kind string, micros int64) {
+func (l *latencies) record(kind string, micros int64, failed bool) {
 	v := min(micros, latencyMax.Microseconds())
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.all.RecordValue(v)
 	l.kind(kind).RecordValue(v)
+	l.win.RecordValue(v)
+	if failed {
+		l.winErrors++
+	}
+}
+
+// swapWindow ends the current interval: it returns the interval's
+// latencies and failures and records the next ones into spare, which must
+// be empty.
+func (l *latencies) swapWindow(spare *hdrhistogram.Histogram) (*hdrhistogram.Histogram, int64) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	h, n := l.win, l.winErrors
+	l.win, l.winErrors = spare, 0
+	return h, n
 }
 
 // kind returns the histogram of one kind of work, creating it if need be.
@@ -199,7 +221,7 @@ func (l *load) run(ctx context.Context) *Result {
 			}
 		}()
 	}
-	stopProgress := l.progress(start)
+	stopTimeline := l.timeline(start, shards)
 	wg.Wait()
 	elapsed := time.Since(start)
 	if l.scheduled.Load() {
@@ -207,7 +229,7 @@ func (l *load) run(ctx context.Context) *Result {
 		// end sooner: 3 operations at 2 a second in 2 s are 1.5 a second.
 		elapsed = max(elapsed, l.cfg.Duration)
 	}
-	stopProgress()
+	timeline := stopTimeline()
 
 	res := &Result{Target: l.t.name(), Errors: map[string]int64{}, Kinds: map[string]KindStats{}}
 	total := newLatencies()
@@ -232,6 +254,7 @@ func (l *load) run(ctx context.Context) *Result {
 	for k, h := range total.kinds {
 		res.Kinds[k] = KindStats{Ops: h.TotalCount(), P50Ms: ms(h.ValueAtQuantile(50)), P99Ms: ms(h.ValueAtQuantile(99))}
 	}
+	res.Timeline = timeline
 	res.Batches = l.t.batches()
 	if l.cfg.Rate > 0 {
 		res.TargetOpsPerSec = round2(l.cfg.Rate)
@@ -263,20 +286,6 @@ func (w *worker) wait(ctx context.Context, due time.Time) bool {
 func ms(micros int64) float64 { return round3(float64(micros) / 1000) }
 
 func round3(f float64) float64 { return float64(int64(f*1000+0.5)) / 1000 }
-
-// progress prints a live line once a second until the returned func is
-// called.
-func (l *load) progress(start time.Time) func() {
-	w := l.cfg.Progress
-	last, lastAt := int64(0), start
-	return everySecond(w, func(now time.Time) {
-		n := l.done.Load()
-		rate := float64(n-last) / now.Sub(lastAt).Seconds()
-		fmt.Fprintf(w, "\r%-8s %5.0fs  %10d ops  %9.0f ops/s now  %9.0f ops/s avg  %d errors   ",
-			l.t.name(), now.Sub(start).Seconds(), n, rate, float64(n)/now.Sub(start).Seconds(), l.failed.Load())
-		last, lastAt = n, now
-	}, "\n")
-}
 
 // phaseProgress draws "what: n of total" (or "what: n" without a total) on
 // w once a second until the returned func is called, which erases it. With
@@ -351,7 +360,7 @@ func (l *load) iterate(ctx context.Context, w *worker, due time.Time) {
 		w.errors[errorCode(err)]++
 		l.failed.Add(1)
 	}
-	w.lat.record(kind, d)
+	w.lat.record(kind, d, err != nil)
 	l.done.Add(1)
 }
 

@@ -103,6 +103,9 @@ type Result struct {
 	CPU     *CPU                 `json:"cpu,omitempty"`
 	Funding *Funding             `json:"funding,omitempty"`
 	Verify  Verify               `json:"verify"`
+	// Timeline is the timed part second by second: where in the run the
+	// slow operations and the errors were.
+	Timeline []Second `json:"timeline,omitempty"`
 	// RateSearch is the search of a run with --find-rate, whose figures
 	// above are those of the highest rate it found within its bound.
 	RateSearch *RateSearch `json:"rate_search,omitempty"`
@@ -451,6 +454,10 @@ func (r *Result) writeText(w io.Writer) {
 	}
 	fmt.Fprintf(w, "  latency      p50 %.3f ms  p90 %.3f ms  p99 %.3f ms  max %.3f ms  mean %.3f ms\n",
 		r.P50Ms, r.P90Ms, r.P99Ms, r.MaxMs, r.MeanMs)
+	if slowest, n := slowestSecond(r.Timeline); n > 1 && slowest.Ops > 0 {
+		fmt.Fprintf(w, "  per second   highest p99 %.3f ms, in the second ending at %.0f s (%d ops, max %.3f ms); the JSON report's timeline has all %d\n",
+			slowest.P99Ms, slowest.AtS, slowest.Ops, slowest.MaxMs, len(r.Timeline))
+	}
 	if len(r.Kinds) > 1 {
 		kinds := make([]string, 0, len(r.Kinds))
 		for k := range r.Kinds {

@@ -74,6 +74,9 @@ const (
 	writerCacheKiB  = 64 << 10
 	mmapBytes       = 256 << 20
 	checkpointEvery = 200 * time.Millisecond
+	// bulkIdle is how long a connection of the bulk pool stays open
+	// unused; see open.
+	bulkIdle = time.Second
 	// walFramesMax bounds the write-ahead log, in pages (256 MiB at 4 KiB
 	// pages); see open.
 	walFramesMax = 65536
@@ -189,15 +192,18 @@ func (s *Store) open() error {
 		// Verification (ReadAccounts) and export (Journal) read much of
 		// the file, in transactions that follow each other on a ledger at
 		// rest: a pool of their own keeps the map between them and reads
-		// the pages without a copy. Its connections close after a minute
-		// unused, and with them their maps.
+		// the pages without a copy. Its connections close a second or two
+		// after the last of those transactions, and with them their maps:
+		// while they stayed open a minute, commits in the seconds after a
+		// verification waited longer (docs/performance.md, "Per step",
+		// item 31).
 		bq.Add("_pragma", fmt.Sprintf("mmap_size(%d)", mmapBytes))
 		if s.bulk, err = sql.Open("sqlite", s.path+"?"+bq.Encode()); err != nil {
 			return err
 		}
 		s.bulk.SetMaxOpenConns(n)
 		s.bulk.SetMaxIdleConns(n)
-		s.bulk.SetConnMaxIdleTime(time.Minute)
+		s.bulk.SetConnMaxIdleTime(bulkIdle)
 	}
 
 	if err := s.Migrate(ctx); err != nil {

@@ -1022,3 +1022,26 @@ func TestReaderMemoryMap(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestBulkPoolLetsGo checks that the connections of verification's pool,
+// and their memory maps of the file, close soon after it ends.
+func TestBulkPoolLetsGo(t *testing.T) {
+	s := openTest(t)
+	ctx := context.Background()
+	if err := s.ReadAccounts(ctx, func(ledger.AccountsReader) error { return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if n := s.bulk.Stats().OpenConnections; n == 0 {
+		t.Fatal("no connection of the bulk pool open right after a snapshot")
+	}
+	// database/sql closes idle connections on a timer of at least a
+	// second; bounded wait.
+	const wait = 10 * time.Second
+	deadline := time.Now().Add(wait)
+	for s.bulk.Stats().OpenConnections > 0 && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if st := s.bulk.Stats(); st.OpenConnections > 0 {
+		t.Errorf("%d connections of the bulk pool still open %v after the snapshot ended", st.OpenConnections, wait)
+	}
+}

@@ -125,13 +125,14 @@ func searchRate(ctx context.Context, db *database, l *load) *Result {
 // other, no whole rate lies between them, or searchStepsMax runs ran.
 func (s *RateSearch) narrow(ceiling float64, try func(i int, rate float64, again bool) (within, retry, ok bool)) {
 	lo, hi := 0.0, math.Round(ceiling)
-	top, rate := hi, hi
+	rate := hi
 	for i := 1; i <= searchStepsMax && rate >= 1; i++ {
 		within, retry, ok := try(i, rate, false)
 		if !ok {
 			return
 		}
-		if !within && retry && rate < top && i < searchStepsMax {
+		// Step 1 is the ceiling.
+		if !within && retry && i > 1 && i < searchStepsMax {
 			i++
 			if within, _, ok = try(i, rate, true); !ok {
 				return

@@ -307,19 +307,28 @@ func everySecond(w io.Writer, draw func(now time.Time), end string) (stop func()
 	if w == nil {
 		return func() {}
 	}
+	stopTicks := ticking(time.Second, draw)
+	return func() {
+		stopTicks()
+		fmt.Fprint(w, end)
+	}
+}
+
+// ticking calls tick every d on a goroutine of its own until the returned
+// func is called, which returns once tick no longer runs.
+func ticking(d time.Duration, tick func(now time.Time)) (stop func()) {
 	quit := make(chan struct{})
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		tick := time.NewTicker(time.Second)
-		defer tick.Stop()
+		t := time.NewTicker(d)
+		defer t.Stop()
 		for {
 			select {
 			case <-quit:
-				fmt.Fprint(w, end)
 				return
-			case now := <-tick.C:
-				draw(now)
+			case now := <-t.C:
+				tick(now)
 			}
 		}
 	}()

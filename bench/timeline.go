@@ -60,25 +60,13 @@ func (l *load) timeline(start time.Time, shards []*latencies) (stop func() []Sec
 	}
 
 	var seconds []Second
-	quit, done := make(chan struct{}), make(chan struct{})
-	go func() {
-		defer close(done)
-		tick := time.NewTicker(every)
-		defer tick.Stop()
-		for {
-			select {
-			case <-quit:
-				return
-			case now := <-tick.C:
-				s := end(now)
-				seconds = append(seconds, s)
-				l.drawProgress(now.Sub(start), s, every)
-			}
-		}
-	}()
+	stopTicks := ticking(every, func(now time.Time) {
+		s := end(now)
+		seconds = append(seconds, s)
+		l.drawProgress(now.Sub(start), s, every)
+	})
 	return func() []Second {
-		close(quit)
-		<-done
+		stopTicks()
 		if s := end(time.Now()); s.Ops > 0 {
 			seconds = append(seconds, s)
 		}

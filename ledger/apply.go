@@ -96,14 +96,20 @@ func (e *Engine) apply(ctx context.Context, ops []*op) error {
 func (e *Engine) applyReading(ctx context.Context, ops []*op, keys []TxKey) (err error) {
 	now := e.now()
 	var (
-		accountIDs []string
+		accountIDs = make([]string, 0, len(ops))
 		holdIDs    []string
 		chargeIDs  []string
 		grantIDs   []string
+		// The holds and charges the batch may create, to size its maps.
+		newHolds, newCharges int
 	)
 	for _, o := range ops {
 		accountIDs = append(accountIDs, o.accountID)
 		switch r := o.req.(type) {
+		case *HoldRequest:
+			newHolds++
+		case *ChargeRequest:
+			newCharges++
 		case *CaptureRequest:
 			holdIDs = append(holdIDs, r.HoldID)
 		case *ReleaseRequest:
@@ -154,16 +160,21 @@ func (e *Engine) applyReading(ctx context.Context, ops []*op, keys []TxKey) (err
 	b := &batch{
 		now:           now,
 		accounts:      make(map[string]*Account, len(loaded.Accounts)),
-		grants:        map[string]*Grant{},
+		grants:        make(map[string]*Grant, len(loaded.Grants)),
 		sorted:        make(map[string][]*Grant, len(loaded.Accounts)),
-		holds:         map[string]*Hold{},
-		charges:       map[string]*Charge{},
+		holds:         make(map[string]*Hold, len(loaded.Holds)+newHolds),
+		charges:       make(map[string]*Charge, len(loaded.Charges)+newCharges),
 		keyed:         make(map[TxKey]*Transaction, len(ops)),
-		dirtyAccounts: map[string]*Account{},
-		dirtyGrants:   map[string]*Grant{},
+		dirtyAccounts: make(map[string]*Account, len(loaded.Accounts)),
+		dirtyGrants:   make(map[string]*Grant, len(loaded.Grants)),
 		dirtyHolds:    map[string]*Hold{},
 		dirtyCharges:  map[string]*Charge{},
-		isNew:         map[string]bool{},
+		isNew:         make(map[string]bool, len(ops)),
+		newHolds:      make([]*Hold, 0, newHolds),
+		newCharges:    make([]*Charge, 0, newCharges),
+		// Most operations append one transaction: sized for them, the
+		// journal of a large batch is not copied as it grows.
+		txns: make([]Transaction, 0, len(ops)),
 	}
 	for i := range loaded.Accounts {
 		a := &loaded.Accounts[i]
@@ -501,8 +512,10 @@ func (b *batch) insufficient(accountID string, required credit.Amount) error {
 	}
 }
 
-// debit takes allocs out of their grants and records the entries.
+// debit takes allocs out of their grants and records the entries, with
+// room for the one entry that balances them, which every caller appends.
 func (b *batch) debit(t *Transaction, accountID string, allocs []Allocation) {
+	t.Entries = slices.Grow(t.Entries, len(allocs)+1)
 	for _, a := range allocs {
 		g := b.grants[a.GrantID]
 		g.Remaining -= a.Amount
@@ -805,7 +818,12 @@ func (b *batch) expireGrant(t *Transaction, res *Result, id string) error {
 
 // writes collects everything the batch changed.
 func (b *batch) writes() *Writes {
-	w := &Writes{Transactions: b.txns}
+	w := &Writes{
+		Transactions: b.txns,
+		Accounts:     make([]Account, 0, len(b.dirtyAccounts)),
+		Grants:       make([]Grant, 0, len(b.dirtyGrants)),
+		NewCharges:   make([]Charge, 0, len(b.newCharges)),
+	}
 	for _, a := range b.newAccounts {
 		// Inserted with its head as the batch left it, not also updated.
 		delete(b.dirtyAccounts, a.ID)

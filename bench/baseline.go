@@ -21,6 +21,7 @@ import (
 	"github.com/scriphq/scrip/catalog"
 	"github.com/scriphq/scrip/credit"
 	"github.com/scriphq/scrip/examples/catalogs"
+	"github.com/scriphq/scrip/internal/rawconn"
 )
 
 // baselineConnsMax bounds the baseline's PostgreSQL connections: one per
@@ -285,6 +286,9 @@ func openPGBaseline(ctx context.Context, rawURL string, conns int) (*pgBaseline,
 		return nil, err
 	}
 	cfg.MaxConns = int32(max(conns, 1))
+	// The same socket calls as the store's, so that the ratio compares
+	// the write paths alone.
+	cfg.ConnConfig.DialFunc = pgconn.DialFunc(rawconn.Dial(rawconn.DialFunc(cfg.ConnConfig.DialFunc)))
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, err

@@ -14,6 +14,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/scriphq/scrip/internal/rawconn"
 )
 
 // wire is the load generator's HTTP/1.1 client for plain http:// servers:
@@ -126,6 +128,9 @@ func (w *wire) dial(ctx context.Context) (*wireConn, bool, error) {
 	if err != nil {
 		return nil, false, err
 	}
+	// The load generator shares the cores with the server it measures:
+	// raw reads and writes leave it more of them (internal/rawconn).
+	c = rawconn.Wrap(c)
 	return &wireConn{c: c, r: bufio.NewReaderSize(c, 16<<10)}, false, nil
 }
 

@@ -23,6 +23,7 @@ import (
 	"github.com/pressly/goose/v3"
 	"github.com/pressly/goose/v3/lock"
 
+	"github.com/scriphq/scrip/internal/rawconn"
 	"github.com/scriphq/scrip/ledger"
 )
 
@@ -138,6 +139,9 @@ func OpenWith(ctx context.Context, url string, opt Options) (*Store, error) {
 	if _, ok := cfg.ConnConfig.RuntimeParams["random_page_cost"]; !ok {
 		cfg.ConnConfig.RuntimeParams["random_page_cost"] = "1.1"
 	}
+	// Reads and writes of the server's socket never block; made as raw
+	// system calls they spare the scheduler's hand-offs (internal/rawconn).
+	cfg.ConnConfig.DialFunc = pgconn.DialFunc(rawconn.Dial(rawconn.DialFunc(cfg.ConnConfig.DialFunc)))
 	cfg.AfterConnect = func(ctx context.Context, c *pgx.Conn) error {
 		if _, err := c.Exec(ctx, allocatorWarmUpSQL); err != nil {
 			return fmt.Errorf("postgres: warm up the connection: %w", err)

@@ -26,6 +26,7 @@ import (
 	"github.com/scriphq/scrip/event"
 	"github.com/scriphq/scrip/httpapi"
 	"github.com/scriphq/scrip/httpapi/auth"
+	"github.com/scriphq/scrip/internal/rawconn"
 	"github.com/scriphq/scrip/ledger"
 	"github.com/scriphq/scrip/postgres"
 	"github.com/scriphq/scrip/stripe"
@@ -178,6 +179,7 @@ func serve(cmd *cobra.Command, c serveConfig) error {
 	if err != nil {
 		return err
 	}
+	ln = rawconn.Listen(ln)
 	srv := &http.Server{
 		Handler:           app.api,
 		ReadHeaderTimeout: readHeaderTimeout,

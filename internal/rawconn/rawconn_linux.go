@@ -1,0 +1,125 @@
+package rawconn
+
+import (
+	"io"
+	"net"
+	"os"
+	"syscall"
+	"unsafe"
+)
+
+// Wrap returns c with raw reads and writes when it is a TCP or Unix stream
+// connection, and c itself otherwise. The result keeps the connection's
+// other methods (CloseWrite, SetKeepAlive, ...).
+func Wrap(c net.Conn) net.Conn {
+	switch c := c.(type) {
+	case *net.TCPConn:
+		if rc, err := c.SyscallConn(); err == nil {
+			return &tcpConn{TCPConn: c, raw: raw{rc: rc, conn: c}}
+		}
+	case *net.UnixConn:
+		if rc, err := c.SyscallConn(); err == nil && c.LocalAddr().Network() == "unix" {
+			return &unixConn{UnixConn: c, raw: raw{rc: rc, conn: c}}
+		}
+	}
+	return c
+}
+
+type tcpConn struct {
+	*net.TCPConn
+	raw
+}
+
+func (c *tcpConn) Read(p []byte) (int, error)  { return c.raw.read(p) }
+func (c *tcpConn) Write(p []byte) (int, error) { return c.raw.write(p) }
+
+type unixConn struct {
+	*net.UnixConn
+	raw
+}
+
+func (c *unixConn) Read(p []byte) (int, error)  { return c.raw.read(p) }
+func (c *unixConn) Write(p []byte) (int, error) { return c.raw.write(p) }
+
+// raw reads and writes a connection's descriptor with raw system calls,
+// inside the net package's RawConn, which holds the descriptor's read or
+// write lock and waits in the poller while the call returns EAGAIN.
+type raw struct {
+	rc   syscall.RawConn
+	conn net.Conn // for the addresses of errors
+}
+
+func (r raw) read(p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	var n int
+	var errno syscall.Errno
+	err := r.rc.Read(func(fd uintptr) bool {
+		for {
+			got, _, e := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
+			switch e {
+			case 0:
+				n = int(got)
+				return true
+			case syscall.EINTR:
+			case syscall.EAGAIN:
+				return false
+			default:
+				errno = e
+				return true
+			}
+		}
+	})
+	switch {
+	case err != nil:
+		return 0, r.opError("read", err)
+	case errno != 0:
+		return 0, r.opError("read", errno)
+	case n == 0:
+		return 0, io.EOF
+	}
+	return n, nil
+}
+
+func (r raw) write(p []byte) (int, error) {
+	var n int
+	var errno syscall.Errno
+	err := r.rc.Write(func(fd uintptr) bool {
+		for n < len(p) {
+			q := p[n:min(len(p), n+writeBytesMax)]
+			put, _, e := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(&q[0])), uintptr(len(q)))
+			switch e {
+			case 0:
+				n += int(put)
+			case syscall.EINTR:
+			case syscall.EAGAIN:
+				return false
+			default:
+				errno = e
+				return true
+			}
+		}
+		return true
+	})
+	switch {
+	case err != nil:
+		return n, r.opError("write", err)
+	case errno != 0:
+		return n, r.opError("write", errno)
+	}
+	return n, nil
+}
+
+// opError gives an error the form of the net package's, so that callers
+// that look for a timeout or a closed connection find it.
+func (r raw) opError(op string, err error) error {
+	if oe, ok := err.(*net.OpError); ok {
+		// The RawConn's own: a deadline or a closed connection.
+		err = oe.Err
+	}
+	if errno, ok := err.(syscall.Errno); ok {
+		err = os.NewSyscallError(op, errno)
+	}
+	return &net.OpError{Op: op, Net: r.conn.LocalAddr().Network(), Source: r.conn.LocalAddr(), Addr: r.conn.RemoteAddr(), Err: err}
+}

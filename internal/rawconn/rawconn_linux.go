@@ -15,11 +15,15 @@ func Wrap(c net.Conn) net.Conn {
 	switch c := c.(type) {
 	case *net.TCPConn:
 		if rc, err := c.SyscallConn(); err == nil {
-			return &tcpConn{TCPConn: c, raw: raw{rc: rc, conn: c}}
+			return &tcpConn{TCPConn: c, raw: raw{rc: rc, conn: c, network: "tcp"}}
 		}
 	case *net.UnixConn:
-		if rc, err := c.SyscallConn(); err == nil && c.LocalAddr().Network() == "unix" {
-			return &unixConn{UnixConn: c, raw: raw{rc: rc, conn: c}}
+		// Only a stream: a write of a datagram must not be split.
+		if a := c.LocalAddr(); a == nil || a.Network() != "unix" {
+			return c
+		}
+		if rc, err := c.SyscallConn(); err == nil {
+			return &unixConn{UnixConn: c, raw: raw{rc: rc, conn: c, network: "unix"}}
 		}
 	}
 	return c
@@ -45,8 +49,9 @@ func (c *unixConn) Write(p []byte) (int, error) { return c.raw.write(p) }
 // inside the net package's RawConn, which holds the descriptor's read or
 // write lock and waits in the poller while the call returns EAGAIN.
 type raw struct {
-	rc   syscall.RawConn
-	conn net.Conn // for the addresses of errors
+	rc      syscall.RawConn
+	conn    net.Conn // for the addresses of errors
+	network string
 }
 
 func (r raw) read(p []byte) (int, error) {
@@ -121,5 +126,5 @@ func (r raw) opError(op string, err error) error {
 	if errno, ok := err.(syscall.Errno); ok {
 		err = os.NewSyscallError(op, errno)
 	}
-	return &net.OpError{Op: op, Net: r.conn.LocalAddr().Network(), Source: r.conn.LocalAddr(), Addr: r.conn.RemoteAddr(), Err: err}
+	return &net.OpError{Op: op, Net: r.network, Source: r.conn.LocalAddr(), Addr: r.conn.RemoteAddr(), Err: err}
 }

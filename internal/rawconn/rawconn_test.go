@@ -82,6 +82,15 @@ func TestWrapsStreamSocketsOnLinux(t *testing.T) {
 	if got := rawconn.Wrap(a); got != a {
 		t.Errorf("Wrap(net.Pipe end) = %T, want it as it was", got)
 	}
+	// A datagram socket's writes must not be split: left as it is.
+	dg, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: filepath.Join(t.TempDir(), "d"), Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dg.Close()
+	if got := rawconn.Wrap(dg); got != net.Conn(dg) {
+		t.Errorf("Wrap(unixgram) = %T, want it as it was", got)
+	}
 }
 
 // Writes larger than the socket's buffers, in both directions at once, so

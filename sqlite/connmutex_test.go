@@ -4,6 +4,9 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"fmt"
+	"reflect"
+	"sync"
 	"testing"
 	"time"
 	"unsafe"
@@ -15,7 +18,14 @@ import (
 // its mutex.
 func writerHandle(t *testing.T, s *Store) (handle, mutex uintptr) {
 	t.Helper()
-	c, err := s.writer.Conn(context.Background())
+	return handleOf(t, s.writer)
+}
+
+// handleOf returns the sqlite3 handle of a connection of the pool, and its
+// mutex.
+func handleOf(t *testing.T, db *sql.DB) (handle, mutex uintptr) {
+	t.Helper()
+	c, err := db.Conn(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -88,5 +98,62 @@ func TestWriterConnections(t *testing.T) {
 	defer tx.Rollback(ctx)
 	if as, err := tx.LockAccounts(ctx, []string{"a"}); err != nil || len(as) != 1 {
 		t.Fatalf("lock a on the new connection: %v, %d accounts", err, len(as))
+	}
+}
+
+// The readers' connections, and the bulk readers', run without SQLite's
+// connection mutex too, and serve reads from many goroutines at once
+// while the writer commits.
+func TestReaderConnections(t *testing.T) {
+	ctx := context.Background()
+	s := openTest(t)
+	for _, p := range []struct {
+		name string
+		db   *sql.DB
+	}{{"reader", s.reader}, {"bulk reader", s.bulk}} {
+		if _, m := handleOf(t, p.db); m != 0 {
+			t.Errorf("a %s's connection has mutex %#x, want none", p.name, m)
+		}
+	}
+	createAccounts(t, s, "a")
+	write(t, s, fixture())
+	want, err := s.AccountState(ctx, "a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, 16)
+	for range 16 {
+		wg.Go(func() {
+			for range 50 {
+				got, err := s.AccountState(ctx, "a")
+				if err != nil {
+					errs <- err
+					return
+				}
+				if !reflect.DeepEqual(got, want) {
+					errs <- fmt.Errorf("account state read %+v, want %+v", got, want)
+					return
+				}
+			}
+		})
+	}
+	// The pool's connections stay usable after a read interrupted by its
+	// context, as the writer's do.
+	short, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
+	defer cancel()
+	var n int64
+	err = s.reader.QueryRowContext(short, `WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c)
+		SELECT count(*) FROM c`).Scan(&n)
+	if err == nil || errors.Is(err, sql.ErrNoRows) {
+		t.Fatalf("an endless read ended with %v", err)
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if _, m := handleOf(t, s.reader); m != 0 {
+		t.Errorf("a reader's connection after the interrupted read has mutex %#x, want none", m)
 	}
 }

@@ -27,7 +27,7 @@ const headsMax = 32768
 // are seen only through Tx: accounts and grants change nowhere else, and
 // Migrate empties the cache. The version is the writer connection's own
 // count, so each new writer connection empties the cache too
-// (writerConnector).
+// (connector).
 //
 // The values handed out share their metadata maps with the cache; the
 // engine never changes a loaded account's or grant's metadata.

@@ -20,7 +20,7 @@ import (
 	"time"
 
 	"github.com/pressly/goose/v3"
-	"modernc.org/sqlite" // also registers the "sqlite" database/sql driver, for the readers
+	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver, for the checkpointer
 
 	"github.com/scriphq/scrip/ledger"
 )
@@ -147,11 +147,11 @@ func (s *Store) open() error {
 		wq.Set("vfs", walVFSName)
 	}
 
-	wc, err := sqlite.NewConnector(s.path + "?" + wq.Encode())
+	wc, err := openConnector(s.path+"?"+wq.Encode(), s.heads)
 	if err != nil {
 		return err
 	}
-	s.writer = sql.OpenDB(writerConnector{Connector: wc, heads: s.heads})
+	s.writer = sql.OpenDB(wc)
 	// One connection, kept for the life of the store: SQLite has one writer,
 	// statements are prepared on it once, and an in-memory database lives
 	// only as long as its connection.
@@ -183,9 +183,11 @@ func (s *Store) open() error {
 		// virtual machine than a read call per page
 		// (docs/performance.md, "Per step", item 21).
 		rq.Add("_pragma", "mmap_size(0)")
-		if s.reader, err = sql.Open("sqlite", s.path+"?"+rq.Encode()); err != nil {
+		rc, err := openConnector(s.path+"?"+rq.Encode(), nil)
+		if err != nil {
 			return err
 		}
+		s.reader = sql.OpenDB(rc)
 		n := min(max(4, runtime.GOMAXPROCS(0)), readConnsMax)
 		s.reader.SetMaxOpenConns(n)
 		s.reader.SetMaxIdleConns(n)
@@ -198,9 +200,11 @@ func (s *Store) open() error {
 		// verification waited longer (docs/performance.md, "Per step",
 		// item 31).
 		bq.Add("_pragma", fmt.Sprintf("mmap_size(%d)", mmapBytes))
-		if s.bulk, err = sql.Open("sqlite", s.path+"?"+bq.Encode()); err != nil {
+		bc, err := openConnector(s.path+"?"+bq.Encode(), nil)
+		if err != nil {
 			return err
 		}
+		s.bulk = sql.OpenDB(bc)
 		s.bulk.SetMaxOpenConns(n)
 		s.bulk.SetMaxIdleConns(n)
 		s.bulk.SetConnMaxIdleTime(bulkIdle)

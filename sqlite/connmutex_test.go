@@ -44,6 +44,20 @@ func handleOf(t *testing.T, db *sql.DB) (handle, mutex uintptr) {
 	return handle, mutex
 }
 
+// interrupt runs a statement on the pool that runs until its context
+// ends, which has the driver report its connection unusable.
+func interrupt(t *testing.T, db *sql.DB) {
+	t.Helper()
+	short, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	var n int64
+	err := db.QueryRowContext(short, `WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c)
+		SELECT count(*) FROM c`).Scan(&n)
+	if err == nil || errors.Is(err, sql.ErrNoRows) {
+		t.Fatalf("an endless statement ended with %v", err)
+	}
+}
+
 // The writer's connection runs without SQLite's connection mutex, and so
 // does the one the pool opens when the driver has it discard the first
 // (after an interrupted statement); that one also empties the writer's
@@ -71,15 +85,7 @@ func TestWriterConnections(t *testing.T) {
 		t.Fatal("account a is not cached")
 	}
 
-	// A statement that runs until its context ends.
-	short, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
-	defer cancel()
-	var n int64
-	err = s.writer.QueryRowContext(short, `WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c)
-		SELECT count(*) FROM c`).Scan(&n)
-	if err == nil || errors.Is(err, sql.ErrNoRows) {
-		t.Fatalf("an endless statement ended with %v", err)
-	}
+	interrupt(t, s.writer)
 	second, m := writerHandle(t, s)
 	if second == first {
 		t.Fatal("the pool kept the interrupted connection; this test no longer opens a second one")
@@ -140,14 +146,7 @@ func TestReaderConnections(t *testing.T) {
 	}
 	// The pool's connections stay usable after a read interrupted by its
 	// context, as the writer's do.
-	short, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
-	defer cancel()
-	var n int64
-	err = s.reader.QueryRowContext(short, `WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c)
-		SELECT count(*) FROM c`).Scan(&n)
-	if err == nil || errors.Is(err, sql.ErrNoRows) {
-		t.Fatalf("an endless read ended with %v", err)
-	}
+	interrupt(t, s.reader)
 	wg.Wait()
 	close(errs)
 	for err := range errs {

@@ -61,20 +61,8 @@ func (r raw) read(p []byte) (int, error) {
 	var n int
 	var errno syscall.Errno
 	err := r.rc.Read(func(fd uintptr) bool {
-		for {
-			got, _, e := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
-			switch e {
-			case 0:
-				n = int(got)
-				return true
-			case syscall.EINTR:
-			case syscall.EAGAIN:
-				return false
-			default:
-				errno = e
-				return true
-			}
-		}
+		n, errno = call(syscall.SYS_READ, fd, p)
+		return errno != syscall.EAGAIN
 	})
 	switch {
 	case err != nil:
@@ -92,18 +80,12 @@ func (r raw) write(p []byte) (int, error) {
 	var errno syscall.Errno
 	err := r.rc.Write(func(fd uintptr) bool {
 		for n < len(p) {
-			q := p[n:min(len(p), n+writeBytesMax)]
-			put, _, e := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(&q[0])), uintptr(len(q)))
-			switch e {
-			case 0:
-				n += int(put)
-			case syscall.EINTR:
-			case syscall.EAGAIN:
-				return false
-			default:
-				errno = e
-				return true
+			var put int
+			put, errno = call(syscall.SYS_WRITE, fd, p[n:min(len(p), n+writeBytesMax)])
+			if errno != 0 {
+				return errno != syscall.EAGAIN
 			}
+			n += put
 		}
 		return true
 	})
@@ -114,6 +96,18 @@ func (r raw) write(p []byte) (int, error) {
 		return n, r.opError("write", errno)
 	}
 	return n, nil
+}
+
+// call makes one raw read or write of p on fd, made again while a signal
+// interrupts it. It returns EAGAIN when the socket has nothing to read or
+// no room to write.
+func call(trap, fd uintptr, p []byte) (int, syscall.Errno) {
+	for {
+		n, _, e := syscall.RawSyscall(trap, fd, uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
+		if e != syscall.EINTR {
+			return int(n), e
+		}
+	}
 }
 
 // opError gives an error the form of the net package's, so that callers

@@ -16,10 +16,11 @@
 // should.
 //
 // The price of a raw call is that its goroutine cannot be stopped during
-// it, so a stop of the world waits for it; a write copies at most
-// writeBytesMax bytes per call to bound that wait. Deadlines, Close and
-// the poller's waits are the net package's own: only the read and write
-// calls themselves change.
+// it, so a stop of the world waits for it; a call copies at most
+// callBytesMax bytes to bound that wait. Deadlines, Close and the poller's
+// waits are the net package's own: only the read and write calls
+// themselves change. Builds with the race detector or a sanitizer keep the
+// net package's calls, whose hooks they need (Enabled).
 package rawconn
 
 import (
@@ -27,9 +28,9 @@ import (
 	"net"
 )
 
-// writeBytesMax bounds the bytes one raw write copies into the socket, and
-// with it the time a stop of the world may wait for the call.
-const writeBytesMax = 64 << 10
+// callBytesMax bounds the bytes one raw read or write copies, and with it
+// the time a stop of the world may wait for the call.
+const callBytesMax = 64 << 10
 
 // Listen returns l with each accepted connection wrapped by Wrap.
 func Listen(l net.Listener) net.Listener { return listener{l} }

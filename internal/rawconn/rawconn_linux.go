@@ -1,3 +1,5 @@
+//go:build linux && !race && !msan && !asan
+
 package rawconn
 
 import (
@@ -54,14 +56,17 @@ type raw struct {
 	network string
 }
 
+// Enabled reports whether Wrap makes raw calls in this build.
+const Enabled = true
+
 func (r raw) read(p []byte) (int, error) {
 	if len(p) == 0 {
-		return 0, nil
+		return r.conn.Read(p) // the net package's answer: nil, or that it is closed
 	}
 	var n int
 	var errno syscall.Errno
 	err := r.rc.Read(func(fd uintptr) bool {
-		n, errno = call(syscall.SYS_READ, fd, p)
+		n, errno = call(syscall.SYS_READ, fd, p[:min(len(p), callBytesMax)])
 		return errno != syscall.EAGAIN
 	})
 	switch {
@@ -78,12 +83,17 @@ func (r raw) read(p []byte) (int, error) {
 func (r raw) write(p []byte) (int, error) {
 	var n int
 	var errno syscall.Errno
+	var short bool
 	err := r.rc.Write(func(fd uintptr) bool {
 		for n < len(p) {
 			var put int
-			put, errno = call(syscall.SYS_WRITE, fd, p[n:min(len(p), n+writeBytesMax)])
+			put, errno = call(syscall.SYS_WRITE, fd, p[n:min(len(p), n+callBytesMax)])
 			if errno != 0 {
 				return errno != syscall.EAGAIN
+			}
+			if put == 0 {
+				short = true // as the net package, never to loop on it
+				return true
 			}
 			n += put
 		}
@@ -94,6 +104,8 @@ func (r raw) write(p []byte) (int, error) {
 		return n, r.opError("write", err)
 	case errno != 0:
 		return n, r.opError("write", errno)
+	case short:
+		return n, r.opError("write", io.ErrUnexpectedEOF)
 	}
 	return n, nil
 }

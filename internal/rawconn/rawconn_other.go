@@ -1,8 +1,15 @@
-//go:build !linux
+//go:build !linux || race || msan || asan
 
 package rawconn
 
 import "net"
 
-// Wrap returns c as it is: raw reads and writes are made on Linux only.
+// Enabled reports whether Wrap makes raw calls in this build: on Linux
+// only, and not under the race detector or a sanitizer, whose hooks in the
+// syscall package's Read and Write a raw call would skip (the detector
+// would then report a race between goroutines that pass data through a
+// socket).
+const Enabled = false
+
+// Wrap returns c as it is.
 func Wrap(c net.Conn) net.Conn { return c }

@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -33,23 +32,26 @@ func pair(t testing.TB) (client, server net.Conn) {
 
 func dialAccept(t testing.TB, l net.Listener, network string) (client, server net.Conn) {
 	t.Helper()
-	accepted := make(chan net.Conn, 1)
+	type accept struct {
+		c   net.Conn
+		err error
+	}
+	accepted := make(chan accept, 1) // never blocks the goroutine, whatever the test does
 	go func() {
 		c, err := l.Accept()
-		if err != nil {
-			t.Error(err)
-		}
-		accepted <- c
+		accepted <- accept{c, err}
 	}()
 	var d net.Dialer
 	client, err := rawconn.Dial(d.DialContext)(context.Background(), network, l.Addr().String())
 	if err != nil {
 		t.Fatal(err)
 	}
-	server = <-accepted
-	if server == nil {
-		t.FailNow()
+	a := <-accepted
+	if a.err != nil {
+		client.Close()
+		t.Fatal(a.err)
 	}
+	server = a.c
 	t.Cleanup(func() { client.Close(); server.Close() })
 	// A test whose reads or writes go wrong fails instead of hanging.
 	deadline := time.Now().Add(time.Minute)
@@ -68,7 +70,7 @@ func wrapped(c net.Conn) bool {
 
 func TestWrapsStreamSocketsOnLinux(t *testing.T) {
 	client, server := pair(t)
-	if want := runtime.GOOS == "linux"; wrapped(client) != want || wrapped(server) != want {
+	if want := rawconn.Enabled; wrapped(client) != want || wrapped(server) != want {
 		t.Fatalf("wrapped: client %T, server %T; want wrapped %v", client, server, want)
 	}
 	for _, c := range []net.Conn{client, server} {
@@ -109,7 +111,7 @@ func TestLargeTransfersBothWays(t *testing.T) {
 				}
 				defer l.Close()
 				client, server = dialAccept(t, rawconn.Listen(l), "unix")
-				if want := runtime.GOOS == "linux"; wrapped(client) != want {
+				if want := rawconn.Enabled; wrapped(client) != want {
 					t.Fatalf("unix client %T, want wrapped %v", client, want)
 				}
 			}
@@ -196,6 +198,9 @@ func TestEndOfStreamDeadlineAndClose(t *testing.T) {
 	}
 	if _, err := client.Write([]byte("x")); !errors.Is(err, net.ErrClosed) {
 		t.Fatalf("write on a closed connection: %v, want net.ErrClosed", err)
+	}
+	if _, err := client.Read(nil); !errors.Is(err, net.ErrClosed) {
+		t.Fatalf("empty read on a closed connection: %v, want net.ErrClosed", err)
 	}
 }
 

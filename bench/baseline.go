@@ -288,7 +288,7 @@ func openPGBaseline(ctx context.Context, rawURL string, conns int) (*pgBaseline,
 	cfg.MaxConns = int32(max(conns, 1))
 	// The same socket calls as the store's, so that the ratio compares
 	// the write paths alone.
-	cfg.ConnConfig.DialFunc = pgconn.DialFunc(rawconn.Dial(rawconn.DialFunc(cfg.ConnConfig.DialFunc)))
+	cfg.ConnConfig.DialFunc = rawconn.Dial(cfg.ConnConfig.DialFunc)
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, err

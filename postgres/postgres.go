@@ -141,7 +141,7 @@ func OpenWith(ctx context.Context, url string, opt Options) (*Store, error) {
 	}
 	// Reads and writes of the server's socket never block; made as raw
 	// system calls they spare the scheduler's hand-offs (internal/rawconn).
-	cfg.ConnConfig.DialFunc = pgconn.DialFunc(rawconn.Dial(rawconn.DialFunc(cfg.ConnConfig.DialFunc)))
+	cfg.ConnConfig.DialFunc = rawconn.Dial(cfg.ConnConfig.DialFunc)
 	cfg.AfterConnect = func(ctx context.Context, c *pgx.Conn) error {
 		if _, err := c.Exec(ctx, allocatorWarmUpSQL); err != nil {
 			return fmt.Errorf("postgres: warm up the connection: %w", err)

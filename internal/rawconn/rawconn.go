@@ -45,11 +45,9 @@ func (l listener) Accept() (net.Conn, error) {
 	return Wrap(c), nil
 }
 
-// DialFunc dials as the net.Dialer's DialContext does.
-type DialFunc func(ctx context.Context, network, addr string) (net.Conn, error)
-
-// Dial returns dial with each connection it opens wrapped by Wrap.
-func Dial(dial DialFunc) DialFunc {
+// Dial returns dial with each connection it opens wrapped by Wrap. dial is
+// any function of net.Dialer.DialContext's form, as pgconn.DialFunc.
+func Dial[F ~func(ctx context.Context, network, addr string) (net.Conn, error)](dial F) F {
 	return func(ctx context.Context, network, addr string) (net.Conn, error) {
 		c, err := dial(ctx, network, addr)
 		if err != nil {

@@ -52,7 +52,7 @@ func (c *unixConn) Write(p []byte) (int, error) { return c.raw.write(p) }
 // write lock and waits in the poller while the call returns EAGAIN.
 type raw struct {
 	rc      syscall.RawConn
-	conn    net.Conn // for the addresses of errors
+	conn    net.Conn // for an empty read, and the addresses of errors
 	network string
 }
 

@@ -161,7 +161,7 @@ func (c *Config) check() error {
 	case c.Duration == 0 && c.Ops == 0:
 		return errors.New("give a duration or a number of operations")
 	case c.HTTP == "" && c.DatabaseURL == "":
-		return errors.New("give a database URL (engine level) or an HTTP URL (end to end)")
+		return errors.New("give --database-url (a SQLite file such as bench.db, or a postgres:// URL) to run the engine in this process, or --http with a server's URL to run end to end")
 	case c.HTTP != "" && c.BaselineOnly:
 		return errors.New("the baseline runs against a database, not over HTTP")
 	case c.HTTP != "" && c.Baseline && c.DatabaseURL == "":

@@ -191,7 +191,7 @@ func TestConfigErrors(t *testing.T) {
 		"duration must be from 0 to 1h0m0s, got -1s":                      {DatabaseURL: "x.db", Workload: bench.WorkloadCharge, Accounts: 1, Concurrency: 1, Duration: -time.Second},
 		"ops must not be negative":                                        {DatabaseURL: "x.db", Workload: bench.WorkloadCharge, Accounts: 1, Concurrency: 1, Ops: -1},
 		"give a duration or a number of operations":                       {DatabaseURL: "x.db", Workload: bench.WorkloadCharge, Accounts: 1, Concurrency: 1},
-		"give a database URL":                                             {Workload: bench.WorkloadCharge, Accounts: 1, Concurrency: 1, Ops: 1},
+		"give --database-url (a SQLite file such as bench.db":             {Workload: bench.WorkloadCharge, Accounts: 1, Concurrency: 1, Ops: 1},
 		"priced charges are priced by a server's":                         {DatabaseURL: "x.db", Priced: true, Workload: bench.WorkloadCharge, Accounts: 1, Concurrency: 1, Ops: 1},
 		"a baseline next to an HTTP run needs":                            {HTTP: "http://127.0.0.1:1", Baseline: true, Workload: bench.WorkloadCharge, Accounts: 1, Concurrency: 1, Ops: 1},
 		"the baseline runs against a database, not ov":                    {HTTP: "http://127.0.0.1:1", BaselineOnly: true, Workload: bench.WorkloadCharge, Accounts: 1, Concurrency: 1, Ops: 1},

@@ -207,12 +207,17 @@ func scanAccount(sc scanner) (ledger.Account, error) {
 	return a, err
 }
 
-func accountArgs(dst []any, a *ledger.Account) ([]any, error) {
+func accountParams(p *params, a *ledger.Account) error {
 	md, err := encodeMap(a.Metadata)
 	if err != nil {
-		return dst, err
+		return err
 	}
-	return append(dst, a.ID, micros(a.CreatedAt), md, a.Seq, a.Hash), nil
+	p.text(a.ID)
+	p.int(micros(a.CreatedAt))
+	p.value(md)
+	p.int(a.Seq)
+	p.text(a.Hash)
+	return nil
 }
 
 func scanGrant(sc scanner) (ledger.Grant, error) {
@@ -241,15 +246,28 @@ func scanGrant(sc scanner) (ledger.Grant, error) {
 	return g, err
 }
 
-func grantArgs(dst []any, g *ledger.Grant) ([]any, error) {
+func grantParams(p *params, g *ledger.Grant) error {
 	md, err := encodeMap(g.Metadata)
 	if err != nil {
-		return dst, err
+		return err
 	}
-	return append(dst, g.ID, g.AccountID, string(g.Kind), g.Amount.Micros(), g.Remaining.Micros(),
-		int64(g.Priority), micros(g.EffectiveAt), nullMicros(g.ExpiresAt),
-		g.Source.Type, g.Source.ID, g.Source.Reason, g.PaidAmount, g.PaidCurrency,
-		micros(g.CreatedAt), md, boolInt(g.Closed)), nil
+	p.text(g.ID)
+	p.text(g.AccountID)
+	p.text(string(g.Kind))
+	p.int(g.Amount.Micros())
+	p.int(g.Remaining.Micros())
+	p.int(int64(g.Priority))
+	p.int(micros(g.EffectiveAt))
+	p.nullTime(g.ExpiresAt)
+	p.text(g.Source.Type)
+	p.text(g.Source.ID)
+	p.text(g.Source.Reason)
+	p.int(g.PaidAmount)
+	p.text(g.PaidCurrency)
+	p.int(micros(g.CreatedAt))
+	p.value(md)
+	p.int(boolInt(g.Closed))
+	return nil
 }
 
 func scanHold(sc scanner) (ledger.Hold, error) {
@@ -279,18 +297,27 @@ func scanHold(sc scanner) (ledger.Hold, error) {
 	return h, err
 }
 
-func holdArgs(dst []any, h *ledger.Hold) ([]any, error) {
+func holdParams(p *params, h *ledger.Hold) error {
 	allocs, err := encodeAllocations(h.Allocations)
 	if err != nil {
-		return dst, err
+		return err
 	}
 	ref, err := encodeRef(h.Ref)
 	if err != nil {
-		return dst, err
+		return err
 	}
-	return append(dst, h.ID, h.AccountID, h.Amount.Micros(), allocs, string(h.Status),
-		micros(h.ExpiresAt), micros(h.CreatedAt), nullMicros(h.SettledAt),
-		h.Captured.Micros(), h.ChargeID, ref), nil
+	p.text(h.ID)
+	p.text(h.AccountID)
+	p.int(h.Amount.Micros())
+	p.value(allocs)
+	p.text(string(h.Status))
+	p.int(micros(h.ExpiresAt))
+	p.int(micros(h.CreatedAt))
+	p.nullTime(h.SettledAt)
+	p.int(h.Captured.Micros())
+	p.text(h.ChargeID)
+	p.value(ref)
+	return nil
 }
 
 func scanCharge(sc scanner) (ledger.Charge, error) {
@@ -314,17 +341,24 @@ func scanCharge(sc scanner) (ledger.Charge, error) {
 	return c, err
 }
 
-func chargeArgs(dst []any, c *ledger.Charge) ([]any, error) {
+func chargeParams(p *params, c *ledger.Charge) error {
 	allocs, err := encodeAllocations(c.Allocations)
 	if err != nil {
-		return dst, err
+		return err
 	}
 	ref, err := encodeRef(c.Ref)
 	if err != nil {
-		return dst, err
+		return err
 	}
-	return append(dst, c.ID, c.AccountID, c.Amount.Micros(), c.Refunded.Micros(), allocs,
-		c.HoldID, micros(c.CreatedAt), ref), nil
+	p.text(c.ID)
+	p.text(c.AccountID)
+	p.int(c.Amount.Micros())
+	p.int(c.Refunded.Micros())
+	p.value(allocs)
+	p.text(c.HoldID)
+	p.int(micros(c.CreatedAt))
+	p.value(ref)
+	return nil
 }
 
 func scanTransaction(sc scanner) (ledger.Transaction, error) {
@@ -352,26 +386,37 @@ func scanTransaction(sc scanner) (ledger.Transaction, error) {
 	return t, err
 }
 
-func transactionArgs(dst []any, t *ledger.Transaction) ([]any, error) {
+func transactionParams(p *params, t *ledger.Transaction) error {
 	ref, err := encodeRef(t.Ref)
 	if err != nil {
-		return dst, err
+		return err
 	}
 	entries, err := encodeEntries(t.Entries)
 	if err != nil {
-		return dst, err
+		return err
 	}
-	return append(dst, t.ID, t.AccountID, t.Seq, string(t.Type), t.Amount.Micros(),
-		t.GrantID, t.HoldID, t.ChargeID, t.IdempotencyKey, t.RequestHash, ref, t.Reason, entries,
-		micros(t.CreatedAt), t.PrevHash, t.Hash, nullAmount(t.AvailableAfter)), nil
-}
-
-// nullAmount stores a nil amount as NULL.
-func nullAmount(a *credit.Amount) any {
-	if a == nil {
-		return nil
+	p.text(t.ID)
+	p.text(t.AccountID)
+	p.int(t.Seq)
+	p.text(string(t.Type))
+	p.int(t.Amount.Micros())
+	p.text(t.GrantID)
+	p.text(t.HoldID)
+	p.text(t.ChargeID)
+	p.text(t.IdempotencyKey)
+	p.text(t.RequestHash)
+	p.value(ref)
+	p.text(t.Reason)
+	p.value(entries)
+	p.int(micros(t.CreatedAt))
+	p.text(t.PrevHash)
+	p.text(t.Hash)
+	if a := t.AvailableAfter; a != nil {
+		p.int(a.Micros())
+	} else {
+		p.null() // a nil amount is stored as NULL
 	}
-	return a.Micros()
+	return nil
 }
 
 func amountOrNil(v sql.NullInt64) *credit.Amount {

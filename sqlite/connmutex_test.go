@@ -12,6 +12,9 @@ import (
 	"unsafe"
 
 	sqlite3 "modernc.org/sqlite/lib"
+
+	"github.com/scriphq/scrip/credit"
+	"github.com/scriphq/scrip/ledger"
 )
 
 // writerHandle returns the sqlite3 handle of the writer's connection and
@@ -96,7 +99,8 @@ func TestWriterConnections(t *testing.T) {
 	if found, _ := s.heads.lookAccounts([]string{"a"}); len(found) != 0 {
 		t.Error("the cache kept its accounts across a new writer connection")
 	}
-	// The store writes on the new connection.
+	// The store writes on the new connection, with its own statements: those
+	// of the first were prepared on the handle the pool has closed.
 	tx, err = s.Begin(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -104,6 +108,24 @@ func TestWriterConnections(t *testing.T) {
 	defer tx.Rollback(ctx)
 	if as, err := tx.LockAccounts(ctx, []string{"a"}); err != nil || len(as) != 1 {
 		t.Fatalf("lock a on the new connection: %v, %d accounts", err, len(as))
+	}
+	if err := tx.Write(ctx, &ledger.Writes{
+		Accounts:   []ledger.Account{{ID: "a", CreatedAt: t0, Seq: 3, Hash: "hash-3"}},
+		NewCharges: []ledger.Charge{{ID: "c9", AccountID: "a", Amount: credit.Credits(2), CreatedAt: t0}},
+	}); err != nil {
+		t.Fatalf("write on the new connection: %v", err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if d := s.w.direct; d.db != second {
+		t.Errorf("the writes ran on handle %#x, want the new connection's %#x", d.db, second)
+	}
+	if a, err := s.Account(ctx, "a"); err != nil || a.Seq != 3 || a.Hash != "hash-3" {
+		t.Errorf("account a after the write on the new connection: %+v, %v", a, err)
+	}
+	if c, err := s.Charge(ctx, "c9"); err != nil || c.Amount != credit.Credits(2) {
+		t.Errorf("charge c9 after the write on the new connection: %+v, %v", c, err)
 	}
 }
 

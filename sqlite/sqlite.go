@@ -288,6 +288,7 @@ func (s *Store) Close() error {
 		s.checkpointer = nil
 	}
 	errs = append(errs, s.w.close(), s.r.close())
+	s.w.direct.close()
 	for _, db := range []*sql.DB{s.reader, s.bulk} {
 		if db != nil && db != s.writer {
 			errs = append(errs, db.Close())
@@ -338,15 +339,14 @@ func (ss *stmtSet) close() error {
 // inserts still undo alone a row the key refuses. Holds, charges and the
 // journal, which every operation writes, have none.)
 type inserter struct {
-	cols  int
-	stmts [insertSizes]*sql.Stmt
+	stmts [insertSizes]*directStmt
 }
 
-func (ss *stmtSet) inserter(ctx context.Context, db *sql.DB, table, cols string) inserter {
+func newInserter(d *direct, table, cols string) inserter {
 	n := strings.Count(cols, ",") + 1
-	ins := inserter{cols: n}
+	var ins inserter
 	for i := range insertSizes {
-		ins.stmts[i] = ss.prep(ctx, db, "INSERT OR ROLLBACK INTO "+table+" ("+cols+") VALUES "+valueRows(1<<i, n))
+		ins.stmts[i] = d.stmt("INSERT OR ROLLBACK INTO " + table + " (" + cols + ") VALUES " + valueRows(1<<i, n))
 	}
 	return ins
 }
@@ -357,15 +357,18 @@ func valueRows(rows, cols int) string {
 	return strings.TrimSuffix(strings.Repeat(row+",", rows), ",")
 }
 
-// Statements of the write path, prepared on the writer connection when the
-// store opens: a statement cannot be prepared there while a batch holds it.
+// Statements of the write path. The reads are prepared on the writer
+// connection when the store opens: a statement cannot be prepared there
+// while a batch holds it. The inserts and updates run on the writer's
+// handle directly (direct), prepared by the first batch that runs them.
 type writeStmts struct {
 	stmtSet
 	lockAccounts                                         *sql.Stmt
 	loadGrants, loadHolds, loadCharges, loadKeyed        *sql.Stmt
 	loadLiveGrants, dataVersion                          *sql.Stmt
-	updateAccount, updateGrant, updateHold, updateCharge *sql.Stmt
-	spendGrant                                           *sql.Stmt
+	direct                                               *direct
+	updateAccount, updateGrant, updateHold, updateCharge *directStmt
+	spendGrant                                           *directStmt
 	accounts, grants, holds, charges, transactions       inserter
 }
 
@@ -394,20 +397,22 @@ func (w *writeStmts) prepare(ctx context.Context, db *sql.DB) error {
 		WHERE t.idempotency_key <> ''
 		ORDER BY t.account_id, t.seq`)
 	w.dataVersion = w.prep(ctx, db, `PRAGMA data_version`)
-	w.updateAccount = w.prep(ctx, db, `UPDATE accounts SET seq = ?, hash = ? WHERE id = ?`)
-	w.updateGrant = w.prep(ctx, db, `UPDATE grants SET remaining = ?, closed = ? WHERE id = ?`)
+	d := newDirect()
+	w.direct = d
+	w.updateAccount = d.stmt(`UPDATE accounts SET seq = ?, hash = ? WHERE id = ?`)
+	w.updateGrant = d.stmt(`UPDATE grants SET remaining = ?, closed = ? WHERE id = ?`)
 	// closed is in the WHERE clause of grants_live and grants_due: SQLite
 	// rewrites the entries of both whenever an UPDATE names it, even with
 	// the same value. A grant that stays open changes remaining alone.
-	w.spendGrant = w.prep(ctx, db, `UPDATE grants SET remaining = ? WHERE id = ?`)
-	w.updateHold = w.prep(ctx, db, `UPDATE holds SET status = ?, settled_at = ?, captured = ?, charge_id = ?
+	w.spendGrant = d.stmt(`UPDATE grants SET remaining = ? WHERE id = ?`)
+	w.updateHold = d.stmt(`UPDATE holds SET status = ?, settled_at = ?, captured = ?, charge_id = ?
 		WHERE id = ?`)
-	w.updateCharge = w.prep(ctx, db, `UPDATE charges SET refunded = ?, allocations = ? WHERE id = ?`)
-	w.accounts = w.inserter(ctx, db, "accounts", accountCols)
-	w.grants = w.inserter(ctx, db, "grants", grantCols)
-	w.holds = w.inserter(ctx, db, "holds", holdCols)
-	w.charges = w.inserter(ctx, db, "charges", chargeCols)
-	w.transactions = w.inserter(ctx, db, "transactions", txCols)
+	w.updateCharge = d.stmt(`UPDATE charges SET refunded = ?, allocations = ? WHERE id = ?`)
+	w.accounts = newInserter(d, "accounts", accountCols)
+	w.grants = newInserter(d, "grants", grantCols)
+	w.holds = newInserter(d, "holds", holdCols)
+	w.charges = newInserter(d, "charges", chargeCols)
+	w.transactions = newInserter(d, "transactions", txCols)
 	return w.err
 }
 

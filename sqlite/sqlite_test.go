@@ -518,6 +518,9 @@ func TestFailedWriteLeavesNothing(t *testing.T) {
 	if err := tx.(*Tx).tx.Rollback(); !isNoTransaction(err) {
 		t.Errorf("rollback after the refused row: %v, want SQLite's no transaction is active", err)
 	}
+	if err := tx.Rollback(ctx); err != nil {
+		t.Errorf("rollback after the refused row, through the store: %v", err)
+	}
 
 	// A Write that fails with its transaction still open (a row to update
 	// is missing) commits nothing either.

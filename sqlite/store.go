@@ -14,14 +14,20 @@ import (
 // Begin opens the write transaction of one batch with BEGIN IMMEDIATE on the
 // writer connection; it waits while another batch holds the connection.
 func (s *Store) Begin(ctx context.Context) (ledger.Tx, error) {
-	tx, err := s.writer.BeginTx(ctx, nil)
+	conn, err := s.writer.Conn(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: begin: %w", err)
 	}
-	t := &Tx{s: s, tx: tx}
+	tx, err := conn.BeginTx(ctx, nil)
+	if err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("sqlite: begin: %w", err)
+	}
+	t := &Tx{s: s, conn: conn, tx: tx}
 	var version int64
 	if err := t.stmt(ctx, s.w.dataVersion).QueryRowContext(ctx).Scan(&version); err != nil {
 		_ = tx.Rollback()
+		conn.Close()
 		return nil, fmt.Errorf("sqlite: begin: data version: %w", err)
 	}
 	s.heads.check(version)

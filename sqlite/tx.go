@@ -19,12 +19,14 @@ import (
 
 // Tx is the write transaction of one batch, on the writer connection.
 type Tx struct {
-	s  *Store
-	tx *sql.Tx
+	s *Store
+	// conn is the writer connection, held from Begin until the transaction
+	// ends, and tx the transaction on it.
+	conn *sql.Conn
+	tx   *sql.Tx
 	// stmts holds the transaction's handles of the store's prepared
 	// statements; they are already prepared on the writer connection.
 	stmts map[*sql.Stmt]*sql.Stmt
-	args  []any
 	// failed is the error of a Write that failed. SQLite may have ended
 	// the transaction by then (the inserts are INSERT OR ROLLBACK), and a
 	// write after it would run and commit on its own; or the transaction
@@ -214,7 +216,18 @@ func (t *Tx) Write(ctx context.Context, w *ledger.Writes) error {
 	if t.failed != nil {
 		return fmt.Errorf("sqlite: write after a failed write: %w", t.failed)
 	}
-	if err := t.write(ctx, w); err != nil {
+	// The writes run on the connection's SQLite handle (direct), which
+	// nothing else uses while the transaction holds the connection.
+	err := t.conn.Raw(func(dc any) error {
+		db, ok := sqliteHandle(dc)
+		if !ok {
+			return fmt.Errorf("the driver's connection (%T) keeps no SQLite handle where the store looks for it", dc)
+		}
+		d := t.s.w.direct
+		d.use(db)
+		return t.write(d, w)
+	})
+	if err != nil {
 		t.failed = err
 		return fmt.Errorf("sqlite: write: %w", err)
 	}
@@ -223,9 +236,10 @@ func (t *Tx) Write(ctx context.Context, w *ledger.Writes) error {
 	return nil
 }
 
-func (t *Tx) write(ctx context.Context, w *ledger.Writes) error {
+func (t *Tx) write(d *direct, w *ledger.Writes) error {
 	s := &t.s.w
-	if err := insert(t, ctx, &s.accounts, w.NewAccounts, accountArgs); err != nil {
+	p := &d.params
+	if err := insert(d, &s.accounts, w.NewAccounts, accountParams); err != nil {
 		if isAccountTaken(err) {
 			return fmt.Errorf("insert accounts: %w: %w", ledger.ErrAccountExists, err)
 		}
@@ -233,39 +247,45 @@ func (t *Tx) write(ctx context.Context, w *ledger.Writes) error {
 	}
 	for i := range w.Accounts {
 		a := &w.Accounts[i]
-		if err := t.update(ctx, s.updateAccount, "account", a.ID, a.Seq, a.Hash, a.ID); err != nil {
+		p.int(a.Seq)
+		p.text(a.Hash)
+		p.text(a.ID)
+		if err := update(d, s.updateAccount, "account", a.ID); err != nil {
 			return err
 		}
 	}
-	err := insert(t, ctx, &s.grants, w.NewGrants, grantArgs)
+	err := insert(d, &s.grants, w.NewGrants, grantParams)
 	if err != nil {
 		return fmt.Errorf("insert grants: %w", err)
 	}
 	for i := range w.Grants {
 		g := &w.Grants[i]
-		var err error
+		st := s.spendGrant // a grant is never reopened: open here, open in the file
+		p.int(g.Remaining.Micros())
 		if g.Closed {
-			err = t.update(ctx, s.updateGrant, "grant", g.ID, g.Remaining.Micros(), 1, g.ID)
-		} else {
-			// A grant is never reopened: open here, open in the file.
-			err = t.update(ctx, s.spendGrant, "grant", g.ID, g.Remaining.Micros(), g.ID)
+			st = s.updateGrant
+			p.int(1)
 		}
-		if err != nil {
+		p.text(g.ID)
+		if err := update(d, st, "grant", g.ID); err != nil {
 			return err
 		}
 	}
-	if err := insert(t, ctx, &s.holds, w.NewHolds, holdArgs); err != nil {
+	if err := insert(d, &s.holds, w.NewHolds, holdParams); err != nil {
 		return fmt.Errorf("insert holds: %w", err)
 	}
 	for i := range w.Holds {
 		h := &w.Holds[i]
-		err := t.update(ctx, s.updateHold, "hold", h.ID,
-			string(h.Status), nullMicros(h.SettledAt), h.Captured.Micros(), h.ChargeID, h.ID)
-		if err != nil {
+		p.text(string(h.Status))
+		p.nullTime(h.SettledAt)
+		p.int(h.Captured.Micros())
+		p.text(h.ChargeID)
+		p.text(h.ID)
+		if err := update(d, s.updateHold, "hold", h.ID); err != nil {
 			return err
 		}
 	}
-	if err := insert(t, ctx, &s.charges, w.NewCharges, chargeArgs); err != nil {
+	if err := insert(d, &s.charges, w.NewCharges, chargeParams); err != nil {
 		return fmt.Errorf("insert charges: %w", err)
 	}
 	for i := range w.Charges {
@@ -274,11 +294,14 @@ func (t *Tx) write(ctx context.Context, w *ledger.Writes) error {
 		if err != nil {
 			return fmt.Errorf("charge %q: %w", c.ID, err)
 		}
-		if err := t.update(ctx, s.updateCharge, "charge", c.ID, c.Refunded.Micros(), allocs, c.ID); err != nil {
+		p.int(c.Refunded.Micros())
+		p.value(allocs)
+		p.text(c.ID)
+		if err := update(d, s.updateCharge, "charge", c.ID); err != nil {
 			return err
 		}
 	}
-	if err := insert(t, ctx, &s.transactions, w.Transactions, transactionArgs); err != nil {
+	if err := insert(d, &s.transactions, w.Transactions, transactionParams); err != nil {
 		if isKeyTaken(err) {
 			return fmt.Errorf("insert transactions: %w: %w", ledger.ErrKeyExists, err)
 		}
@@ -306,19 +329,21 @@ func isNoTransaction(err error) bool {
 }
 
 // isSQLiteError reports whether err is SQLite's error code with text in its
-// message.
+// message, from the driver or from a statement the store ran itself.
 func isSQLiteError(err error, code int, text string) bool {
-	var e *sqlite.Error
-	return errors.As(err, &e) && e.Code() == code && strings.Contains(e.Error(), text)
+	if e, ok := errors.AsType[*sqlite.Error](err); ok {
+		return e.Code() == code && strings.Contains(e.Error(), text)
+	}
+	if e, ok := errors.AsType[*directError](err); ok {
+		return e.code == code && strings.Contains(e.msg, text)
+	}
+	return false
 }
 
-// update runs an UPDATE of one row, which must exist: the batch loaded it.
-func (t *Tx) update(ctx context.Context, st *sql.Stmt, what, id string, args ...any) error {
-	res, err := t.stmt(ctx, st).ExecContext(ctx, args...)
-	if err != nil {
-		return fmt.Errorf("update %s %q: %w", what, id, err)
-	}
-	n, err := res.RowsAffected()
+// update runs an UPDATE of one row, with the values in d.params, which must
+// exist: the batch loaded it.
+func update(d *direct, st *directStmt, what, id string) error {
+	n, err := d.exec(st)
 	if err != nil {
 		return fmt.Errorf("update %s %q: %w", what, id, err)
 	}
@@ -329,23 +354,20 @@ func (t *Tx) update(ctx context.Context, st *sql.Stmt, what, id string, args ...
 }
 
 // insert writes rows with the fewest statements: runs of 64, 32, ... 1 rows.
-func insert[T any](t *Tx, ctx context.Context, ins *inserter, rows []T, args func([]any, *T) ([]any, error)) error {
+func insert[T any](d *direct, ins *inserter, rows []T, params func(*params, *T) error) error {
 	for len(rows) > 0 {
 		size := ins.size(len(rows))
-		t.args = t.args[:0]
 		for i := range size {
-			var err error
-			if t.args, err = args(t.args, &rows[i]); err != nil {
+			if err := params(&d.params, &rows[i]); err != nil {
+				d.params.reset()
 				return err
 			}
 		}
-		st := ins.stmts[bits.TrailingZeros(uint(size))]
-		if _, err := t.stmt(ctx, st).ExecContext(ctx, t.args...); err != nil {
+		if _, err := d.exec(ins.stmts[bits.TrailingZeros(uint(size))]); err != nil {
 			return err
 		}
 		rows = rows[size:]
 	}
-	clear(t.args[:cap(t.args)]) // drop references to the batch's strings
 	return nil
 }
 
@@ -363,7 +385,9 @@ func (t *Tx) Commit(ctx context.Context) error {
 	if t.rewritten {
 		w = nil
 	}
-	if err := t.s.heads.commit(t.tx.Commit, w); err != nil {
+	err := t.s.heads.commit(t.tx.Commit, w)
+	t.release()
+	if err != nil {
 		return fmt.Errorf("sqlite: commit: %w", err)
 	}
 	return nil
@@ -375,8 +399,18 @@ func (t *Tx) Commit(ctx context.Context) error {
 // is not reported.
 func (t *Tx) Rollback(ctx context.Context) error {
 	err := t.tx.Rollback()
+	t.release()
 	if err != nil && !errors.Is(err, sql.ErrTxDone) && !(t.failed != nil && isNoTransaction(err)) {
 		return fmt.Errorf("sqlite: rollback: %w", err)
 	}
 	return nil
+}
+
+// release gives the writer connection back to its pool once the
+// transaction has ended.
+func (t *Tx) release() {
+	if t.conn != nil {
+		t.conn.Close()
+		t.conn = nil
+	}
 }

@@ -80,7 +80,7 @@ func TestDirectRefusesBadValues(t *testing.T) {
 	}
 }
 
-// Text values go in as text, the empty one as '' and not NULL, a nil
+// Text values go in as text, the empty one as an empty text and not NULL, a nil
 // amount as NULL, and a statement whose texts outgrow the buffer grows it.
 func TestDirectValues(t *testing.T) {
 	ctx := context.Background()

@@ -15,9 +15,9 @@ import (
 // prepared once, values bound from typed parameters, and the text values
 // copied into one buffer of its own. Through the driver each value is
 // boxed in an interface, converted by database/sql, and each text copied
-// into memory allocated and freed for that statement alone: about 30 % of
-// the write step's time at 1,024 clients, for two inserts and two updates
-// a charge (docs/performance.md, "Per step", item 36).
+// into memory allocated and freed for that statement alone: about a third
+// of the write step's time at 1,024 clients, where a charge inserts two
+// rows and updates two (docs/performance.md, "Per step", item 36).
 //
 // It runs only inside a batch's transaction, from the writer connection's
 // Raw (Tx.Write), so that nothing else uses the handle meanwhile; the

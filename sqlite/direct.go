@@ -3,6 +3,7 @@ package sqlite
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 	"unsafe"
 
@@ -42,6 +43,16 @@ type directStmt struct {
 	query string
 	p     uintptr
 	n     int // its parameters
+}
+
+// String names the statement in errors: its text up to the VALUES of an
+// insert, whose rows of placeholders would fill the message.
+func (st *directStmt) String() string {
+	q, rows, cut := strings.Cut(st.query, " VALUES ")
+	if cut {
+		q += fmt.Sprintf(" VALUES (%d rows)", strings.Count(rows, "("))
+	}
+	return q
 }
 
 func newDirect() *direct { return &direct{tls: libc.NewTLS()} }
@@ -95,7 +106,7 @@ func (d *direct) prepare(st *directStmt) error {
 	pp := d.tls.Alloc(int(unsafe.Sizeof(uintptr(0))))
 	defer d.tls.Free(int(unsafe.Sizeof(uintptr(0))))
 	if rc := sqlite3.Xsqlite3_prepare_v3(d.tls, d.db, q, -1, sqlite3.SQLITE_PREPARE_PERSISTENT, pp, 0); rc != sqlite3.SQLITE_OK {
-		return fmt.Errorf("prepare %q: %w", st.query, d.error(rc))
+		return fmt.Errorf("prepare %s: %w", st, d.error(rc))
 	}
 	st.p = *(*uintptr)(unsafe.Add(nil, pp))
 	st.n = int(sqlite3.Xsqlite3_bind_parameter_count(d.tls, st.p))
@@ -116,7 +127,7 @@ func (d *direct) exec(st *directStmt) (int64, error) {
 		}
 	}
 	if len(p.vs) != st.n {
-		return 0, fmt.Errorf("%d values for the %d parameters of %q", len(p.vs), st.n, st.query)
+		return 0, fmt.Errorf("%d values for the %d parameters of %s", len(p.vs), st.n, st)
 	}
 	if err := d.reserve(p.textLen); err != nil {
 		return 0, err
@@ -189,7 +200,7 @@ type directError struct {
 func (e *directError) Error() string { return fmt.Sprintf("%s (%d)", e.msg, e.code) }
 
 // errDirectValue is a parameter of a type direct does not bind.
-var errDirectValue = errors.New("sqlite: a value of a type a statement does not take")
+var errDirectValue = errors.New("a value of a type a statement does not take")
 
 // params gathers a statement's values in order, typed, without boxing
 // them; err keeps the first that could not be taken.

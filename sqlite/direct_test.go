@@ -43,8 +43,12 @@ func TestDirectRefusesBadValues(t *testing.T) {
 		_, err := d.exec(st)
 		return err
 	})
-	if err == nil || !strings.Contains(err.Error(), "2 values for the 3 parameters") {
+	if err == nil || !strings.Contains(err.Error(), "2 values for the 3 parameters of UPDATE accounts") {
 		t.Errorf("two values for three parameters: %v", err)
+	}
+	if got, want := s.w.transactions.stmts[2].String(),
+		"INSERT OR ROLLBACK INTO transactions ("+txCols+") VALUES (4 rows)"; got != want {
+		t.Errorf("an insert of 4 rows is named %q, want %q", got, want)
 	}
 
 	err = runDirect(t, s, func(d *direct) error {

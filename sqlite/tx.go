@@ -216,8 +216,13 @@ func (t *Tx) Write(ctx context.Context, w *ledger.Writes) error {
 	if t.failed != nil {
 		return fmt.Errorf("sqlite: write after a failed write: %w", t.failed)
 	}
+	if err := ctx.Err(); err != nil {
+		t.failed = err
+		return fmt.Errorf("sqlite: write: %w", err)
+	}
 	// The writes run on the connection's SQLite handle (direct), which
-	// nothing else uses while the transaction holds the connection.
+	// nothing else uses while the transaction holds the connection; they
+	// are short, and unlike the driver's calls they do not watch ctx.
 	err := t.conn.Raw(func(dc any) error {
 		db, ok := sqliteHandle(dc)
 		if !ok {

@@ -114,3 +114,29 @@ func TestDirectValues(t *testing.T) {
 		t.Errorf("%d journal rows with NULL for an empty text (%v)", n, err)
 	}
 }
+
+// A write whose context has ended writes nothing, and its transaction
+// commits nothing.
+func TestWriteAfterContextEnded(t *testing.T) {
+	s := openTest(t)
+	createAccounts(t, s, "a")
+	ctx, cancel := context.WithCancel(context.Background())
+	tx, err := s.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	err = tx.Write(ctx, &ledger.Writes{Accounts: []ledger.Account{{ID: "a", CreatedAt: t0, Seq: 1, Hash: "h1"}}})
+	if !errors.Is(err, context.Canceled) {
+		t.Errorf("write after the context ended: %v, want context.Canceled", err)
+	}
+	if err := tx.Commit(context.Background()); err == nil {
+		t.Error("commit after the failed write succeeded")
+	}
+	if err := tx.Rollback(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if a, err := s.Account(context.Background(), "a"); err != nil || a.Seq != 0 {
+		t.Errorf("account a after the failed write: %+v, %v", a, err)
+	}
+}

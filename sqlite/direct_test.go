@@ -13,13 +13,9 @@ import (
 // Tx.Write does, and rolls the transaction back.
 func runDirect(t *testing.T, s *Store, fn func(d *direct) error) error {
 	t.Helper()
-	ctx := context.Background()
-	tx, err := s.Begin(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tx.Rollback(ctx)
-	return tx.(*Tx).conn.Raw(func(dc any) error {
+	tx := begin(t, s)
+	defer tx.Rollback(context.Background())
+	return tx.conn.Raw(func(dc any) error {
 		db, ok := sqliteHandle(dc)
 		if !ok {
 			t.Fatal("the driver's connection holds no sqlite3 handle where the store looks for it")

@@ -31,13 +31,20 @@ func openTest(t testing.TB) *Store {
 	return s
 }
 
-func write(t testing.TB, s *Store, w *ledger.Writes) {
+// begin opens a batch's transaction, or fails the test.
+func begin(t testing.TB, s *Store) *Tx {
 	t.Helper()
-	ctx := context.Background()
-	tx, err := s.Begin(ctx)
+	tx, err := s.Begin(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
+	return tx.(*Tx)
+}
+
+func write(t testing.TB, s *Store, w *ledger.Writes) {
+	t.Helper()
+	ctx := context.Background()
+	tx := begin(t, s)
 	defer tx.Rollback(ctx)
 	if err := tx.Write(ctx, w); err != nil {
 		t.Fatal(err)

@@ -242,15 +242,13 @@ func (p *params) nullTime(t time.Time) {
 	}
 }
 
-// value takes what the codec's encoders return: nil, a string or an int64.
+// value takes what the codec's JSON encoders return: nil or a string.
 func (p *params) value(v any) {
 	switch v := v.(type) {
 	case nil:
 		p.null()
 	case string:
 		p.text(v)
-	case int64:
-		p.int(v)
 	default:
 		if p.err == nil {
 			p.err = fmt.Errorf("%w: %T", errDirectValue, v)

@@ -223,15 +223,7 @@ func (t *Tx) Write(ctx context.Context, w *ledger.Writes) error {
 	// The writes run on the connection's SQLite handle (direct), which
 	// nothing else uses while the transaction holds the connection; they
 	// are short, and unlike the driver's calls they do not watch ctx.
-	err := t.conn.Raw(func(dc any) error {
-		db, ok := sqliteHandle(dc)
-		if !ok {
-			return fmt.Errorf("the driver's connection (%T) keeps no SQLite handle where the store looks for it", dc)
-		}
-		d := t.s.w.direct
-		d.use(db)
-		return t.write(d, w)
-	})
+	err := t.onHandle(func(d *direct) error { return t.write(d, w) })
 	if err != nil {
 		t.failed = err
 		return fmt.Errorf("sqlite: write: %w", err)
@@ -239,6 +231,20 @@ func (t *Tx) Write(ctx context.Context, w *ledger.Writes) error {
 	t.rewritten = t.written != nil
 	t.written = w
 	return nil
+}
+
+// onHandle runs fn with the store's direct statements on the handle of the
+// transaction's connection.
+func (t *Tx) onHandle(fn func(*direct) error) error {
+	return t.conn.Raw(func(dc any) error {
+		db, ok := sqliteHandle(dc)
+		if !ok {
+			return fmt.Errorf("the driver's connection (%T) keeps no SQLite handle where the store looks for it", dc)
+		}
+		d := t.s.w.direct
+		d.use(db)
+		return fn(d)
+	})
 }
 
 func (t *Tx) write(d *direct, w *ledger.Writes) error {
